@@ -1,0 +1,58 @@
+"""Errors a user can act on.
+
+Every failure that reaches the user is an :class:`EnvbisectError` whose message is
+shown verbatim on one line (it names the problem and the fix) and whose ``exit_code``
+becomes the process exit status. Only the CLI catches these; library code raises them.
+"""
+
+from __future__ import annotations
+
+#: Exit status for bad input or usage (matches Typer/Click's own usage errors).
+EXIT_USAGE = 2
+
+
+class EnvbisectError(Exception):
+    """Base class: ``str(err)`` is the one-line message shown to the user."""
+
+    exit_code: int = EXIT_USAGE
+
+    def __init__(self, message: str, *, exit_code: int | None = None) -> None:
+        super().__init__(message)
+        if exit_code is not None:
+            self.exit_code = exit_code
+
+    @property
+    def message(self) -> str:
+        return str(self)
+
+
+class RecipeError(EnvbisectError):
+    """The recipe file is missing, has no PEP 723 block, or its settings are invalid."""
+
+
+class ConfigError(EnvbisectError):
+    """A setting, flag or config file value is invalid."""
+
+
+class IndexUnreachable(EnvbisectError):
+    """A package index could not be reached (network down, DNS, repeated 5xx)."""
+
+
+class UnknownPackage(EnvbisectError):
+    """The index has no project of that name."""
+
+
+class NoCandidates(EnvbisectError):
+    """The candidate list is empty; the message says why."""
+
+
+class CacheError(EnvbisectError):
+    """The cache directory cannot be created or written."""
+
+
+class InstallFailed(EnvbisectError):
+    """An environment could not be built. Sessions turn this into an untestable probe."""
+
+
+class RunNotFound(EnvbisectError):
+    """No run with that id in the store."""
