@@ -1,0 +1,74 @@
+"""``bisect cache``: what the cache directory holds, LRU pruning, clearing.
+
+Environments are evicted through :class:`envbisect.envs.EnvCache`, which never removes
+one that a live process has marked in use. The results database is kept by ``clear``
+unless asked: it is the record of every probe.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+
+from envbisect.config import CachePaths
+from envbisect.envs import EnvCache, EnvEntry, dir_size
+from envbisect.errors import ConfigError
+
+_UNITS = {"": 1, "B": 1, "K": 1024, "KB": 1024, "KIB": 1024, "M": 1024**2, "MB": 1024**2, "MIB": 1024**2,
+          "G": 1024**3, "GB": 1024**3, "GIB": 1024**3, "T": 1024**4, "TB": 1024**4, "TIB": 1024**4}
+
+
+def parse_size(text: str) -> int:
+    """``'2GB'``, ``'500 MiB'``, ``'0'`` -> bytes (binary units)."""
+    m = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([A-Za-z]*)\s*", text)
+    if not m or m.group(2).upper() not in _UNITS:
+        raise ConfigError(f"--max-size {text!r} is not a size; use e.g. 2GB, 500MB or 0")
+    return int(float(m.group(1)) * _UNITS[m.group(2).upper()])
+
+
+def human(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024:
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"
+
+
+def cache_info(paths: CachePaths) -> dict:
+    envs = EnvCache(paths.envs).entries()
+    return {
+        "cache_dir": str(paths.root),
+        "environments": len(envs),
+        "environments_in_use": sum(e.in_use for e in envs),
+        "environments_size": human(sum(e.size for e in envs)),
+        "installer_cache_size": human(dir_size(paths.uv_cache)),
+        "index_cache_size": human(dir_size(paths.http)),
+        "logs_size": human(dir_size(paths.logs)),
+        "database": str(paths.db),
+        "database_size": human(paths.db.stat().st_size if paths.db.exists() else 0),
+    }
+
+
+def prune(paths: CachePaths, max_bytes: int) -> tuple[list[EnvEntry], int]:
+    return EnvCache(paths.envs).prune(max_bytes)
+
+
+def clear(paths: CachePaths, *, keep_results: bool = True) -> list[str]:
+    """Remove every environment not in use, the installer and index caches and the logs."""
+    removed = []
+    cache = EnvCache(paths.envs)
+    kept = [e for e in cache.entries(sizes=False) if not cache.remove(e)]
+    cache.sweep_temporaries()
+    removed.append(f"environments ({len(kept)} in use kept)" if kept else "environments")
+    for name, path in (("installer cache", paths.uv_cache), ("index cache", paths.http),
+                       ("logs", paths.logs), ("scratch", paths.scratch)):
+        if path.exists():
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(name)
+    if not keep_results:
+        for suffix in ("", "-wal", "-shm"):
+            db = paths.db.with_name(paths.db.name + suffix)
+            if db.exists():
+                db.unlink()
+        removed.append("results database")
+    return removed

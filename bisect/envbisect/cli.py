@@ -1,0 +1,326 @@
+"""The ``bisect`` command line (alias ``envbisect``).
+
+Each command parses its options, builds :class:`Settings`, calls one core function and
+renders the result. Options are paired with their environment variables, as nox does.
+Errors a user can act on (:class:`EnvbisectError`) are printed as one line, prefixed
+``error:``, and exit with their code; nothing else is caught.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from envbisect import __version__, report
+from envbisect.bisection import EXIT_CODES, run_bisection
+from envbisect.config import CACHE_ENV, CachePaths, Settings, default_cache_dir
+from envbisect.errors import ConfigError, EnvbisectError
+from envbisect.index import IndexConfig, redact
+from envbisect.policy import RegressMode, Threshold
+from envbisect.progress import Progress
+from envbisect.recipes import load_recipe
+from envbisect.session import BisectRequest, Session, run_check
+from envbisect.store import Store
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Find the release that broke a numerical result.")
+cache_app = typer.Typer(no_args_is_help=True, help="Inspect and trim the cache directory.")
+app.add_typer(cache_app, name="cache")
+out = Console(soft_wrap=True, highlight=False)
+err = Console(stderr=True, soft_wrap=True, highlight=False)
+
+CacheDir = typer.Option(None, "--cache-dir", envvar=CACHE_ENV, help="State directory (default ./cache).")
+IndexUrl = typer.Option(None, "--index-url", help="Package index (else UV_INDEX_URL / PIP_INDEX_URL / the public index).")
+ExtraIndex = typer.Option([], "--extra-index-url", help="Additional index (repeatable).")
+FindLinks = typer.Option([], "--find-links", help="Directory or page of distributions (repeatable).")
+Python = typer.Option(None, "--python", envvar="ENVBISECT_PYTHON", help="Interpreter X.Y or path (never downloaded).")
+Installer = typer.Option("uv", "--installer", envvar="ENVBISECT_INSTALLER", help="uv (default) or pip (virtualenv+pip).")
+AsJson = typer.Option(False, "--json", help="Print one JSON object on stdout.")
+
+
+def _settings(cache_dir: Path | None, index_url=None, extra=(), find_links=(), python=None,
+              installer="uv", allow_build=False, reuse=True) -> Settings:
+    paths = CachePaths(Path(cache_dir) if cache_dir else default_cache_dir()).ensure()
+    index = IndexConfig.resolve(os.environ, index_url=index_url, extra_index_urls=list(extra),
+                                find_links=list(find_links))
+    return Settings(cache=paths, index=index, python=python, installer=installer,
+                    allow_build=allow_build, reuse=reuse)
+
+
+def _regress(value: str) -> RegressMode:
+    try:
+        return RegressMode(value)
+    except ValueError:
+        raise ConfigError(f"--regress {value!r} is not a mode; use one of: "
+                          f"{', '.join(m.value for m in RegressMode)}") from None
+
+
+def _store(settings: Settings) -> Store:
+    return Store(settings.cache.db)
+
+
+def _progress(json_out: bool) -> Progress:
+    return Progress(err, enabled=err.is_terminal and not json_out)
+
+
+@app.command()
+def run(
+    recipe: Path = typer.Argument(..., help="Recipe script (PEP 723)."),
+    package: Optional[str] = typer.Option(None, "--package", "-p", help="Package to bisect (default: the recipe's)."),
+    range_: Optional[str] = typer.Option(None, "--range", help="PEP 440 specifier limiting the candidates."),
+    good: Optional[str] = typer.Option(None, "--good", help="A version known to be good."),
+    bad: Optional[str] = typer.Option(None, "--bad", help="A version known to be bad."),
+    no_verify: bool = typer.Option(False, "--no-verify", help="Trust --good/--bad without probing them."),
+    with_: List[str] = typer.Option([], "--with", help="Pin another package in every env, e.g. numpy==1.26.4."),
+    pre: bool = typer.Option(False, "--pre", help="Include pre-releases and dev releases."),
+    python: Optional[str] = Python,
+    timeout: Optional[float] = typer.Option(None, "--timeout", help="Seconds per probe (default: the recipe's)."),
+    regress: str = typer.Option("exit", "--regress", help="exit (default) | error | crash: what counts as bad."),
+    threshold: List[str] = typer.Option([], "--threshold", help="Judge by a metric, e.g. 'max_abs_diff>1e-3'."),
+    find_fix: bool = typer.Option(False, "--find-fix", help="Find the first good release after a bad one."),
+    retries: int = typer.Option(0, "--retries", min=0, help="Run each probe N more times; disagreement = flaky."),
+    no_reuse: bool = typer.Option(False, "--no-reuse", help="Re-run probes recorded by earlier runs."),
+    allow_build: bool = typer.Option(False, "--allow-build", help="Admit sdist-only releases (slow builds)."),
+    installer: str = Installer,
+    index_url: Optional[str] = IndexUrl,
+    extra_index_url: List[str] = ExtraIndex,
+    find_links: List[str] = FindLinks,
+    cache_dir: Optional[Path] = CacheDir,
+    json_out: bool = AsJson,
+) -> None:
+    """Bisect PACKAGE's releases for the first one where RECIPE fails."""
+    rec = load_recipe(recipe)
+    pkg = package or rec.settings.package
+    if not pkg:
+        raise ConfigError(f"no package to bisect: pass --package or set package in {recipe}'s [tool.envbisect] table")
+    settings = _settings(cache_dir, index_url or rec.settings.index_url, extra_index_url, find_links,
+                         python or rec.settings.python, installer, allow_build, not no_reuse)
+    req = BisectRequest(
+        recipe=rec, package=pkg, spec=range_ if range_ is not None else rec.settings.range, good=good, bad=bad,
+        verify=not no_verify, with_=tuple(with_) or rec.settings.with_, pre=pre or rec.settings.pre,
+        timeout=timeout or rec.settings.timeout, regress=_regress(regress if regress != "exit" else (rec.settings.regress or "exit")),
+        thresholds=tuple(Threshold.parse(t) for t in threshold), find_fix=find_fix, retries=retries,
+        argv=[redact(a) for a in sys.argv[1:]])
+    with _store(settings) as store, _progress(json_out) as progress:
+        result = run_bisection(Session(settings, store, progress), req)
+    if json_out:
+        out.print(json.dumps(_json_view(result), sort_keys=True), markup=False)
+    else:
+        for i, line in enumerate(report.text_summary(result)):
+            out.print(line, markup=False, style="bold" if i == 0 else None)
+    raise typer.Exit(EXIT_CODES.get(result["status"], 1))
+
+
+def _json_view(result: dict) -> dict:
+    return json.loads(redact(json.dumps(result, default=str)))
+
+
+@app.command()
+def check(
+    recipe: Path = typer.Argument(..., help="Recipe script (PEP 723)."),
+    with_: List[str] = typer.Option([], "--with", help="Pin a package, e.g. tensorflow==2.18.1 (repeatable)."),
+    python: Optional[str] = Python,
+    timeout: Optional[float] = typer.Option(None, "--timeout", help="Seconds (default: the recipe's)."),
+    regress: str = typer.Option("exit", "--regress", help="exit | error | crash."),
+    threshold: List[str] = typer.Option([], "--threshold", help="Judge by a metric, e.g. 'max_abs_diff>1e-3'."),
+    no_reuse: bool = typer.Option(False, "--no-reuse", help="Run even if this exact probe is recorded."),
+    allow_build: bool = typer.Option(False, "--allow-build", help="Let the installer build sdists."),
+    installer: str = Installer,
+    index_url: Optional[str] = IndexUrl,
+    extra_index_url: List[str] = ExtraIndex,
+    find_links: List[str] = FindLinks,
+    cache_dir: Optional[Path] = CacheDir,
+    json_out: bool = AsJson,
+) -> None:
+    """Run RECIPE once in a cached environment and print its outcome and metrics."""
+    rec = load_recipe(recipe)
+    settings = _settings(cache_dir, index_url or rec.settings.index_url, extra_index_url, find_links,
+                         python or rec.settings.python, installer, allow_build, not no_reuse)
+    with _store(settings) as store, _progress(json_out) as progress:
+        result = run_check(Session(settings, store, progress), rec, with_=tuple(with_) or rec.settings.with_,
+                           timeout=timeout or rec.settings.timeout, regress=_regress(regress),
+                           thresholds=tuple(Threshold.parse(t) for t in threshold),
+                           argv=[redact(a) for a in sys.argv[1:]])
+    if json_out:
+        out.print(json.dumps(_json_view(result), sort_keys=True), markup=False)
+    else:
+        out.print(f"{result['outcome']}: {result['reason']}  (run {result['run_id']}"
+                  f"{', reused' if result['reused'] else ''})", markup=False)
+        if result.get("metrics"):
+            out.print("metrics: " + json.dumps(result["metrics"], sort_keys=True), markup=False)
+        if result.get("metrics_note"):
+            out.print(f"note: {result['metrics_note']}", markup=False)
+        if result.get("resolved"):
+            out.print("resolved: " + ", ".join(f"{k}=={v}" for k, v in sorted(result["resolved"].items())), markup=False)
+        if result["outcome"] == "error" and result.get("stderr_tail"):
+            out.print("stderr (tail):\n" + result["stderr_tail"][-1200:], markup=False)
+    raise typer.Exit({"good": 0, "bad": 1, "skip": 125}.get(result["outcome"], 4))
+
+
+@app.command()
+def versions(
+    package: str = typer.Argument(..., help="Package name."),
+    range_: Optional[str] = typer.Option(None, "--range", help="PEP 440 specifier."),
+    pre: bool = typer.Option(False, "--pre", help="Include pre-releases."),
+    python: Optional[str] = Python,
+    allow_build: bool = typer.Option(False, "--allow-build", help="Admit sdist-only releases."),
+    index_url: Optional[str] = IndexUrl,
+    extra_index_url: List[str] = ExtraIndex,
+    find_links: List[str] = FindLinks,
+    cache_dir: Optional[Path] = CacheDir,
+    json_out: bool = AsJson,
+) -> None:
+    """List PACKAGE's candidate releases for this host, and what was left out and why."""
+    settings = _settings(cache_dir, index_url, extra_index_url, find_links, python, allow_build=allow_build)
+    cands, excluded, target = Session(settings, None).list_versions(package, range_, pre=pre)  # type: ignore[arg-type]
+    if json_out:
+        out.print(json.dumps({
+            "package": package, "target": target.describe(), "range": range_,
+            "candidates": [{"version": str(c.version), "upload_time": c.upload_time.isoformat() if c.upload_time else None,
+                            "needs_build": c.needs_build} for c in cands],
+            "excluded": [{"version": e.version, "reason": e.reason.value, "detail": e.detail} for e in excluded],
+        }, sort_keys=True), markup=False)
+        return
+    table = Table(title=f"{package} candidates for {target.describe()}")
+    table.add_column("version")
+    table.add_column("uploaded")
+    for c in cands:
+        table.add_row(str(c.version) + (" (sdist)" if c.needs_build else ""),
+                      c.upload_time.strftime("%Y-%m-%d") if c.upload_time else "")
+    out.print(table)
+    for e in excluded:
+        out.print(f"left out {e.version}: {e.reason.value}" + (f" ({e.detail})" if e.detail else ""), markup=False)
+    out.print(f"{len(cands)} candidates, {len(excluded)} left out", markup=False)
+
+
+@app.command()
+def history(cache_dir: Optional[Path] = CacheDir, limit: int = typer.Option(20, "--limit"),
+            json_out: bool = AsJson) -> None:
+    """List recorded runs, newest first."""
+    with Store(_settings(cache_dir).cache.db) as store:
+        runs = store.list_runs(limit)
+    if json_out:
+        out.print(json.dumps(runs, default=str), markup=False)
+        return
+    table = Table()
+    for col in ("run", "kind", "recipe", "package", "status", "answer", "probes", "started"):
+        table.add_column(col)
+    for r in runs:
+        result = r.get("result") or {}
+        answer = report.headline(result) if r["kind"] == "bisect" and result else result.get("outcome", "")
+        table.add_row(str(r["id"]), r["kind"], Path(r["recipe_path"]).name, r.get("package") or "",
+                      r["status"], answer, str(r.get("probe_count", "")), (r.get("started_at") or "")[:19])
+    out.print(table)
+
+
+@app.command()
+def show(run_id: int = typer.Argument(..., help="Run id (see `bisect history`)."),
+         cache_dir: Optional[Path] = CacheDir, json_out: bool = AsJson) -> None:
+    """Every probe of a run: version, outcome, exit, metrics, duration, reused or run."""
+    with Store(_settings(cache_dir).cache.db) as store:
+        run_row, probes = store.get_run(run_id), store.probes_for_run(run_id)
+    if json_out:
+        out.print(report.as_json(run_row, probes), markup=False)
+        return
+    result = run_row.get("result") or {}
+    out.print(f"run {run_id} ({run_row['kind']}, {run_row['status']}): {run_row['recipe_path']}", markup=False)
+    if result and run_row["kind"] == "bisect":
+        out.print(report.headline(result), markup=False)
+    table = Table()
+    for col in ("#", "version", "outcome", "exit", "metrics", "duration", "source", "reason"):
+        table.add_column(col)
+    for r in report.probe_rows(probes):
+        table.add_row(f"{r['seq']}.{r['attempt']}", r["version"] or "", r["outcome"] + (" flaky" if r["flaky"] else ""),
+                      r["exit"], r["metrics"], r["duration"], r["source"], r["reason"])
+    out.print(table)
+
+
+@app.command("report")
+def report_cmd(run_id: int = typer.Argument(..., help="Run id."),
+               fmt: str = typer.Option("md", "--format", help="md | json"),
+               output: Optional[Path] = typer.Option(None, "-o", "--output", help="Write to a file."),
+               cache_dir: Optional[Path] = CacheDir) -> None:
+    """Render a run as Markdown (fit to paste in an issue) or JSON."""
+    if fmt not in ("md", "json"):
+        raise ConfigError(f"--format {fmt!r} is not supported; use md or json")
+    with Store(_settings(cache_dir).cache.db) as store:
+        run_row, probes = store.get_run(run_id), store.probes_for_run(run_id)
+    text = report.markdown(run_row, probes) if fmt == "md" else report.as_json(run_row, probes)
+    if output:
+        report.write(text, output)
+        err.print(f"wrote {output}", markup=False)
+    else:
+        out.print(text, markup=False)
+
+
+@cache_app.command("info")
+def cache_info(cache_dir: Optional[Path] = CacheDir, json_out: bool = AsJson) -> None:
+    """What the cache holds and how big each part is."""
+    from envbisect.cachemgr import cache_info as info
+
+    data = info(_settings(cache_dir).cache)
+    if json_out:
+        out.print(json.dumps(data, sort_keys=True), markup=False)
+        return
+    for key, value in data.items():
+        out.print(f"{key}: {value}", markup=False)
+
+
+@cache_app.command("prune")
+def cache_prune(max_size: str = typer.Option(..., "--max-size", help="e.g. 2GB, 500MB"),
+                cache_dir: Optional[Path] = CacheDir) -> None:
+    """Evict least-recently-used environments until they fit (envs in use are kept)."""
+    from envbisect.cachemgr import parse_size, prune
+
+    removed, left = prune(_settings(cache_dir).cache, parse_size(max_size))
+    out.print(f"removed {len(removed)} environment(s); {left} bytes of environments left", markup=False)
+
+
+@cache_app.command("clear")
+def cache_clear(cache_dir: Optional[Path] = CacheDir,
+                keep_results: bool = typer.Option(True, "--keep-results/--all",
+                                                  help="Keep results.db (default) or delete it too.")) -> None:
+    """Delete environments, installer cache, index cache and logs (results kept unless --all)."""
+    from envbisect.cachemgr import clear
+
+    removed = clear(_settings(cache_dir).cache, keep_results=keep_results)
+    out.print(f"cleared: {', '.join(removed) or 'nothing'}", markup=False)
+
+
+def version_callback(value: bool) -> None:
+    if value:
+        out.print(f"envbisect {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: bool = typer.Option(False, "--version", callback=version_callback, is_eager=True)) -> None:
+    """Find the release that broke a numerical result."""
+
+
+# Usage errors are click's ClickException, which newer Typer releases vendor: find the
+# class through Typer's own BadParameter so both layouts work.
+_CLICK_ERRORS = tuple(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
+
+
+def main() -> None:
+    """Console entry point: one-line errors with their exit codes, 130 on Ctrl-C."""
+    try:
+        code = app(standalone_mode=False)
+    except _CLICK_ERRORS as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except EnvbisectError as exc:
+        err.print(f"error: {redact(str(exc))}", markup=False)
+        sys.exit(exc.exit_code)
+    except (typer.Abort, KeyboardInterrupt):
+        err.print("interrupted; run the same command again to resume where it stopped", markup=False)
+        sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)

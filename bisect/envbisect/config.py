@@ -1,0 +1,114 @@
+"""Settings and cache paths.
+
+Precedence, lowest first: built-in defaults < ``ENVBISECT_*`` environment variables <
+command-line flags. Each CLI option is paired with its environment variable (as nox
+does), so the pairing is visible in ``--help``; this module holds the defaults, the
+cache layout, and the checks that need no network.
+
+The cache directory defaults to ``./cache`` of the current directory (as tox keeps
+``.tox/``): results belong with the project whose recipes produced them. Override it
+with ``--cache-dir`` or ``ENVBISECT_CACHE_DIR``.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import socket
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from envbisect.errors import CacheError, ConfigError
+from envbisect.index import IndexConfig
+
+CACHE_ENV = "ENVBISECT_CACHE_DIR"
+DEFAULT_CACHE_DIR = Path("cache")
+INSTALLERS = ("uv", "pip")
+
+
+@dataclass(frozen=True)
+class CachePaths:
+    """Where everything lives under the cache directory."""
+
+    root: Path
+
+    @property
+    def envs(self) -> Path:
+        return self.root / "envs"
+
+    @property
+    def uv_cache(self) -> Path:
+        return self.root / "uv"
+
+    @property
+    def http(self) -> Path:
+        return self.root / "index"
+
+    @property
+    def logs(self) -> Path:
+        return self.root / "logs"
+
+    @property
+    def scratch(self) -> Path:
+        return self.root / "scratch"
+
+    @property
+    def db(self) -> Path:
+        return self.root / "results.db"
+
+    def ensure(self) -> CachePaths:
+        """Create the directories; :class:`CacheError` when the location is not writable."""
+        try:
+            for d in (self.root, self.envs, self.uv_cache, self.http, self.logs, self.scratch):
+                d.mkdir(parents=True, exist_ok=True)
+            probe = self.root / f".write-test-{os.getpid()}"
+            probe.write_text("")
+            probe.unlink()
+        except OSError as exc:
+            raise CacheError(
+                f"cache directory {self.root} is not writable ({exc.strerror or exc}); "
+                f"pass --cache-dir or set {CACHE_ENV} to a writable directory"
+            ) from exc
+        return self
+
+
+def default_cache_dir(environ: dict[str, str] | None = None) -> Path:
+    environ = os.environ if environ is None else environ
+    value = environ.get(CACHE_ENV)
+    return Path(value) if value else DEFAULT_CACHE_DIR
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a session needs besides the recipe and the search question."""
+
+    cache: CachePaths
+    index: IndexConfig = field(default_factory=IndexConfig)
+    python: str | None = None
+    installer: str = "uv"
+    allow_build: bool = False
+    reuse: bool = True
+
+    def __post_init__(self) -> None:
+        if self.installer not in INSTALLERS:
+            raise ConfigError(
+                f"unknown installer {self.installer!r}; use one of: {', '.join(INSTALLERS)}"
+            )
+
+
+def host_id() -> str:
+    """A stable name for this machine: probes are only reused on the host that ran them
+    (a Metal GPU result from one Mac says nothing about another)."""
+    return f"{socket.gethostname()} {platform.system()} {platform.machine()}"
+
+
+def host_info(python_version: str | None = None) -> dict[str, str]:
+    """What reports print about the host."""
+    return {
+        "os": f"{platform.system()} {platform.release()}",
+        "machine": platform.machine(),
+        "python": python_version or platform.python_version(),
+        "host": socket.gethostname(),
+        "executable": sys.executable,
+    }

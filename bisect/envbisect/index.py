@@ -1,0 +1,564 @@
+"""Read package indexes: which files exist for a project, and what each file says.
+
+This module owns the conversation with package indexes (PEP 503 HTML and PEP 691 JSON
+"simple" pages, flat find-links pages and local directories), the on-disk HTTP cache
+that makes repeated bisections cheap (ETag / Last-Modified revalidation), retries, and
+the redaction of credentials from everything that may reach a user. It never installs
+anything: turning files into candidates is :mod:`envbisect.versions`' job, and
+installing them is :mod:`envbisect.envs`'.
+
+Index settings come from flags and the environment (``UV_*`` then ``PIP_*`` variables,
+see :meth:`IndexConfig.resolve`). pip's configuration *files* are deliberately not
+read: the environments are built by uv, which ignores them too, so honouring them here
+would make envbisect list versions that the installer then cannot see.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime, timezone
+from enum import Enum
+from html.parser import HTMLParser
+from pathlib import Path
+from urllib.parse import urldefrag, urljoin, urlsplit
+from urllib.request import url2pathname
+
+import requests
+from packaging.tags import Tag
+from packaging.utils import (
+    InvalidSdistFilename,
+    InvalidWheelFilename,
+    canonicalize_name,
+    parse_sdist_filename,
+    parse_wheel_filename,
+)
+from packaging.version import InvalidVersion, Version
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
+
+from envbisect import __version__
+from envbisect.errors import CacheError, IndexUnreachable, UnknownPackage
+
+DEFAULT_INDEX_URL = "https://pypi.org/simple"
+
+#: PEP 691 content negotiation: JSON preferred, HTML accepted from older indexes.
+SIMPLE_ACCEPT = (
+    "application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html;q=0.2, "
+    "text/html;q=0.01"
+)
+_JSON_TYPE = "application/vnd.pypi.simple.v1+json"
+_SDIST_SUFFIXES = (".tar.gz", ".zip")
+_RETRY_STATUSES = (429, 500, 502, 503, 504)
+# userinfo = everything between "scheme://" and "@" that cannot belong to the host/path.
+_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^/?#@\s]+@")
+
+
+class DistKind(str, Enum):
+    """What a distribution file is; compares equal to its value ("wheel" / "sdist")."""
+
+    WHEEL = "wheel"
+    SDIST = "sdist"
+
+
+@dataclass(frozen=True)
+class DistFile:
+    """One downloadable file of a project, as an index describes it."""
+
+    filename: str
+    url: str  # absolute URL (fragment stripped)
+    project: str  # canonical name
+    version: Version | None  # None when the filename's version does not parse
+    kind: DistKind
+    tags: frozenset[Tag]  # wheel tags; empty for sdists
+    requires_python: str | None
+    yanked: str | None  # None = not yanked; the reason ("" if none given) when yanked
+    upload_time: datetime | None  # tz-aware UTC
+    sha256: str | None
+    index_url: str  # the index (or find-links location) it came from
+
+
+def redact(text: str) -> str:
+    """Replace the credentials of every URL inside ``text`` with ``***``.
+
+    Used at every output boundary (messages, logs, reports, the store) because index
+    URLs routinely carry tokens (``https://user:token@host/simple``).
+    """
+    return _USERINFO.sub(r"\g<scheme>***@", text)
+
+
+def _strip_credentials(url: str) -> str:
+    return _USERINFO.sub(r"\g<scheme>", url)
+
+
+def _env_list(environ: Mapping[str, str], name: str, *, commas: bool = False) -> list[str]:
+    value = environ.get(name, "")
+    return (value.replace(",", " ") if commas else value).split()
+
+
+def _dedupe(items: Sequence[str]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(item for item in items if item))
+
+
+@dataclass(frozen=True)
+class IndexConfig:
+    """Where packages come from: one main index, extra indexes and find-links."""
+
+    index_url: str = DEFAULT_INDEX_URL
+    extra_index_urls: tuple[str, ...] = ()
+    find_links: tuple[str, ...] = ()  # local directories or URLs of flat HTML pages
+
+    @classmethod
+    def resolve(
+        cls,
+        environ: Mapping[str, str],
+        *,
+        index_url: str | None = None,
+        extra_index_urls: Sequence[str] = (),
+        find_links: Sequence[str] = (),
+    ) -> IndexConfig:
+        """Combine flags with the environment the way uv and pip users expect.
+
+        Main index: the argument, else ``UV_DEFAULT_INDEX``, ``UV_INDEX_URL``,
+        ``PIP_INDEX_URL``, else the default. Extras and find-links: the arguments
+        followed by uv's variables (``UV_INDEX`` / ``UV_EXTRA_INDEX_URL``,
+        ``UV_FIND_LINKS``) or, when those are unset, pip's. pip's config files are
+        not read (see the module docstring).
+        """
+        main = index_url or next(
+            (environ[k] for k in ("UV_DEFAULT_INDEX", "UV_INDEX_URL", "PIP_INDEX_URL") if environ.get(k)),
+            DEFAULT_INDEX_URL,
+        )
+        # UV_INDEX entries may be named ("name=url"); only the URL matters here.
+        uv_extras = [e.split("=", 1)[-1] if "=" in e.split("://", 1)[0] else e for e in _env_list(environ, "UV_INDEX")]
+        uv_extras += _env_list(environ, "UV_EXTRA_INDEX_URL")
+        extras = uv_extras or _env_list(environ, "PIP_EXTRA_INDEX_URL")
+        links = _env_list(environ, "UV_FIND_LINKS", commas=True) or _env_list(environ, "PIP_FIND_LINKS")
+        main = main.rstrip("/")
+        extra = tuple(e for e in _dedupe([u.rstrip("/") for u in [*extra_index_urls, *extras]]) if e != main)
+        return cls(main, extra, _dedupe([*find_links, *links]))
+
+    def _args(self) -> list[str]:
+        args = ["--index-url", self.index_url]
+        for url in self.extra_index_urls:
+            args += ["--extra-index-url", url]
+        for link in self.find_links:
+            args += ["--find-links", link]
+        return args
+
+    def uv_args(self) -> list[str]:
+        """Flags that make ``uv pip install`` see exactly the indexes listed here."""
+        return self._args()
+
+    def pip_args(self) -> list[str]:
+        """Flags for the pip fallback backend (pip spells these options like uv)."""
+        return self._args()
+
+    def redacted(self) -> dict:
+        """A JSON-able description safe to print or store (credentials replaced)."""
+        return {
+            "index_url": redact(self.index_url),
+            "extra_index_urls": [redact(u) for u in self.extra_index_urls],
+            "find_links": [redact(f) for f in self.find_links],
+        }
+
+
+# ---------------------------------------------------------------------------- parsing
+
+
+def parse_timestamp(text: str | None) -> datetime | None:
+    """An ISO-8601 upload time as tz-aware UTC; naive times are taken as UTC."""
+    if not text:
+        return None
+    try:
+        when = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return when.replace(tzinfo=timezone.utc) if when.tzinfo is None else when.astimezone(timezone.utc)
+
+
+def dist_file(
+    filename: str,
+    url: str,
+    *,
+    index_url: str,
+    requires_python: str | None = None,
+    yanked: str | None = None,
+    upload_time: datetime | None = None,
+    sha256: str | None = None,
+) -> DistFile | None:
+    """Describe one file from its name and index metadata; None if not a wheel/sdist."""
+    url, fragment = urldefrag(url)
+    if sha256 is None and fragment.startswith("sha256="):
+        sha256 = fragment.partition("=")[2]
+    tags: frozenset[Tag] = frozenset()
+    version: Version | None
+    if filename.endswith(".whl"):
+        kind = DistKind.WHEEL
+        try:
+            name, version, _build, tags = parse_wheel_filename(filename)
+        except InvalidWheelFilename:
+            parts = filename[: -len(".whl")].split("-")
+            if len(parts) not in (5, 6):
+                return None
+            # Keep the file (versions.py reports it) but without a version.
+            name, version, tags = canonicalize_name(parts[0]), None, parse_tag_triple(parts[-3:])
+    elif filename.endswith(_SDIST_SUFFIXES):
+        kind = DistKind.SDIST
+        try:
+            name, version = parse_sdist_filename(filename)
+        except InvalidSdistFilename:
+            stem, sep, _ = filename.rpartition("-")
+            if not sep:
+                return None
+            name, version = canonicalize_name(stem), None
+    else:
+        return None
+    return DistFile(
+        filename=filename,
+        url=url,
+        project=str(name),
+        version=version,
+        kind=kind,
+        tags=tags,
+        requires_python=(requires_python or "").strip() or None,
+        yanked=yanked,
+        upload_time=upload_time,
+        sha256=sha256,
+        index_url=index_url,
+    )
+
+
+def parse_tag_triple(parts: Sequence[str]) -> frozenset[Tag]:
+    """Expand a wheel's compressed ``py-abi-platform`` triple into its tags."""
+    py, abi, plat = parts
+    return frozenset(Tag(i, a, p) for i in py.split(".") for a in abi.split(".") for p in plat.split("."))
+
+
+def raw_version(file: DistFile) -> str:
+    """The version as written in the filename (useful when it does not parse)."""
+    if file.kind is DistKind.WHEEL:
+        return file.filename.split("-")[1]
+    stem = file.filename.removesuffix(".zip").removesuffix(".tar.gz")
+    return stem.rpartition("-")[2]
+
+
+def parse_simple_json(payload: str | bytes | Mapping, *, page_url: str, index_url: str) -> list[DistFile]:
+    """Files of a PEP 691 JSON project page (``yanked`` may be a bool or a reason)."""
+    data = payload if isinstance(payload, Mapping) else json.loads(payload)
+    files = []
+    for entry in data.get("files", []):
+        yanked = entry.get("yanked", False)
+        found = dist_file(
+            entry["filename"],
+            urljoin(page_url, entry["url"]),
+            index_url=index_url,
+            requires_python=entry.get("requires-python"),
+            yanked=(yanked if isinstance(yanked, str) else "") if yanked else None,
+            upload_time=parse_timestamp(entry.get("upload-time")),
+            sha256=(entry.get("hashes") or {}).get("sha256"),
+        )
+        if found is not None:
+            files.append(found)
+    return files
+
+
+class _AnchorParser(HTMLParser):
+    """Collects ``<a>`` elements; HTMLParser already unescapes attribute values."""
+
+    def __init__(self, page_url: str) -> None:
+        super().__init__(convert_charrefs=True)
+        self.base = page_url
+        self.anchors: list[tuple[dict[str, str | None], str]] = []
+        self._open: dict[str, str | None] | None = None
+        self._text: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "base" and dict(attrs).get("href"):
+            self.base = urljoin(self.base, dict(attrs)["href"] or "")
+        elif tag == "a":
+            self._open, self._text = dict(attrs), []
+
+    def handle_data(self, data: str) -> None:
+        if self._open is not None:
+            self._text.append(data)
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "a" and self._open is not None:
+            self.anchors.append((self._open, "".join(self._text).strip()))
+            self._open = None
+
+
+def parse_simple_html(text: str, *, page_url: str, index_url: str) -> list[DistFile]:
+    """Files of a PEP 503 HTML page (also a flat find-links page)."""
+    parser = _AnchorParser(page_url)
+    parser.feed(text)
+    parser.close()
+    files = []
+    for attrs, label in parser.anchors:
+        href = attrs.get("href")
+        if not href:
+            continue
+        url = urljoin(parser.base, href)
+        # The file name is the last path segment; the anchor text is only a fallback.
+        filename = url2pathname(urlsplit(urldefrag(url)[0]).path.rsplit("/", 1)[-1]) or label
+        yanked = attrs["data-yanked"] or "" if "data-yanked" in attrs else None
+        found = dist_file(
+            filename,
+            url,
+            index_url=index_url,
+            requires_python=attrs.get("data-requires-python"),
+            yanked=yanked,
+            upload_time=parse_timestamp(attrs.get("data-upload-time")),
+        )
+        if found is not None:
+            files.append(found)
+    return files
+
+
+def parse_page(body: bytes, content_type: str, *, page_url: str, index_url: str) -> list[DistFile]:
+    """Dispatch on the response's content type: PEP 691 JSON, else PEP 503 HTML."""
+    mime, _, params = content_type.partition(";")
+    if mime.strip().lower() == _JSON_TYPE:
+        return parse_simple_json(body, page_url=page_url, index_url=index_url)
+    charset = re.search(r"charset=([\w.-]+)", params)
+    encoding = charset.group(1) if charset else "utf-8"
+    try:
+        text = body.decode(encoding, errors="replace")
+    except LookupError:  # an unknown charset name: utf-8 is the only sane guess
+        text = body.decode("utf-8", errors="replace")
+    return parse_simple_html(text, page_url=page_url, index_url=index_url)
+
+
+def list_directory(directory: Path, *, index_url: str) -> list[DistFile]:
+    """Files of a local find-links directory (``*.whl``, ``*.tar.gz``, ``*.zip``)."""
+    found = (dist_file(p.name, p.resolve().as_uri(), index_url=index_url) for p in sorted(directory.iterdir()))
+    return [f for f in found if f is not None]
+
+
+# ----------------------------------------------------------------------------- client
+
+
+@dataclass(frozen=True)
+class _Page:
+    """A fetched page: its body, content type and the URL relative links resolve against."""
+
+    body: bytes
+    content_type: str
+    url: str
+    etag: str | None = None
+    last_modified: str | None = None
+
+
+def _short_cause(exc: requests.RequestException) -> str:
+    """The part of a requests error a user can act on (e.g. "connection refused")."""
+    if isinstance(exc, requests.Timeout):
+        return "timed out"
+    if isinstance(exc, requests.exceptions.SSLError):
+        return "TLS/SSL error"
+    errno = re.search(r"\[Errno -?\d+\] ([^'\")\]]+)", str(exc))
+    return errno.group(1).strip().lower() if errno else type(exc).__name__
+
+
+def _retry_policy(retries: int) -> Retry:
+    """Retry connect/read errors and 429/5xx with exponential backoff and Retry-After."""
+    options = dict(
+        total=retries,
+        status_forcelist=_RETRY_STATUSES,
+        allowed_methods=frozenset({"GET"}),
+        backoff_factor=0.5,
+        respect_retry_after_header=True,
+        raise_on_status=False,  # we want the last response, to say which status it was
+    )
+    try:  # a server asking for an hour-long pause should not hang a bisection
+        return Retry(**options, retry_after_max=60)
+    except TypeError:  # pragma: no cover - urllib3 before 2.4 has no cap
+        return Retry(**options)
+
+
+class IndexClient:
+    """Lists a project's files across the configured indexes, with an HTTP cache.
+
+    ``cache_dir`` (optional) keeps one entry per page; entries are revalidated with
+    ``If-None-Match`` / ``If-Modified-Since`` so an unchanged page costs a 304. With
+    ``offline=True`` cached pages are used without asking the index at all (a page
+    never fetched before then raises :class:`IndexUnreachable`).
+    """
+
+    def __init__(
+        self,
+        config: IndexConfig,
+        *,
+        cache_dir: Path | None = None,
+        timeout: float = 30.0,
+        retries: int = 3,
+        offline: bool = False,
+    ) -> None:
+        self.config = config
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else None
+        self.timeout = timeout
+        self.retries = retries
+        self.offline = offline
+        self._session = requests.Session()
+        self._session.headers["User-Agent"] = f"envbisect/{__version__}"
+        adapter = HTTPAdapter(max_retries=_retry_policy(retries))
+        self._session.mount("http://", adapter)
+        self._session.mount("https://", adapter)
+
+    def __enter__(self) -> IndexClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Release pooled connections."""
+        self._session.close()
+
+    def project_files(self, name: str) -> list[DistFile]:
+        """Every wheel and sdist of ``name`` on the main index, extra indexes and find-links.
+
+        A file offered by several sources is listed once (the first source wins, the
+        main index first). Raises :class:`UnknownPackage` when no source knows the
+        project and :class:`IndexUnreachable` when a source cannot be read.
+        """
+        project = canonicalize_name(name)
+        merged: dict[str, DistFile] = {}
+        known = False
+        for index in (self.config.index_url, *self.config.extra_index_urls):
+            files = self._read(f"{index.rstrip('/')}/{project}/", index)
+            if files is not None:
+                known = True
+                merged.update((f.filename, f) for f in files if f.project == project and f.filename not in merged)
+        for link in self.config.find_links:
+            for f in self._find_links(link):
+                if f.project == project and f.filename not in merged:
+                    known, merged[f.filename] = True, f
+        if not known:
+            where = ", ".join(redact(u) for u in (self.config.index_url, *self.config.extra_index_urls))
+            raise UnknownPackage(f"package '{name}' was not found on {where}; check the name or pass --index-url")
+        return list(merged.values())
+
+    # -- sources
+
+    def _find_links(self, link: str) -> list[DistFile]:
+        if "://" in link and not link.startswith("file:"):
+            files = self._read(link, link)
+            if files is None:
+                raise IndexUnreachable(f"find-links page {redact(link)} does not exist (HTTP 404); fix --find-links")
+            return files
+        path = Path(url2pathname(urlsplit(link).path)) if link.startswith("file:") else Path(link)
+        if not path.exists():
+            raise IndexUnreachable(f"find-links location {redact(link)} does not exist; fix --find-links")
+        return self._read(path.resolve().as_uri(), link) or []
+
+    def _read(self, url: str, source: str) -> list[DistFile] | None:
+        """Files listed at ``url`` (None when it does not exist); ``source`` labels them."""
+        label = redact(source)
+        if url.startswith("file:"):
+            path = Path(url2pathname(urlsplit(url).path))
+            if path.is_dir() and not (path / "index.html").is_file():
+                return list_directory(path, index_url=label)
+            page = self._read_local(path, url)
+        else:
+            page = self._fetch(url)
+        if page is None:
+            return None
+        return parse_page(page.body, page.content_type, page_url=page.url, index_url=label)
+
+    @staticmethod
+    def _read_local(path: Path, url: str) -> _Page | None:
+        if path.is_dir():
+            path, url = path / "index.html", url.rstrip("/") + "/"
+        if not path.is_file():
+            return None
+        kind = _JSON_TYPE if path.suffix == ".json" else "text/html"
+        return _Page(path.read_bytes(), kind, url)
+
+    def _fetch(self, url: str) -> _Page | None:
+        """GET a page through the cache; None on 404/410."""
+        cached = self._cache_load(url)
+        if self.offline:
+            if cached is None:
+                raise IndexUnreachable(f"no cached copy of {redact(url)} while offline; run once online first")
+            return cached
+        headers = {"Accept": SIMPLE_ACCEPT}
+        if cached is not None and cached.etag:
+            headers["If-None-Match"] = cached.etag
+        if cached is not None and cached.last_modified:
+            headers["If-Modified-Since"] = cached.last_modified
+        where = f"package index {redact(url)}"
+        try:
+            response = self._session.get(url, headers=headers, timeout=self.timeout)
+        except requests.RequestException as exc:
+            # `from None`: the chained error may echo the request in full.
+            raise IndexUnreachable(
+                f"cannot reach {where}: {_short_cause(exc)}; check the network or pass --index-url"
+            ) from None
+        status = response.status_code
+        if status in (404, 410):
+            return None
+        if status in (401, 403):
+            raise IndexUnreachable(f"{where} refused access (HTTP {status}); check the credentials in the index URL")
+        etag, modified = response.headers.get("ETag"), response.headers.get("Last-Modified")
+        if status == 304 and cached is not None:
+            page = replace(cached, etag=etag or cached.etag, last_modified=modified or cached.last_modified)
+        elif 200 <= status < 300:
+            content_type = response.headers.get("Content-Type", "text/html")
+            page = _Page(response.content, content_type, _strip_credentials(response.url), etag, modified)
+        else:
+            cause = f"HTTP {status} after {self.retries} retries" if status in _RETRY_STATUSES else f"HTTP {status}"
+            raise IndexUnreachable(f"cannot reach {where}: {cause}; check the network or pass --index-url")
+        self._cache_store(url, page)
+        return page
+
+    # -- on-disk cache: one file per page, a JSON header line then the raw body
+
+    def _cache_path(self, url: str) -> Path | None:
+        if self.cache_dir is None:
+            return None
+        key = hashlib.sha256(f"{_strip_credentials(url)}\n{SIMPLE_ACCEPT}".encode()).hexdigest()
+        return self.cache_dir / f"{key}.page"
+
+    def _cache_load(self, url: str) -> _Page | None:
+        path = self._cache_path(url)
+        if path is None:
+            return None
+        try:
+            header, _, body = path.read_bytes().partition(b"\n")
+            meta = json.loads(header)
+            return _Page(body, meta["content_type"], meta["url"], meta.get("etag"), meta.get("last_modified"))
+        except (OSError, ValueError, KeyError, TypeError):
+            return None  # missing or corrupt: fetch afresh, it will be overwritten
+
+    def _cache_store(self, url: str, page: _Page) -> None:
+        path = self._cache_path(url)
+        if path is None:
+            return
+        meta = {
+            "url": page.url,
+            "content_type": page.content_type,
+            "etag": page.etag,
+            "last_modified": page.last_modified,
+            "fetched_at": time.time(),
+        }
+        tmp = None
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".page")
+            with os.fdopen(fd, "wb") as out:
+                out.write(json.dumps(meta).encode() + b"\n" + page.body)
+            os.replace(tmp, path)  # readers see the old entry or the new one, never half
+        except OSError as exc:
+            if tmp is not None:
+                Path(tmp).unlink(missing_ok=True)
+            raise CacheError(
+                f"cannot write the index cache in {path.parent}: {exc.strerror or exc}; "
+                "check its permissions or choose another cache directory"
+            ) from exc

@@ -1,0 +1,56 @@
+"""Live progress for long runs, rendered with rich on stderr (silent when not a TTY).
+
+Implements the session's ``Handler``: current version, probe n of about N (the search's
+own estimate), elapsed time; one line per finished probe stays on screen.
+"""
+
+from __future__ import annotations
+
+import time
+
+from rich.console import Console
+from rich.progress import Progress as RichProgress
+from rich.progress import SpinnerColumn, TextColumn, TimeElapsedColumn
+
+from envbisect.index import redact
+from envbisect.policy import Judgement
+
+_STYLE = {"good": "green", "bad": "red", "skip": "yellow", "error": "magenta"}
+
+
+class Progress:
+    """Session handler that draws a spinner line and logs each finished probe."""
+
+    def __init__(self, console: Console, *, enabled: bool) -> None:
+        self.console = console
+        self.enabled = enabled
+        self._bar: RichProgress | None = None
+        self._task = None
+        self._start = time.monotonic()
+
+    def __enter__(self) -> Progress:
+        if self.enabled:
+            self._bar = RichProgress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+                                     console=self.console, transient=True)
+            self._bar.start()
+            self._task = self._bar.add_task("starting", total=None)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+
+    def probe_started(self, label: str, step: int, estimate: int) -> None:
+        if self._bar is not None:
+            self._bar.update(self._task, description=f"probe {step} of ~{max(step, estimate)}: {label}")
+
+    def probe_finished(self, label: str, judgement: Judgement, reused: bool) -> None:
+        if self.enabled:
+            style = _STYLE.get(judgement.outcome.value, "")
+            src = " (recorded)" if reused else ""
+            self.console.print(f"  {label}: [{style}]{judgement.outcome.value}[/] {redact(judgement.reason)}{src}",
+                               highlight=False)
+
+    def note(self, message: str) -> None:
+        if self.enabled:
+            self.console.print(redact(message), markup=False, highlight=False)

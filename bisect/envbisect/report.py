@@ -1,0 +1,153 @@
+"""Text, Markdown and JSON renderings of a stored run.
+
+Everything here is a pure function of the run row and its probe rows as the store
+returns them, so a report can be produced again at any time (``bisect report RUN``).
+Markdown is written to be pasted into an issue: what was searched, the answer, the
+probe table, the diff between the resolved environments on either side of the
+boundary, the host, and a ``Reproduce with:`` block.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from envbisect.index import redact
+
+_STATUS_TEXT = {
+    "found": "found",
+    "not-reproduced": "not reproduced: the newest candidate is still good",
+    "predates-range": "predates the range: the oldest candidate is already bad",
+    "inconclusive": "inconclusive",
+}
+
+
+def boundary_keys(result: dict) -> tuple[str, str]:
+    """(older key, newer key) of the boundary: last good/first bad, or last bad/first good."""
+    return ("last_bad", "first_good") if result.get("find_fix") else ("last_good", "first_bad")
+
+
+def headline(result: dict) -> str:
+    status = result.get("status", "?")
+    pkg = result.get("package") or "?"
+    old_key, new_key = boundary_keys(result)
+    old, new = result.get(old_key), result.get(new_key)
+    what = "first good (fix)" if result.get("find_fix") else "first bad"
+    if status == "found":
+        return f"{what} release of {pkg}: {new} (last {'bad' if result.get('find_fix') else 'good'}: {old})"
+    if status == "inconclusive" and old and new:
+        between = ", ".join(result.get("untestable_between") or [])
+        return f"{pkg}: changed between {old} and {new}; untestable in between: {between or 'none'}"
+    return f"{pkg}: {_STATUS_TEXT.get(status, status)}"
+
+
+def metrics_brief(metrics: dict | None, limit: int = 60) -> str:
+    """A short ``k=v`` rendering of the scalar metrics, for tables."""
+    if not metrics:
+        return ""
+    parts = []
+    for key, value in metrics.items():
+        if isinstance(value, float):
+            parts.append(f"{key}={value:.4g}")
+        elif isinstance(value, (int, str, bool)) and len(str(value)) <= 24:
+            parts.append(f"{key}={value}")
+    text = ", ".join(parts)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def env_diff(before: dict | None, after: dict | None) -> list[tuple[str, str, str]]:
+    """Packages whose resolved version differs: (name, before, after), '—' when absent."""
+    before, after = before or {}, after or {}
+    rows = []
+    for name in sorted(set(before) | set(after)):
+        a, b = before.get(name, "—"), after.get(name, "—")
+        if a != b:
+            rows.append((name, a, b))
+    return rows
+
+
+def _resolved_of(probes: list[dict], version: str | None) -> dict | None:
+    for p in probes:
+        if version is not None and p.get("version") == version and p.get("resolved"):
+            return p["resolved"]
+    return None
+
+
+def probe_rows(probes: list[dict]) -> list[dict]:
+    """One display row per probe row: version, outcome, exit, metrics, duration, source."""
+    rows = []
+    for p in probes:
+        if p.get("timed_out"):
+            code = "timeout"
+        elif p.get("signal") is not None:
+            code = f"signal {p['signal']}"
+        else:
+            code = "" if p.get("exit_code") is None else str(p["exit_code"])
+        rows.append({
+            "seq": p.get("seq"), "attempt": p.get("attempt", 0), "version": p.get("version"),
+            "outcome": p.get("outcome"), "exit": code, "reason": p.get("reason") or "",
+            "metrics": metrics_brief(p.get("metrics")),
+            "duration": "" if p.get("duration_s") is None else f"{p['duration_s']:.2f}s",
+            "source": "reused" if p.get("reused_from") else "run",
+            "flaky": bool(p.get("flaky")),
+        })
+    return rows
+
+
+def markdown(run: dict, probes: list[dict]) -> str:
+    result = run.get("result") or {}
+    old_key, new_key = boundary_keys(result)
+    lines = [f"### envbisect: {headline(result)}", ""]
+    lines.append(f"- **Recipe:** `{run.get('recipe_path')}` (sha256 `{(run.get('recipe_hash') or '')[:12]}`)")
+    spec = result.get("range") or run.get("spec") or "all releases"
+    lines.append(f"- **Searched:** `{result.get('package')}` {spec}, {result.get('candidates', '?')} candidates "
+                 f"for {result.get('target', '?')}" + (f", with {', '.join(result['with'])}" if result.get("with") else ""))
+    lines.append(f"- **Result:** {result.get('status')} — {old_key.replace('_', ' ')} **{result.get(old_key) or '—'}**, "
+                 f"{new_key.replace('_', ' ')} **{result.get(new_key) or '—'}**")
+    if result.get("untestable"):
+        items = "; ".join(f"{u['version']} ({u['reason']})" for u in result["untestable"])
+        lines.append(f"- **Untestable:** {items}")
+    if result.get("flaky"):
+        lines.append(f"- **Flaky (runs disagreed, never used as a boundary):** {', '.join(result['flaky'])}")
+    lines += ["", "| # | version | outcome | exit | metrics | time | |", "|---|---|---|---|---|---|---|"]
+    for r in probe_rows(probes):
+        lines.append(f"| {r['seq']}{'.' + str(r['attempt']) if r['attempt'] else ''} | {r['version']} | "
+                     f"{r['outcome']}{' (flaky)' if r['flaky'] else ''} | {r['exit']} | {r['metrics']} | "
+                     f"{r['duration']} | {r['source']} |")
+    diff = env_diff(_resolved_of(probes, result.get(old_key)), _resolved_of(probes, result.get(new_key)))
+    if diff:
+        lines += ["", f"Resolved environments, {result.get(old_key)} → {result.get(new_key)}:", "",
+                  "| package | before | after |", "|---|---|---|"]
+        lines += [f"| {n} | {a} | {b} |" for n, a, b in diff]
+    host = result.get("host") or {}
+    lines += ["", f"Host: {host.get('os', '?')} {host.get('machine', '')}, Python {host.get('python', '?')}; "
+                  f"envbisect {result.get('envbisect', '?')}; run {run.get('id')}, {len(result.get('probes') or [])} "
+                  f"probes ({result.get('executed', 0)} executed) in {result.get('duration_s', 0):.1f} s"]
+    if result.get("reproduce"):
+        lines += ["", "Reproduce with:", "", "```sh", *result["reproduce"], "```"]
+    return redact("\n".join(lines) + "\n")
+
+
+def text_summary(result: dict) -> list[str]:
+    """The lines ``bisect run`` prints at the end."""
+    lines = [headline(result)]
+    for u in result.get("untestable") or []:
+        lines.append(f"  untestable {u['version']}: {u['reason']}")
+    if result.get("flaky"):
+        lines.append(f"  flaky (runs disagreed): {', '.join(result['flaky'])}")
+    lines.append(f"  probes: {len(result.get('probes') or [])} used, {result.get('executed', 0)} executed, "
+                 f"{result.get('candidates', '?')} candidates, {result.get('duration_s', 0):.1f} s; run {result.get('run_id')}")
+    for cmd in result.get("reproduce") or []:
+        lines.append(f"  reproduce: {cmd}")
+    return [redact(line) for line in lines]
+
+
+def as_json(run: dict, probes: list[dict]) -> str:
+    payload = dict(run.get("result") or {}, run=run, probe_rows=probes)
+    return redact(json.dumps(payload, indent=2, sort_keys=True, default=str))
+
+
+def write(text: str, path: Path | None) -> None:
+    """Write a rendering to ``path`` (the only file I/O this module does)."""
+    if path is not None:
+        path.write_text(text, encoding="utf-8")

@@ -1,0 +1,269 @@
+"""One bisection or check: wires versions -> envs -> runner -> policy -> search -> store.
+
+A session owns no formatting: progress goes to a :class:`Handler` (the CLI renders it
+with rich), and every result is a plain dict that ``report`` renders. Every probe is
+written to the store the moment it finishes, so a run killed at any point resumes: the
+same command finds its unfinished run by signature and every version the store already
+knows is taken from there instead of being run again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import canonicalize_name
+from packaging.version import InvalidVersion, Version
+
+from envbisect import __version__
+from envbisect.config import Settings, host_id, host_info
+from envbisect.envs import EnvManager, EnvSpec, find_interpreter
+from envbisect.errors import ConfigError, InstallFailed, NoCandidates
+from envbisect.index import IndexClient
+from envbisect.policy import Judgement, RegressMode, Threshold, combine, install_failure, judge
+from envbisect.recipes import Recipe
+from envbisect.runner import run_recipe
+from envbisect.search import Bisection, Status, Verdict
+from envbisect.store import Store
+from envbisect.versions import Candidate, Excluded, Target, select, why_empty
+
+
+class Handler(Protocol):
+    """Receives progress events; the CLI's renderer implements it."""
+
+    def probe_started(self, label: str, step: int, estimate: int) -> None: ...
+
+    def probe_finished(self, label: str, judgement: Judgement, reused: bool) -> None: ...
+
+    def note(self, message: str) -> None: ...
+
+
+class SilentHandler:
+    def probe_started(self, label: str, step: int, estimate: int) -> None:
+        pass
+
+    def probe_finished(self, label: str, judgement: Judgement, reused: bool) -> None:
+        pass
+
+    def note(self, message: str) -> None:
+        pass
+
+
+@dataclass(frozen=True)
+class Probe:
+    """What the session learned about one candidate (possibly from several attempts)."""
+
+    label: str
+    judgement: Judgement
+    flaky: bool
+    reused: bool
+    executed: int
+    resolved: dict[str, str]
+    metrics: dict | None
+
+
+@dataclass
+class BisectRequest:
+    recipe: Recipe
+    package: str
+    spec: str | None = None
+    good: str | None = None
+    bad: str | None = None
+    verify: bool = True
+    with_: tuple[str, ...] = ()
+    pre: bool = False
+    timeout: float = 600.0
+    regress: RegressMode = RegressMode.EXIT
+    thresholds: tuple[Threshold, ...] = ()
+    find_fix: bool = False
+    retries: int = 0
+    argv: list[str] = field(default_factory=list)
+
+
+def parse_with(items: tuple[str, ...] | list[str]) -> list[Requirement]:
+    """``--with PKG==VER`` (or ``--with PKG``) values as requirements."""
+    out = []
+    for item in items:
+        try:
+            out.append(Requirement(item))
+        except InvalidRequirement as exc:
+            raise ConfigError(f"--with {item!r} is not a requirement ({exc}); use e.g. --with numpy==1.26.4") from exc
+    return out
+
+
+def requirements_for(recipe: Recipe, pins: list[Requirement], package: str | None = None,
+                     version: str | None = None) -> list[str]:
+    """The recipe's dependencies with ``package==version`` and the ``--with`` pins replacing
+    the recipe's own requirement for those packages."""
+    pinned = {canonicalize_name(p.name) for p in pins}
+    if package:
+        pinned.add(canonicalize_name(package))
+    reqs = [str(d) for d in recipe.dependencies if canonicalize_name(d.name) not in pinned]
+    if package and version:
+        reqs.append(f"{package}=={version}")
+    reqs += [str(p) for p in pins]
+    return reqs
+
+
+def signature(payload: dict) -> str:
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:24]
+
+
+class Session:
+    """Runs probes and bisections against one cache directory."""
+
+    def __init__(self, settings: Settings, store: Store, handler: Handler | None = None) -> None:
+        self.settings = settings
+        self.store = store
+        self.handler = handler or SilentHandler()
+        self.envs = EnvManager(settings.cache)
+        self.host = host_id()
+        self._interpreter = None
+
+    # --- candidates ----------------------------------------------------------------
+
+    @property
+    def interpreter(self):
+        if self._interpreter is None:
+            self._interpreter = find_interpreter(self.settings.python)
+        return self._interpreter
+
+    def target(self) -> Target:
+        return Target.host(self.settings.python)
+
+    def list_versions(self, package: str, spec: str | None, *, pre: bool,
+                      target: Target | None = None) -> tuple[list[Candidate], list[Excluded], Target]:
+        target = target or self.target()
+        client = IndexClient(self.settings.index, cache_dir=self.settings.cache.http)
+        try:
+            files = client.project_files(package)
+        finally:
+            client.close()
+        cands, excluded = select(files, target=target, specifier=spec, pre=pre,
+                                 allow_build=self.settings.allow_build)
+        return cands, excluded, target
+
+    # --- one probe -----------------------------------------------------------------
+
+    def env_spec(self, requirements: list[str]) -> EnvSpec:
+        return EnvSpec(self.interpreter, tuple(requirements), self.settings.index,
+                       installer=self.settings.installer, allow_build=self.settings.allow_build)
+
+    def probe(self, run_id: int, recipe: Recipe, label: str, requirements: list[str], *,
+              package: str | None, timeout: float, regress: RegressMode,
+              thresholds: tuple[Threshold, ...] = (), retries: int = 0,
+              reuse: bool = True) -> Probe:
+        """Learn the outcome of ``recipe`` in the env for ``requirements``: from the store
+        when a run with the same recipe, env and host is recorded, else by running it."""
+        spec = self.env_spec(requirements)
+        attempts = 1 + retries
+        seq = len(self.store.probes_for_run(run_id))
+        common = dict(recipe_hash=recipe.hash, env_key=spec.key, host=self.host, package=package,
+                      version=label, requirements=requirements)
+        stored = self._stored(run_id, recipe.hash, spec.key, reuse)
+        if len(stored) >= attempts:
+            rows = stored[:attempts]
+            judgements = [judge(r, regress, thresholds) for r in rows]
+            verdict, flaky = combine(judgements)
+            for i, row in enumerate(rows):
+                self.store.add_probe(run_id, seq=seq, attempt=i, reused_from=row["id"], flaky=int(flaky),
+                                     **self._row_fields(row), **self._judged(judgements[i]), **common)
+            self.handler.probe_finished(label, verdict, True)
+            return Probe(label, verdict, flaky, True, 0, rows[0].get("resolved") or {}, rows[0].get("metrics"))
+        try:
+            env = self.envs.ensure(spec)
+        except InstallFailed as exc:
+            j = install_failure(str(exc))
+            self.store.add_probe(run_id, seq=seq, attempt=0, outcome=j.outcome.value,
+                                 verdict=j.verdict.value, reason=j.reason, **common)
+            self.handler.probe_finished(label, j, False)
+            return Probe(label, j, False, False, 0, {}, None)
+        judgements, first = [], None
+        with self.envs.in_use(env):
+            for attempt in range(attempts):
+                log = self.settings.cache.logs / f"run-{run_id}" / f"{seq:03d}-{_safe(label)}-{attempt}.log"
+                raw = run_recipe(env.python, recipe.path, timeout=timeout, log_path=log,
+                                 scratch_dir=self.settings.cache.scratch)
+                j = judge(raw, regress, thresholds)
+                judgements.append(j)
+                row = dict(raw.to_dict(), resolved=env.resolved, env_build_s=env.build_s if attempt == 0 else 0.0)
+                self.store.add_probe(run_id, seq=seq, attempt=attempt, **self._row_fields(row),
+                                     **self._judged(j), **common)
+                first = first or raw
+        verdict, flaky = combine(judgements)
+        if flaky:
+            self.store.mark_flaky(run_id, seq)
+        self.handler.probe_finished(label, verdict, False)
+        return Probe(label, verdict, flaky, False, attempts, env.resolved, first.metrics)
+
+    def _stored(self, run_id: int, recipe_hash: str, env_key: str, reuse: bool) -> list[dict]:
+        rows = self.store.find_probes(recipe_hash=recipe_hash, env_key=env_key, host=self.host)
+        # A probe that never ran the recipe (install failure) is not reused across runs:
+        # the index or network may have changed since.
+        rows = [r for r in rows if r.get("log_path") or r.get("timed_out") or r.get("exit_code") is not None
+                or r.get("signal") is not None]
+        if not reuse:
+            rows = [r for r in rows if r["run_id"] == run_id]
+        return rows
+
+    @staticmethod
+    def _judged(j: Judgement) -> dict:
+        return {"outcome": j.outcome.value, "verdict": j.verdict.value, "reason": j.reason}
+
+    @staticmethod
+    def _row_fields(row: dict) -> dict:
+        keys = ("exit_code", "signal", "timed_out", "duration_s", "stdout_tail", "stderr_tail",
+                "log_path", "metrics", "metrics_note", "resolved", "env_build_s")
+        return {k: row.get(k) for k in keys if k in row}
+
+
+def _safe(label: str) -> str:
+    return "".join(c if c.isalnum() or c in ".-_+" else "_" for c in label)[:60]
+
+
+def as_version(text: str, flag: str) -> Version:
+    try:
+        return Version(text)
+    except InvalidVersion as exc:
+        raise ConfigError(f"{flag} {text!r} is not a version; use a release number such as 2.16.1") from exc
+
+
+def run_meta(recipe: Recipe, settings: Settings, python_version: str) -> dict:
+    return {"recipe": str(recipe.path), "recipe_hash": recipe.hash, "envbisect": __version__,
+            "host": host_info(python_version), "index": settings.index.redacted(),
+            "installer": settings.installer}
+
+
+
+def run_check(session: Session, recipe: Recipe, *, with_: tuple[str, ...], timeout: float,
+              regress: RegressMode, thresholds: tuple[Threshold, ...] = (), argv: list[str] | None = None) -> dict:
+    """``bisect check``: one probe of the recipe in a cached env, recorded like any probe."""
+    started = time.monotonic()
+    reqs = requirements_for(recipe, parse_with(with_))
+    run_id = session.store.create_run(
+        kind="check", recipe_path=str(recipe.path), recipe_hash=recipe.hash, package=None, spec=None,
+        signature=signature({"check": recipe.hash, "reqs": reqs, "t": time.time()}),
+        settings={"with": list(with_), "timeout": timeout, "regress": regress.value}, argv=argv or [])
+    label = ", ".join(with_) or "latest"
+    session.handler.probe_started(label, 1, 1)
+    try:
+        probe = session.probe(run_id, recipe, label, reqs, package=None, timeout=timeout, regress=regress,
+                              thresholds=thresholds, reuse=session.settings.reuse)
+    except BaseException:
+        session.store.update_run(run_id, status="interrupted")
+        raise
+    row = session.store.probes_for_run(run_id)[-1]
+    result = dict(run_meta(recipe, session.settings, session.interpreter.version), run_id=run_id, kind="check",
+                  status=probe.judgement.outcome.value, outcome=probe.judgement.outcome.value,
+                  verdict=probe.judgement.verdict.value, reason=probe.judgement.reason,
+                  metrics=probe.metrics, metrics_note=row.get("metrics_note"), resolved=probe.resolved,
+                  requirements=reqs, reused=probe.reused, executed=probe.executed,
+                  stderr_tail=(row.get("stderr_tail") or "")[-2000:], log_path=row.get("log_path"),
+                  duration_s=round(time.monotonic() - started, 3))
+    session.store.update_run(run_id, status="done", result=result)
+    return result

@@ -1,0 +1,397 @@
+"""The results database: schema, migrations and every query envbisect makes.
+
+The only module that imports :mod:`sqlite_utils`, so the storage format changes in
+one place. Tables: ``runs`` (one per invocation), ``probes`` (one per recipe
+execution or reuse), ``watches`` (daemon state), ``attachments`` (posted comments).
+
+Several processes share one file, so it runs in WAL mode with a busy timeout and
+every write is its own ``BEGIN IMMEDIATE`` transaction (holding the write lock from
+the start makes a writer wait instead of failing on a stale snapshot). Each write
+commits before its method returns, with ``synchronous=FULL``, so a recorded probe
+survives ``kill -9`` or power loss. Schema changes are numbered migrations recorded
+in ``PRAGMA user_version``: write ``_migration_2(db)`` and append it to
+:data:`MIGRATIONS`. JSON columns are TEXT on disk and decoded on read.
+
+The store never redacts: callers must not pass secrets (tokens, credentials in index
+URLs) in settings, argv, output tails or watch state.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import sqlite3
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+from sqlite_utils import Database
+
+from envbisect import __version__
+from envbisect.errors import CacheError, RunNotFound
+
+#: Seconds a writer waits for another process's write lock before giving up.
+BUSY_TIMEOUT_S = 30.0
+
+#: Shown instead of a path for in-memory stores.
+MEMORY = ":memory:"
+
+
+class RunKind(str, Enum):
+    """What a run does; stored as its value."""
+
+    BISECT = "bisect"
+    CHECK = "check"
+    MATRIX = "matrix"
+    DATE = "date"
+
+
+class RunStatus(str, Enum):
+    """Where a run stands. RUNNING and INTERRUPTED runs can be resumed."""
+
+    RUNNING = "running"
+    INTERRUPTED = "interrupted"
+    DONE = "done"
+    FAILED = "failed"
+
+
+#: A run in one of these has a ``finished_at`` and is never resumed.
+TERMINAL_STATUSES = frozenset({RunStatus.DONE, RunStatus.FAILED})
+
+
+# Columns whose values are JSON text on disk and Python objects in memory.
+_JSON_COLUMNS = {
+    "runs": ("settings", "argv", "result", "host"),
+    "probes": ("requirements", "resolved", "metrics"),
+    "watches": ("state",),
+}
+# Columns stored as 0/1 and returned as bool.
+_BOOL_COLUMNS = {"probes": ("timed_out", "flaky")}
+
+
+def _migration_1(db: Database) -> None:
+    """Create every table and index of the first schema."""
+    db["runs"].create(
+        {
+            "id": int, "kind": str, "recipe_path": str, "recipe_hash": str,
+            "package": str, "spec": str, "signature": str, "settings": str,
+            "argv": str, "status": str, "result": str, "started_at": str,
+            "finished_at": str, "envbisect_version": str, "host": str,
+        },
+        pk="id",
+        not_null=["kind", "recipe_path", "recipe_hash", "signature", "status", "started_at"],
+    )
+    db["runs"].create_index(["signature"], index_name="runs_signature")
+    db["probes"].create(
+        {
+            "id": int, "run_id": int, "seq": int, "attempt": int, "recipe_hash": str,
+            "env_key": str, "host": str, "package": str, "version": str,
+            "requirements": str, "resolved": str, "exit_code": int, "signal": int,
+            "timed_out": int, "outcome": str, "verdict": str, "reason": str,
+            "metrics": str, "metrics_note": str, "duration_s": float,
+            "env_build_s": float, "stdout_tail": str, "stderr_tail": str,
+            "log_path": str, "reused_from": int, "flaky": int, "created_at": str,
+        },
+        pk="id",
+        foreign_keys=[("run_id", "runs", "id"), ("reused_from", "probes", "id")],
+        not_null=["run_id", "seq", "attempt", "timed_out", "flaky", "created_at"],
+        defaults={"attempt": 1, "timed_out": 0, "flaky": 0},
+    )
+    db["probes"].create_index(["recipe_hash", "env_key", "host"], index_name="probes_reuse")
+    db["probes"].create_index(["run_id"], index_name="probes_run")
+    db["watches"].create(
+        {"name": str, "recipe": str, "package": str, "index_url": str, "last_seen": str,
+         "etag": str, "last_check": str, "state": str},
+        pk="name",
+    )
+    db["attachments"].create(
+        {"id": int, "run_id": int, "issue": str, "comment_url": str, "body_hash": str,
+         "created_at": str},
+        pk="id",
+        foreign_keys=[("run_id", "runs", "id")],
+        not_null=["run_id", "issue", "created_at"],
+    )
+    db["attachments"].create_index(["run_id"], index_name="attachments_run")
+
+
+#: Migration N is ``MIGRATIONS[N - 1]``; each runs once, in its own transaction.
+MIGRATIONS: list[Callable[[Database], None]] = [_migration_1]
+
+#: The schema version this code writes (``PRAGMA user_version`` after migrating).
+SCHEMA_VERSION: int = len(MIGRATIONS)
+
+
+def utc_now() -> str:
+    """Current UTC time as ISO 8601 (sortable, unambiguous across machines)."""
+    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
+
+
+def host_info() -> dict[str, str]:
+    """The machine a run was recorded on, stored with the run for reports."""
+    return {"os": platform.system(), "machine": platform.machine(),
+            "python": platform.python_version()}
+
+
+def _check_fields(what: str, fields: dict[str, Any], allowed: frozenset[str]) -> None:
+    """Reject unknown keyword fields so a typo fails loudly instead of being dropped."""
+    unknown = sorted(set(fields) - allowed)
+    if unknown:
+        raise TypeError(f"{what}() got unknown field(s) {', '.join(unknown)}; "
+                        f"known fields: {', '.join(sorted(allowed))}")
+
+
+def _encode(table: str, record: dict[str, Any]) -> dict[str, Any]:
+    """Python values -> column values: JSON text, enum values, str paths (bools are ints)."""
+    out: dict[str, Any] = {}
+    for key, value in record.items():
+        if key in _JSON_COLUMNS.get(table, ()):
+            # default=str: paths and dates in settings are stored as their text.
+            value = None if value is None else json.dumps(value, sort_keys=True, default=str)
+        elif isinstance(value, Enum):
+            value = value.value
+        elif isinstance(value, Path):
+            value = str(value)
+        out[key] = value
+    return out
+
+
+def _decode(table: str, row: dict[str, Any]) -> dict[str, Any]:
+    """Column values -> Python values (the inverse of :func:`_encode`)."""
+    for key in _JSON_COLUMNS.get(table, ()):
+        if row.get(key) is not None:
+            row[key] = json.loads(row[key])
+    for key in _BOOL_COLUMNS.get(table, ()):
+        if row.get(key) is not None:
+            row[key] = bool(row[key])
+    return row
+
+
+class Store:
+    """One connection to the results database; also a context manager.
+
+    One Store per thread (connections are not shared); any number of processes.
+    """
+
+    def __init__(self, path: Path | str | None) -> None:
+        """Open (creating if needed) and migrate the database at ``path``.
+
+        ``None`` or ``":memory:"`` gives a private in-memory database (for tests).
+        Raises :class:`CacheError` when the file cannot be created or written.
+        """
+        self.path: Path | None = None if path in (None, MEMORY) else Path(path)
+        #: The database location as shown in messages.
+        self.where = str(self.path or MEMORY)
+        conn: sqlite3.Connection | None = None
+        try:
+            if self.path is not None:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            # isolation_level=None: no implicit transactions; writes use _write().
+            conn = sqlite3.connect(self.where, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+            self._conn = conn
+            self._db = Database(conn, execute_plugins=False)
+            self._configure()
+            self._migrate()
+            # Keyword fields callers may set: the live columns (so a migration that
+            # adds a column needs no second list), minus those the store fills in.
+            self._probe_fields = frozenset(self._db["probes"].columns_dict) - {
+                "id", "run_id", "created_at"}
+            self._watch_fields = frozenset(self._db["watches"].columns_dict) - {"name"}
+        except BaseException as exc:
+            if conn is not None:
+                conn.close()
+            if isinstance(exc, (OSError, sqlite3.Error)):
+                raise CacheError(
+                    f"cannot write the results database at {self.where}: {exc}; "
+                    "pass --cache-dir to a writable directory"
+                ) from exc
+            raise
+
+    def close(self) -> None:
+        """Close the connection (every write is already committed)."""
+        self._db.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _configure(self) -> None:
+        """Per-connection settings: concurrency, durability, integrity."""
+        self._conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+        self._conn.execute("PRAGMA foreign_keys = ON")
+        if self.path is not None:
+            self._db.enable_wal()
+            # FULL: a committed probe survives power loss, not just a killed process.
+            self._conn.execute("PRAGMA synchronous = FULL")
+
+    def _user_version(self) -> int:
+        return int(self._conn.execute("PRAGMA user_version").fetchone()[0])
+
+    def _migrate(self) -> None:
+        """Apply the migrations this file has not seen yet, each exactly once."""
+        current = self._user_version()
+        if current > SCHEMA_VERSION:
+            raise CacheError(
+                f"the results database at {self.where} has schema version {current}, "
+                f"newer than this envbisect understands ({SCHEMA_VERSION}); "
+                "upgrade envbisect or pass --cache-dir to another directory"
+            )
+        for version, migration in enumerate(MIGRATIONS[current:], start=current + 1):
+            with self._write():
+                # Re-read under the write lock: another process may have migrated.
+                if self._user_version() >= version:
+                    continue
+                migration(self._db)
+                self._conn.execute(f"PRAGMA user_version = {version}")
+
+    @contextmanager
+    def _write(self) -> Iterator[None]:
+        """One committed transaction holding the write lock from its first statement."""
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+            self._conn.execute("COMMIT")
+        except BaseException:
+            if self._conn.in_transaction:
+                self._conn.execute("ROLLBACK")
+            raise
+
+    def _rows(self, table: str, sql: str, params: tuple | list = ()) -> list[dict]:
+        return [_decode(table, row) for row in self._db.query(sql, params)]
+
+    def _first(self, table: str, sql: str, params: tuple | list = ()) -> dict | None:
+        rows = self._rows(table, sql, params)
+        return rows[0] if rows else None
+
+    def _require_run(self, run_id: int) -> None:
+        if not self._db.execute("SELECT 1 FROM runs WHERE id = ?", [run_id]).fetchone():
+            raise RunNotFound(f"no run {run_id} in {self.where}; list runs with `bisect history`")
+
+    def create_run(
+        self, *, kind: str, recipe_path: str, recipe_hash: str, package: str | None,
+        spec: str | None, signature: str, settings: dict, argv: list[str],
+    ) -> int:
+        """Record a new run in status ``running`` and return its id.
+
+        ``signature`` identifies "the same question asked again" so an interrupted
+        run can be found and resumed (see :meth:`find_resumable_run`).
+        """
+        record = {
+            "kind": RunKind(kind), "recipe_path": recipe_path, "recipe_hash": recipe_hash,
+            "package": package, "spec": spec, "signature": signature,
+            "settings": settings, "argv": list(argv), "status": RunStatus.RUNNING,
+            "started_at": utc_now(), "envbisect_version": __version__, "host": host_info(),
+        }
+        with self._write():
+            table = self._db["runs"].insert(_encode("runs", record))
+        return int(table.last_pk)
+
+    def find_resumable_run(self, signature: str) -> dict | None:
+        """The newest run with this signature that is ``running`` or ``interrupted``."""
+        sql = "SELECT * FROM runs WHERE signature = ? AND status IN (?, ?) ORDER BY id DESC LIMIT 1"
+        return self._first("runs", sql, [signature, RunStatus.RUNNING, RunStatus.INTERRUPTED])
+
+    def update_run(self, run_id: int, *, status: str, result: dict | None = None) -> None:
+        """Set a run's status (and result, when given; ``None`` keeps the stored one).
+
+        Terminal statuses (``done``, ``failed``) stamp ``finished_at``; going back to
+        ``running`` or ``interrupted`` clears it, since the run is not finished.
+        """
+        state = RunStatus(status)
+        finished_at = utc_now() if state in TERMINAL_STATUSES else None
+        changes: dict[str, Any] = {"status": state, "finished_at": finished_at}
+        if result is not None:
+            changes["result"] = result
+        with self._write():
+            self._require_run(run_id)
+            self._db["runs"].update(run_id, _encode("runs", changes))
+
+    def get_run(self, run_id: int) -> dict:
+        """The run with this id; :class:`RunNotFound` if there is none."""
+        run = self._first("runs", "SELECT * FROM runs WHERE id = ?", [run_id])
+        if run is None:
+            self._require_run(run_id)  # raises with the user-facing message
+        return run
+
+    def list_runs(self, limit: int = 50) -> list[dict]:
+        """The newest ``limit`` runs, newest first, each with a ``probe_count``."""
+        count = "(SELECT COUNT(*) FROM probes WHERE probes.run_id = runs.id) AS probe_count"
+        sql = f"SELECT runs.*, {count} FROM runs ORDER BY id DESC LIMIT ?"
+        return self._rows("runs", sql, [limit])
+
+    def latest_run_id(self) -> int | None:
+        """Id of the newest run, or ``None`` for an empty database."""
+        return self._db.execute("SELECT MAX(id) FROM runs").fetchone()[0]
+
+    def add_probe(self, run_id: int, **fields: Any) -> int:
+        """Record one probe of ``run_id`` and return its id; committed on return.
+
+        ``fields`` are probe columns (unknown names raise :class:`TypeError`). When
+        ``seq`` is omitted it is the next number in this run, assigned under the
+        write lock so concurrent writers never collide.
+        """
+        _check_fields("add_probe", fields, self._probe_fields)
+        with self._write():
+            self._require_run(run_id)
+            if fields.get("seq") is None:
+                sql = "SELECT COALESCE(MAX(seq), 0) + 1 FROM probes WHERE run_id = ?"
+                fields["seq"] = self._conn.execute(sql, [run_id]).fetchone()[0]
+            record = {"attempt": 1, "timed_out": False, "flaky": False, **fields}
+            record.update(run_id=run_id, created_at=utc_now())
+            table = self._db["probes"].insert(_encode("probes", record))
+        return int(table.last_pk)
+
+    def find_probes(self, *, recipe_hash: str, env_key: str, host: str) -> list[dict]:
+        """Every executed probe for this key, newest first, across all runs.
+
+        Only rows that actually ran (``reused_from IS NULL``) and reached an outcome
+        count: copies would chain, and a probe killed before it was judged has
+        nothing to reuse.
+        """
+        sql = ("SELECT * FROM probes WHERE recipe_hash = ? AND env_key = ? AND host = ?"
+               " AND reused_from IS NULL AND outcome IS NOT NULL ORDER BY id DESC")
+        return self._rows("probes", sql, [recipe_hash, env_key, host])
+
+    def find_probe(self, *, recipe_hash: str, env_key: str, host: str) -> dict | None:
+        """The newest probe :meth:`find_probes` returns, to reuse instead of re-running."""
+        rows = self.find_probes(recipe_hash=recipe_hash, env_key=env_key, host=host)
+        return rows[0] if rows else None
+
+    def mark_flaky(self, run_id: int, seq: int) -> int:
+        """Flag every attempt of probe ``seq`` in a run as flaky; returns rows changed."""
+        with self._write():
+            cursor = self._conn.execute(
+                "UPDATE probes SET flaky = 1 WHERE run_id = ? AND seq = ?", [run_id, seq])
+        return cursor.rowcount
+
+    def probes_for_run(self, run_id: int) -> list[dict]:
+        """Every probe of a run, in the order they were recorded."""
+        return self._rows("probes", "SELECT * FROM probes WHERE run_id = ? ORDER BY id", [run_id])
+
+    def upsert_watch(self, name: str, **fields: Any) -> None:
+        """Create the watch ``name`` or update the given fields, keeping the others."""
+        _check_fields("upsert_watch", fields, self._watch_fields)
+        with self._write():
+            self._db["watches"].upsert(_encode("watches", {"name": name, **fields}), pk="name")
+
+    def get_watch(self, name: str) -> dict | None:
+        """The stored state of watch ``name``, or ``None`` if never seen."""
+        return self._first("watches", "SELECT * FROM watches WHERE name = ?", [name])
+
+    def add_attachment(self, run_id: int, issue: str, comment_url: str, body_hash: str) -> int:
+        """Record that a run's finding was posted as ``comment_url`` on ``issue``."""
+        record = {"run_id": run_id, "issue": issue, "comment_url": comment_url,
+                  "body_hash": body_hash, "created_at": utc_now()}
+        with self._write():
+            self._require_run(run_id)
+            table = self._db["attachments"].insert(record)
+        return int(table.last_pk)
+
+    def attachments_for_run(self, run_id: int) -> list[dict]:
+        """A run's attachments in the order they were posted."""
+        sql = "SELECT * FROM attachments WHERE run_id = ? ORDER BY id"
+        return self._rows("attachments", sql, [run_id])
