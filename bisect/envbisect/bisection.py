@@ -74,7 +74,7 @@ def run_bisection(session: Session, req: BisectRequest) -> dict:
     pins = parse_with(req.with_)
     cands, excluded, target = session.list_versions(req.package, req.spec, pre=req.pre)
     if not cands:
-        raise NoCandidates(why_empty(excluded, target, req.spec))
+        raise NoCandidates(why_empty(excluded, target, req.spec, package=req.package))
     lo, hi = bounds(req, cands, excluded)
     store = session.store
     sig = run_signature(session, req)
@@ -149,7 +149,7 @@ def _iso(dt) -> str | None:
 
 def reproduce_lines(req: BisectRequest, old: str | None, new: str | None) -> list[str]:
     """Commands that reproduce the finding: the bisection itself, and the failing env alone."""
-    recipe = shlex.quote(str(req.recipe.path))
+    recipe = shlex.quote(req.recipe.shown)
     args = ["bisect", "run", recipe, "--package", req.package]
     if req.find_fix:
         args.append("--find-fix")

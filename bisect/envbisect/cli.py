@@ -47,7 +47,7 @@ AsJson = typer.Option(False, "--json", help="Print one JSON object on stdout.")
 
 def _settings(cache_dir: Path | None, index_url=None, extra=(), find_links=(), python=None,
               installer="uv", allow_build=False, reuse=True) -> Settings:
-    paths = CachePaths(Path(cache_dir) if cache_dir else default_cache_dir()).ensure()
+    paths = CachePaths((Path(cache_dir) if cache_dir else default_cache_dir()).absolute()).ensure()
     index = IndexConfig.resolve(os.environ, index_url=index_url, extra_index_urls=list(extra),
                                 find_links=list(find_links))
     return Settings(cache=paths, index=index, python=python, installer=installer,

@@ -56,3 +56,15 @@ class InstallFailed(EnvbisectError):
 
 class RunNotFound(EnvbisectError):
     """No run with that id in the store."""
+
+
+class TrackerError(EnvbisectError):
+    """An issue tracker refused or could not be reached; the finding stays queued."""
+
+    exit_code = 1
+
+
+class AlreadyRunning(EnvbisectError):
+    """Another ``bisect watch`` holds the cache directory's lock."""
+
+    exit_code = 75  # EX_TEMPFAIL: try again once the other instance has stopped

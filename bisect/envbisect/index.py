@@ -27,10 +27,11 @@ from datetime import datetime, timezone
 from enum import Enum
 from html.parser import HTMLParser
 from pathlib import Path
-from urllib.parse import urldefrag, urljoin, urlsplit
+from urllib.parse import unquote, urldefrag, urljoin, urlsplit
 from urllib.request import url2pathname
 
 import requests
+import urllib3
 from packaging.tags import Tag
 from packaging.utils import (
     InvalidSdistFilename,
@@ -39,7 +40,7 @@ from packaging.utils import (
     parse_sdist_filename,
     parse_wheel_filename,
 )
-from packaging.version import InvalidVersion, Version
+from packaging.version import Version
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
@@ -81,7 +82,7 @@ class DistFile:
     yanked: str | None  # None = not yanked; the reason ("" if none given) when yanked
     upload_time: datetime | None  # tz-aware UTC
     sha256: str | None
-    index_url: str  # the index (or find-links location) it came from
+    index_url: str  # the index (or find-links location) it came from, credentials redacted
 
 
 def redact(text: str) -> str:
@@ -270,29 +271,19 @@ def parse_simple_json(payload: str | bytes | Mapping, *, page_url: str, index_ur
 
 
 class _AnchorParser(HTMLParser):
-    """Collects ``<a>`` elements; HTMLParser already unescapes attribute values."""
+    """Collects the attributes of ``<a href>`` elements (HTMLParser unescapes values)."""
 
     def __init__(self, page_url: str) -> None:
-        super().__init__(convert_charrefs=True)
+        super().__init__()
         self.base = page_url
-        self.anchors: list[tuple[dict[str, str | None], str]] = []
-        self._open: dict[str, str | None] | None = None
-        self._text: list[str] = []
+        self.anchors: list[dict[str, str | None]] = []
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag == "base" and dict(attrs).get("href"):
-            self.base = urljoin(self.base, dict(attrs)["href"] or "")
-        elif tag == "a":
-            self._open, self._text = dict(attrs), []
-
-    def handle_data(self, data: str) -> None:
-        if self._open is not None:
-            self._text.append(data)
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag == "a" and self._open is not None:
-            self.anchors.append((self._open, "".join(self._text).strip()))
-            self._open = None
+        found = dict(attrs)
+        if tag == "base" and found.get("href"):
+            self.base = urljoin(self.base, found["href"])
+        elif tag == "a" and found.get("href"):
+            self.anchors.append(found)
 
 
 def parse_simple_html(text: str, *, page_url: str, index_url: str) -> list[DistFile]:
@@ -301,20 +292,17 @@ def parse_simple_html(text: str, *, page_url: str, index_url: str) -> list[DistF
     parser.feed(text)
     parser.close()
     files = []
-    for attrs, label in parser.anchors:
-        href = attrs.get("href")
-        if not href:
-            continue
-        url = urljoin(parser.base, href)
-        # The file name is the last path segment; the anchor text is only a fallback.
-        filename = url2pathname(urlsplit(urldefrag(url)[0]).path.rsplit("/", 1)[-1]) or label
-        yanked = attrs["data-yanked"] or "" if "data-yanked" in attrs else None
+    for attrs in parser.anchors:
+        url = urljoin(parser.base, attrs["href"] or "")
+        # The file name is the URL's last path segment (PEP 503), not the anchor text.
+        filename = unquote(urlsplit(url).path.rsplit("/", 1)[-1])
         found = dist_file(
             filename,
             url,
             index_url=index_url,
             requires_python=attrs.get("data-requires-python"),
-            yanked=yanked,
+            # A bare ``data-yanked`` attribute means yanked without a reason.
+            yanked=(attrs["data-yanked"] or "") if "data-yanked" in attrs else None,
             upload_time=parse_timestamp(attrs.get("data-upload-time")),
         )
         if found is not None:
@@ -358,12 +346,16 @@ class _Page:
 
 def _short_cause(exc: requests.RequestException) -> str:
     """The part of a requests error a user can act on (e.g. "connection refused")."""
-    if isinstance(exc, requests.Timeout):
+    errno = re.search(r"\[Errno -?\d+\] ([^'\")\]]+)", str(exc))
+    if errno:  # refused, unknown host, unreachable network: the OS said it best
+        return errno.group(1).strip().lower()
+    # A read timeout under a retrying adapter arrives as ConnectionError(MaxRetryError).
+    reason = getattr(exc.args[0], "reason", None) if exc.args else None
+    if isinstance(exc, requests.Timeout) or isinstance(reason, urllib3.exceptions.TimeoutError):
         return "timed out"
     if isinstance(exc, requests.exceptions.SSLError):
         return "TLS/SSL error"
-    errno = re.search(r"\[Errno -?\d+\] ([^'\")\]]+)", str(exc))
-    return errno.group(1).strip().lower() if errno else type(exc).__name__
+    return type(exc).__name__
 
 
 def _retry_policy(retries: int) -> Retry:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import re
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from packaging.requirements import InvalidRequirement, Requirement
@@ -58,6 +58,12 @@ class Recipe:
     requires_python: SpecifierSet | None
     dependencies: tuple[Requirement, ...]
     settings: RecipeSettings = field(default_factory=RecipeSettings)
+    #: The path as the user typed it, for "Reproduce with:" lines (``path`` is absolute).
+    given: str = ""
+
+    @property
+    def shown(self) -> str:
+        return self.given or str(self.path)
 
     @property
     def name(self) -> str:
@@ -159,4 +165,4 @@ def load_recipe(path: str | Path) -> Recipe:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise RecipeError(f"cannot read recipe {path}: {exc}") from exc
-    return parse_recipe_text(text, path.resolve())
+    return replace(parse_recipe_text(text, path.resolve()), given=str(path))

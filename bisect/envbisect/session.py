@@ -134,7 +134,10 @@ class Session:
         return self._interpreter
 
     def target(self) -> Target:
-        return Target.host(self.settings.python)
+        if self.settings.python is None:
+            return Target.host(None)
+        # --python may be a path: the tags follow the interpreter it resolves to.
+        return Target.host(".".join(self.interpreter.version.split(".")[:2]))
 
     def list_versions(self, package: str, spec: str | None, *, pre: bool,
                       target: Target | None = None) -> tuple[list[Candidate], list[Excluded], Target]:

@@ -151,6 +151,9 @@ def parse_specifier(text: str | None) -> SpecifierSet | None:
     if text is None or not text.strip():
         return None
     try:
+        # packaging skips empty clauses (">=1,,<2"); they are typos, so say so.
+        if any(not clause.strip() for clause in text.split(",")):
+            raise InvalidSpecifier("empty clause between commas")
         return SpecifierSet(text)
     except InvalidSpecifier as exc:
         raise ConfigError(
@@ -314,17 +317,19 @@ def why_empty(
     if not excluded:
         return f"no {what}{in_range} was found on the index; widen the range or check --index-url"
     counts = Counter(e.reason for e in excluded)
+    seen = sorted({p for e in excluded for p in e.platforms})
+    # Commonest reasons first; ties go to the reason whose hint is most actionable.
+    ranked = sorted(counts, key=lambda r: (-counts[r], list(_HINTS).index(r)))
     parts = []
-    for reason, n in counts.most_common():
+    for reason in ranked:
+        n = counts[reason]
         part = _COUNTED[reason][n > 1].format(n=n)
         if reason is Reason.NO_COMPATIBLE_WHEEL:
-            seen = sorted({p for e in excluded for p in e.platforms})
             part += f" (wheels exist for {', '.join(seen)})" if seen else ""
         elif reason is Reason.REQUIRES_PYTHON:
             part += f" ({next(e.detail for e in excluded if e.reason is reason)})"
         parts.append(part)
-    seen = sorted({p for e in excluded for p in e.platforms})
     where = "a Mac" if seen and all(p.startswith("macos") for p in seen) else ", ".join(seen) or "another platform"
     # The two commonest reasons get a hint each; more would not fit on one line.
-    hints = list(dict.fromkeys(_HINTS[r].format(where=where) for r, _ in counts.most_common()))[:2]
+    hints = list(dict.fromkeys(_HINTS[r].format(where=where) for r in ranked))[:2]
     return f"no {what}{in_range} installs on {target.describe()}: {'; '.join(parts)}; {' or '.join(hints)}"

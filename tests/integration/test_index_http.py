@@ -52,6 +52,7 @@ class Reply:
     status: int = 200
     body: bytes = b""
     headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0  # seconds to wait before answering (a slow index)
 
 
 @dataclass
@@ -69,8 +70,9 @@ class Scripted:
         self.hits: list[Hit] = []
         self.auth: str | None = None  # "user:password" required when set
         self.lock = threading.Lock()
+        self.release = threading.Event()  # set at teardown so slow replies end at once
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True)
 
     @property
     def port(self) -> int:
@@ -107,14 +109,19 @@ class Scripted:
             def do_GET(self) -> None:
                 headers = dict(self.headers.items())
                 reply = server._next(self.path, headers)
+                if reply.delay:
+                    server.release.wait(reply.delay)
                 with server.lock:
                     server.hits.append(Hit(self.path, reply.status, headers))
-                self.send_response(reply.status)
-                for name, value in reply.headers.items():
-                    self.send_header(name, value)
-                self.send_header("Content-Length", str(len(reply.body)))
-                self.end_headers()
-                self.wfile.write(reply.body)
+                try:
+                    self.send_response(reply.status)
+                    for name, value in reply.headers.items():
+                        self.send_header(name, value)
+                    self.send_header("Content-Length", str(len(reply.body)))
+                    self.end_headers()
+                    self.wfile.write(reply.body)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client gave up waiting (the timeout test)
 
         return Handler
 
@@ -124,6 +131,7 @@ def server() -> Iterator[Scripted]:
     scripted = Scripted()
     scripted.thread.start()
     yield scripted
+    scripted.release.set()
     scripted.httpd.shutdown()
     scripted.httpd.server_close()
 
@@ -215,6 +223,14 @@ def test_repeated_5xx_is_unreachable(server):
             index.project_files("demo")
     assert "HTTP 502" in str(err.value) and "--index-url" in str(err.value)
     assert len(server.hits) == 2  # the first try and one retry
+
+
+def test_slow_index_times_out(server):
+    server.route("/simple/demo/", Reply(200, json_page(), {"Content-Type": JSON_TYPE}, delay=30.0))
+    with client(server.url(), retries=0, timeout=0.3) as index:
+        with pytest.raises(IndexUnreachable) as err:
+            index.project_files("demo")
+    assert "timed out" in str(err.value)
 
 
 def test_unknown_package(server):

@@ -215,7 +215,7 @@ def test_serves_while_publishing(local_index, wheel_dir: Path) -> None:
         return len(response.json()["files"]) if response.status_code == 200 else -1
 
     with ThreadPoolExecutor(max_workers=8) as pool:
-        reads = pool.map(fetch, range(60))
+        reads = pool.map(fetch, range(40))
         for path in wheels:
             index.add(path)
         counts = list(reads)

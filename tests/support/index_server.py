@@ -14,9 +14,11 @@ thread on an OS-chosen port, serving
 
 The ``flavour`` decides the page format: ``"json"`` always answers PEP 691 JSON,
 ``"html"`` always PEP 503 HTML (``text/html``, never JSON, like a plain mirror), and
-``"both"`` negotiates on ``Accept`` as PEP 691 describes (``?format=`` overrides it). Every response carries an
-``ETag`` (a hash of the body) and ``Last-Modified``; ``If-None-Match`` (and, without
-it, ``If-Modified-Since``) yields ``304``. With ``auth`` set, every request needs HTTP
+``"both"`` negotiates on ``Accept`` as PEP 691 describes (``?format=`` overrides
+it). Every response carries an ``ETag`` (a hash of the body) and ``Last-Modified``;
+``If-None-Match`` (and, without it, ``If-Modified-Since``) yields ``304``.
+Last-Modified is bumped by at least a second per change, so it may run ahead of the
+clock after a burst of publications; that keeps ``If-Modified-Since`` honest. With ``auth`` set, every request needs HTTP
 basic credentials, as a private index would.
 """
 

@@ -224,7 +224,7 @@ def test_equal_versions_with_different_spellings_merge():
     assert candidate.files == (files[1],)
 
 
-@pytest.mark.parametrize("bad", [">=1.0 <2", "1.0", ">>2", "~=1"])
+@pytest.mark.parametrize("bad", [">=1.0 <2", "1.0", ">>2", "~=1", ">=1.0,,<2", ">=1,"])
 def test_invalid_specifier(bad):
     with pytest.raises(ConfigError) as err:
         select([wheel("1.0")], target=LINUX, specifier=bad)
@@ -280,6 +280,7 @@ def test_why_empty_mixed_reasons_and_nothing_at_all():
     assert line.startswith("no release installs on cp311 linux-x86_64: ")
     for part in ["1 is a pre-release", "1 is yanked", "1 is source only", "1 needs a different Python"]:
         assert part in line
-    assert "--pre" in line and "--allow-build" in line and "--python" in line
+    # Two hints at most; on a tie the actionable flags win over "widen the range".
+    assert line.endswith("; pass --pre to include pre-releases or pass --allow-build to build from source")
     empty = why_empty([], LINUX, SpecifierSet(">=9"), package="demo")
     assert empty == "no release of demo in '>=9' was found on the index; widen the range or check --index-url"

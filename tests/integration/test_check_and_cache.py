@@ -1,0 +1,96 @@
+"""``bisect check`` (one recorded probe) and ``bisect cache info|prune|clear``."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+from support.cli import PLANTED_BODY, bisect_cli, cli_env, write_recipe
+
+
+def _check(recipe, index, cache, *extra):
+    return bisect_cli("check", str(recipe), "--index-url", index.url, "--cache-dir", str(cache), "--json",
+                      *extra, cwd=cache.parent, check_json=True)
+
+
+def test_check_records_one_probe_with_metrics_and_resolved_versions(tmp_path, planted_index):
+    recipe = write_recipe(tmp_path / "r.py", """
+        import json, os, sys, planted
+        json.dump({"value": planted.VALUE, "max_abs_diff": 0.5}, open(os.environ["ENVBISECT_RESULT"], "w"))
+        sys.exit(0 if planted.VALUE == 1 else 1)
+    """)
+    cache = tmp_path / "cache"
+    bad = _check(recipe, planted_index, cache)
+    assert bad.returncode == 1  # newest (2.0) is bad
+    assert bad.json["outcome"] == "bad" and bad.json["resolved"]["planted"] == "2.0"
+    assert bad.json["metrics"] == {"value": 2, "max_abs_diff": 0.5}
+    good = _check(recipe, planted_index, cache, "--with", "planted==1.2")
+    assert good.returncode == 0 and good.json["resolved"]["planted"] == "1.2"
+    again = _check(recipe, planted_index, cache, "--with", "planted==1.2")
+    assert again.json["reused"] is True and again.json["executed"] == 0
+    text = bisect_cli("check", str(recipe), "--with", "planted==1.2", "--index-url", planted_index.url,
+                      "--cache-dir", str(cache), cwd=tmp_path)
+    assert "good: exit 0" in text.stdout and "planted==1.2" in text.stdout and "max_abs_diff" in text.stdout
+    hist = bisect_cli("history", "--json", "--cache-dir", str(cache), cwd=tmp_path)
+    assert [r["kind"] for r in json.loads(hist.stdout)] == ["check"] * 4
+
+
+def test_check_bad_metrics_are_a_note_not_a_crash(tmp_path, planted_index):
+    recipe = write_recipe(tmp_path / "r.py", """
+        import os
+        open(os.environ["ENVBISECT_RESULT"], "w").write("{not json")
+    """)
+    res = _check(recipe, planted_index, tmp_path / "cache").json
+    assert res["outcome"] == "good" and res["metrics"] is None
+    assert "not valid JSON" in res["metrics_note"]
+
+
+def test_check_missing_import_is_an_error_with_the_message(tmp_path, planted_index):
+    recipe = write_recipe(tmp_path / "r.py", """
+        import planted
+        import numpy_that_is_not_declared
+    """)
+    proc = _check(recipe, planted_index, tmp_path / "cache")
+    assert proc.returncode == 4
+    assert proc.json["outcome"] == "error"
+    assert "numpy_that_is_not_declared" in proc.json["stderr_tail"]
+
+
+def test_check_with_uninstallable_requirement_says_which_and_why(tmp_path, planted_index):
+    recipe = write_recipe(tmp_path / "r.py", PLANTED_BODY)
+    proc = _check(recipe, planted_index, tmp_path / "cache", "--with", "planted==1.7")
+    assert proc.returncode == 125
+    assert proc.json["outcome"] == "skip"
+    assert proc.json["reason"].startswith("install failed:") and "planted" in proc.json["reason"]
+
+
+def test_cache_info_prune_and_clear_respect_envs_in_use(tmp_path, planted_index):
+    recipe = write_recipe(tmp_path / "r.py", PLANTED_BODY)
+    cache = tmp_path / "cache"
+    for v in ("1.0", "1.1", "1.2"):
+        _check(recipe, planted_index, cache, "--with", f"planted=={v}")
+    info = json.loads(bisect_cli("cache", "info", "--json", "--cache-dir", str(cache), cwd=tmp_path).stdout)
+    assert info["environments"] == 3
+    envs = sorted((p for p in (cache / "envs").iterdir() if not p.name.startswith(".")),
+                  key=lambda p: (p / "envbisect-env.json").stat().st_mtime)
+    # Mark the least recently used env as in use by a live process: prune must keep it.
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (envs[0] / ".envbisect-in-use").mkdir(exist_ok=True)
+        (envs[0] / ".envbisect-in-use" / str(holder.pid)).write_text("")
+        proc = bisect_cli("cache", "prune", "--max-size", "0", "--cache-dir", str(cache), cwd=tmp_path)
+        assert proc.returncode == 0 and "removed 2" in proc.stdout
+        left = [p for p in (cache / "envs").iterdir() if not p.name.startswith(".")]
+        assert left == [envs[0]]
+    finally:
+        holder.kill()
+        holder.wait()
+    bad = bisect_cli("cache", "prune", "--max-size", "lots", "--cache-dir", str(cache), cwd=tmp_path)
+    assert bad.returncode == 2 and "not a size" in bad.stderr
+    cleared = bisect_cli("cache", "clear", "--cache-dir", str(cache), cwd=tmp_path)
+    assert cleared.returncode == 0
+    assert not [p for p in (cache / "envs").iterdir() if not p.name.startswith(".")]
+    assert (cache / "results.db").exists(), "clear keeps the results unless --all"

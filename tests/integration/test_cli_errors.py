@@ -1,0 +1,142 @@
+"""Bad input: one clear line on stderr naming the problem and the fix, a non-zero exit,
+and nothing written half-way (no run, no probe, no environment)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import sqlite3
+
+import pytest
+
+from support.cli import PLANTED_BODY, bisect_cli, write_recipe
+
+
+def _closed_port_url() -> str:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    return f"http://user:hunter2secret@127.0.0.1:{port}/simple"
+
+
+def _assert_one_line_error(proc, *needles):
+    assert proc.returncode == 2, (proc.returncode, proc.stdout, proc.stderr)
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("error: ")
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+    assert "Traceback" not in proc.stderr
+
+
+def _nothing_recorded(cache):
+    db = cache / "results.db"
+    if db.exists():
+        con = sqlite3.connect(db)
+        try:
+            assert con.execute("select count(*) from runs").fetchone()[0] == 0
+            assert con.execute("select count(*) from probes").fetchone()[0] == 0
+        finally:
+            con.close()
+    envs = cache / "envs"
+    assert not envs.exists() or not [p for p in envs.iterdir() if not p.name.startswith(".lock")]
+
+
+@pytest.fixture
+def recipe(tmp_path):
+    return write_recipe(tmp_path / "planted_recipe.py", PLANTED_BODY)
+
+
+def test_missing_recipe(tmp_path):
+    proc = bisect_cli("run", "nope.py", "--cache-dir", str(tmp_path / "c"), cwd=tmp_path)
+    _assert_one_line_error(proc, "nope.py does not exist")
+
+
+def test_recipe_without_pep723_block(tmp_path):
+    path = tmp_path / "plain.py"
+    path.write_text("print('hi')\n")
+    proc = bisect_cli("run", str(path), "--cache-dir", str(tmp_path / "c"), cwd=tmp_path)
+    _assert_one_line_error(proc, "no PEP 723", "add one")
+
+
+def test_recipe_with_invalid_toml(tmp_path):
+    path = tmp_path / "bad.py"
+    path.write_text("# /// script\n# dependencies = [\"a\"\n# ///\n")
+    proc = bisect_cli("run", str(path), "--cache-dir", str(tmp_path / "c"), cwd=tmp_path)
+    _assert_one_line_error(proc, "not valid TOML")
+
+
+def test_unknown_package(tmp_path, planted_index, recipe):
+    cache = tmp_path / "c"
+    proc = bisect_cli("run", str(recipe), "--package", "no-such-pkg", "--index-url", planted_index.url,
+                      "--cache-dir", str(cache), cwd=tmp_path)
+    _assert_one_line_error(proc, "no-such-pkg", "not found")
+    _nothing_recorded(cache)
+
+
+def test_invalid_specifier(tmp_path, planted_index, recipe):
+    cache = tmp_path / "c"
+    proc = bisect_cli("run", str(recipe), "--range", "=>1.0", "--index-url", planted_index.url,
+                      "--cache-dir", str(cache), cwd=tmp_path)
+    _assert_one_line_error(proc, "=>1.0")
+    _nothing_recorded(cache)
+
+
+def test_good_newer_than_bad(tmp_path, planted_index, recipe):
+    cache = tmp_path / "c"
+    proc = bisect_cli("run", str(recipe), "--good", "1.8", "--bad", "1.2", "--index-url", planted_index.url,
+                      "--cache-dir", str(cache), cwd=tmp_path)
+    _assert_one_line_error(proc, "--bad 1.2 must be newer than --good 1.8")
+    _nothing_recorded(cache)
+
+
+def test_good_that_is_not_a_candidate(tmp_path, planted_index, recipe):
+    proc = bisect_cli("run", str(recipe), "--good", "1.3", "--index-url", planted_index.url,
+                      "--cache-dir", str(tmp_path / "c"), cwd=tmp_path)
+    _assert_one_line_error(proc, "--good 1.3", "yanked")
+
+
+def test_empty_candidate_list_says_why(tmp_path, planted_index, recipe):
+    cache = tmp_path / "c"
+    proc = bisect_cli("run", str(recipe), "--range", "==1.7", "--index-url", planted_index.url,
+                      "--cache-dir", str(cache), cwd=tmp_path)
+    _assert_one_line_error(proc, "planted", "wheel", "windows")
+    _nothing_recorded(cache)
+
+
+def test_unreachable_index_hides_credentials(tmp_path, recipe):
+    cache = tmp_path / "c"
+    proc = bisect_cli("run", str(recipe), "--index-url", _closed_port_url(), "--cache-dir", str(cache),
+                      cwd=tmp_path, timeout=120)
+    _assert_one_line_error(proc, "cannot reach")
+    assert "hunter2secret" not in proc.stderr + proc.stdout
+    _nothing_recorded(cache)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root can write anywhere; permission bits do not stop it")
+def test_unwritable_cache_dir(tmp_path, recipe):
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    proc = bisect_cli("run", str(recipe), "--cache-dir", str(ro / "cache"), cwd=tmp_path)
+    _assert_one_line_error(proc, "not writable", "--cache-dir")
+
+
+def test_cache_dir_that_is_a_file(tmp_path, recipe):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    proc = bisect_cli("run", str(recipe), "--cache-dir", str(blocker / "cache"), cwd=tmp_path)
+    _assert_one_line_error(proc, "not writable", "--cache-dir")
+
+
+def test_no_verify_needs_both_ends(tmp_path, planted_index, recipe):
+    proc = bisect_cli("run", str(recipe), "--good", "1.0", "--no-verify", "--index-url", planted_index.url,
+                      "--cache-dir", str(tmp_path / "c"), cwd=tmp_path)
+    _assert_one_line_error(proc, "--no-verify needs both")
+
+
+def test_bad_regress_mode(tmp_path, planted_index, recipe):
+    proc = bisect_cli("run", str(recipe), "--regress", "sometimes", "--index-url", planted_index.url,
+                      "--cache-dir", str(tmp_path / "c"), cwd=tmp_path)
+    _assert_one_line_error(proc, "sometimes", "exit")
