@@ -7,7 +7,8 @@ For each size N (default 64 and 256) it serves N releases of ``benchpkg`` on 127
 * a cold ``bisect run`` (empty cache): wall time, the answer, and the probes used
   against the bound ceil(log2 N) + 2 (two endpoint checks plus a binary search);
 * a warm ``bisect run --no-reuse`` on the same cache (every env cached, every probe
-  re-run): wall time;
+  re-run): wall time. Both are repeated R times (``--repeat``, each cold run on a fresh
+  cache) and the median is reported, because the machine is small and shared;
 * warm env materialisation through the library (``EnvManager.ensure`` of a spec that
   already exists, built exactly as the session builds it), median over the probed
   versions; each must be a cache hit;
@@ -18,7 +19,7 @@ For each size N (default 64 and 256) it serves N releases of ``benchpkg`` on 127
 It prints one table with the targets marked PASS/FAIL and always exits 0: it is a
 report, not a test (the test suite never asserts on wall time).
 
-    .venv/bin/python bench/bench_run.py [--sizes 64 256] [--naive-sample K] [--seed S]
+    .venv/bin/python bench/bench_run.py [--sizes 64 256] [--naive-sample K] [--repeat R] [--seed S]
 """
 
 from __future__ import annotations
@@ -61,9 +62,9 @@ class SizeResult:
     found: str | None = None
     answer_ok: bool = False
     probes: list[str] = field(default_factory=list)
-    cold_s: float | None = None
-    warm_s: float | None = None
-    warm_executed: int | None = None
+    cold_runs: list[float] = field(default_factory=list)
+    warm_runs: list[float] = field(default_factory=list)
+    warm_executed: list[int] = field(default_factory=list)  # probes each warm run re-ran
     materialise_s: list[float] = field(default_factory=list)
     hits: int = 0
     naive_measured_s: float | None = None
@@ -74,6 +75,14 @@ class SizeResult:
     @property
     def bound(self) -> int:
         return math.ceil(math.log2(self.n)) + 2
+
+    @property
+    def cold_s(self) -> float | None:
+        return statistics.median(self.cold_runs) if self.cold_runs else None
+
+    @property
+    def warm_s(self) -> float | None:
+        return statistics.median(self.warm_runs) if self.warm_runs else None
 
     @property
     def naive_s(self) -> float | None:
@@ -99,7 +108,7 @@ def bisect_run(fx: Fixture, cache: Path, *extra: str) -> tuple[dict, float]:
         return json.loads(proc.stdout), elapsed
     except ValueError:
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
-        raise RunFailed(f"bisect run {' '.join(extra)} exited {proc.returncode}: {' | '.join(tail)}") from None
+        raise RunFailed(f"{' '.join(['bisect run', *extra])} exited {proc.returncode}: {' | '.join(tail)}") from None
 
 
 def materialise(fx: Fixture, cache: Path, versions: list[str]) -> tuple[list[float], int]:
@@ -146,21 +155,34 @@ def naive_loop(fx: Fixture, work: Path, versions: list[str]) -> tuple[float, lis
     return time.perf_counter() - start, wrong
 
 
-def measure(n: int, seed: int, naive_sample: int | None) -> SizeResult:
+def bisect_pair(fx: Fixture, cache: Path, res: SizeResult) -> None:
+    """One cold run on an empty ``cache`` then one warm ``--no-reuse`` run on it, recorded
+    into ``res``; every repeat must give the same answer and the same probe sequence."""
+    cold, elapsed = bisect_run(fx, cache)
+    res.cold_runs.append(elapsed)
+    probes = [p["version"] for p in cold["probes"]]
+    found = f"{cold.get('last_good')} -> {cold.get('first_bad')}"
+    ok = (cold.get("status") == "found" and cold.get("first_bad") == fx.first_bad
+          and cold.get("last_good") == fx.last_good)
+    if res.found is None:
+        res.probes, res.found, res.answer_ok = probes, found, ok
+    elif (probes, found) != (res.probes, res.found):
+        res.answer_ok = False  # the search is deterministic: a different path is a bug
+        res.found += f" (a repeat gave {found} via {probes})"
+    warm, elapsed = bisect_run(fx, cache, "--no-reuse")
+    res.warm_runs.append(elapsed)
+    res.warm_executed.append(warm.get("executed", 0))
+
+
+def measure(n: int, seed: int, naive_sample: int | None, repeat: int) -> SizeResult:
     with tempfile.TemporaryDirectory(prefix=f"envbisect-bench-{n}-") as tmp:
         root = Path(tmp)
         fx = build_fixture(root, n, seed)
         res = SizeResult(n, fx.first_bad)
-        cache = root / "cache"
         try:
-            cold, res.cold_s = bisect_run(fx, cache)
-            res.probes = [p["version"] for p in cold["probes"]]
-            res.found = f"{cold.get('last_good')} -> {cold.get('first_bad')}"
-            res.answer_ok = (cold.get("status") == "found" and cold.get("first_bad") == fx.first_bad
-                             and cold.get("last_good") == fx.last_good)
-            warm, res.warm_s = bisect_run(fx, cache, "--no-reuse")
-            res.warm_executed = warm.get("executed")
-            res.materialise_s, res.hits = materialise(fx, cache, res.probes)
+            for i in range(repeat):
+                bisect_pair(fx, root / f"cache-{i}", res)
+            res.materialise_s, res.hits = materialise(fx, root / "cache-0", res.probes)
             sample = res.probes[:naive_sample] if naive_sample else res.probes
             res.naive_measured_s, res.naive_wrong = naive_loop(fx, root, sample)
             res.naive_measured = len(sample)
@@ -179,6 +201,10 @@ def _fmt(value: float | None, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
 
+def _runs(values: list, spec: str = ".2f") -> str:
+    return " ".join(format(v, spec) for v in values) or "-"
+
+
 def rows_for(r: SizeResult) -> list[tuple[str, str, str]]:
     """(figure, value, PASS/FAIL or '') rows of the table for one N."""
     med = statistics.median(r.materialise_s) if r.materialise_s else None
@@ -188,14 +214,15 @@ def rows_for(r: SizeResult) -> list[tuple[str, str, str]]:
         ("planted first bad", r.planted, ""),
         ("found (last good -> first bad)", r.found or "-", _verdict(r.answer_ok if r.found else None)),
         ("probes used / bound", f"{len(r.probes)} / {r.bound}", _verdict(len(r.probes) <= r.bound if r.probes else None)),
-        ("cold bisect run (s)", _fmt(r.cold_s, ".2f"), ""),
-        ("warm bisect run --no-reuse (s)", _fmt(r.warm_s, ".2f") + f"  ({r.warm_executed} re-run)", ""),
+        ("cold bisect run, median (s)", _fmt(r.cold_s, ".2f") + f"  (of {_runs(r.cold_runs)})", ""),
+        ("warm bisect run --no-reuse, median (s)", _fmt(r.warm_s, ".2f") + f"  (of {_runs(r.warm_runs)};"
+         f" probes re-run: {_runs(r.warm_executed, 'd')})", ""),
         ("warm env materialisation, median (ms)", _fmt(med and med * 1000, ".1f")
          + f"  ({r.hits}/{len(r.materialise_s)} hits)",
          _verdict(med < MATERIALISE_TARGET_S and r.hits == len(r.materialise_s) if med is not None else None)),
         ("naive venv+pip loop (s)", _fmt(r.naive_s, ".2f") + naive_note
          + (f"  WRONG EXIT for {r.naive_wrong}" if r.naive_wrong else ""), ""),
-        ("speed-up naive / cold", _fmt(r.speedup, ".1f") + "x",
+        ("speed-up naive / cold", _fmt(r.speedup, ".1f") + ("x" if r.speedup is not None else ""),
          _verdict(r.speedup >= SPEEDUP_TARGET if r.speedup is not None else None)),
     ]
 
@@ -221,15 +248,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sizes", type=int, nargs="+", default=[64, 256], help="release counts (default 64 256)")
     parser.add_argument("--naive-sample", type=int, default=None, metavar="K",
                         help="time the naive loop on only the first K probes and extrapolate")
+    parser.add_argument("--repeat", type=int, default=3, metavar="R",
+                        help="cold/warm bisect runs per N, each cold on a fresh cache; medians reported")
     parser.add_argument("--seed", type=int, default=20240229, help="seed for the planted position")
     args = parser.parse_args(argv)
-    if any(n < 2 for n in args.sizes) or (args.naive_sample is not None and args.naive_sample < 1):
-        parser.error("sizes must be >= 2 and --naive-sample >= 1")
+    if any(n < 2 for n in args.sizes) or args.repeat < 1 or (args.naive_sample is not None and args.naive_sample < 1):
+        parser.error("sizes must be >= 2, --repeat and --naive-sample >= 1")
     os.chdir(REPO)
     results = []
     for n in args.sizes:
         print(f"measuring N={n} ...", file=sys.stderr, flush=True)
-        results.append(measure(n, args.seed, args.naive_sample))
+        results.append(measure(n, args.seed, args.naive_sample, args.repeat))
     report(results)
     return 0
 

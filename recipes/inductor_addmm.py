@@ -36,8 +36,9 @@ Verdict (exit status):
     1    rel_error > ADDMM_RTOL (or the compiled output holds NaN/inf where eager does not)
     125  cannot test here: eager itself is not reproducible to within ADDMM_RTOL / 2
          (a verdict at that tolerance would be a coin toss), CUDA was asked for but is
-         absent, or the toolchain Inductor needs is missing (no C++ compiler for CPU
-         code, no Triton for CUDA, torch.compile unsupported on this Python/torch).
+         absent, or the toolchain Inductor needs is missing: no C++ compiler for CPU
+         code (neither CXX set nor g++/c++/clang++ on PATH), no Triton for CUDA, or
+         torch.compile unsupported on this Python/torch.
     2    anything else, including a crash inside torch.compile that is not a missing
          toolchain (envbisect's --regress policy decides whether that counts as bad).
          Never 1: Python exits 1 on an uncaught exception, which would read as "bad".

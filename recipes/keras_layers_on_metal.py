@@ -65,6 +65,7 @@ import json
 import math
 import os
 import platform
+import re
 import sys
 import traceback
 from dataclasses import asdict, dataclass
@@ -118,13 +119,15 @@ def env_number(name: str, default: float, kind: type = float) -> float:
 
 
 def version_tuple(text: str) -> tuple[int, ...]:
-    """'2.15.0-tf' -> (2, 15, 0): enough to compare against LAYERS' ``since``."""
+    """'2.15.0-tf' -> (2, 15, 0), '3.0.0rc1' -> (3, 0, 0): enough to compare against LAYERS' ``since``."""
     parts = []
     for piece in text.split("."):
-        digits = "".join(ch for ch in piece if ch.isdigit()) if piece[:1].isdigit() else ""
+        digits = re.match(r"\d+", piece)
         if not digits:
             break
-        parts.append(int(digits))
+        parts.append(int(digits.group()))
+        if digits.end() < len(piece):  # '0rc1': a pre-release suffix ends the release part
+            break
     return tuple(parts)
 
 
@@ -158,7 +161,12 @@ def judge(results: list[LayerResult], compared_on: str | None, rtol: float = DEF
             diverged.append(r.name)
         if target and r.device and device_type(r.device) != target:
             fallback.append(r.name)
-        row["ok"] = r.name not in missing + errors + diverged and not (fail_on_fallback and r.name in fallback)
+        problems = [label for label, names in (("missing", missing), ("error", errors), ("diverged", diverged))
+                    if r.name in names]
+        if fail_on_fallback and r.name in fallback:
+            problems.append("cpu fallback")
+        row["problem"] = ", ".join(problems) or None
+        row["ok"] = not problems
         table.append(row)
     bad = bool(missing or errors or diverged or (fail_on_fallback and fallback))
     metrics = {
@@ -272,9 +280,12 @@ def main() -> int:
     for row in metrics["layers"]:
         rel = "-" if row["max_rel_diff"] is None else f"{row['max_rel_diff']:.1e}"
         lines.append(f"{row['name']:20s} {str(row['available']):5s} {str(row['where']):40s} "
-                     f"{str(row['device']):8s} {rel:>9s} {'yes' if row['ok'] else 'NO ' + (row['error'] or '')}")
-    if not metrics["gpu_tested"]:
-        lines.append(f"no GPU tested (compared on {other}): checked availability and CPU execution (gpu_tested=false)")
+                     f"{str(row['device']):8s} {rel:>9s} {'yes' if row['ok'] else 'NO: ' + row['problem']}")
+    if other is None:
+        lines.append("no GPU visible: checked availability and CPU execution only (gpu_tested=false)")
+    for row in metrics["layers"]:
+        if row["error"]:
+            lines.append(f"{row['name']}: {row['error']}")
     lines.append(f"{'BAD' if code == BAD else 'GOOD'}: missing={metrics['missing']} errors={metrics['errors']} "
                  f"diverged={metrics['diverged']} cpu_fallback={metrics['cpu_fallback']}")
     return finish(code, metrics, "\n".join(lines))

@@ -324,3 +324,9 @@ def main() -> None:
         err.print("interrupted; run the same command again to resume where it stopped", markup=False)
         sys.exit(130)
     sys.exit(code if isinstance(code, int) else 0)
+
+
+from envbisect.cli_watch import attach, watch  # noqa: E402 - registered after the core commands
+
+app.command()(watch)
+app.command()(attach)

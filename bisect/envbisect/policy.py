@@ -21,7 +21,7 @@ from enum import Enum
 from typing import Any
 
 from envbisect.errors import ConfigError
-from envbisect.runner import RawResult, signal_name
+from envbisect.runner import EXIT_UNCAUGHT, RawResult, signal_name
 from envbisect.search import Verdict
 
 #: The exit status a recipe uses for "cannot test here" (as in ``git bisect run``).
@@ -124,10 +124,18 @@ def judge(
         return _error("ended without an exit status", mode, crash=False)
     if raw.exit_code == SKIP_EXIT:
         return Judgement(Outcome.SKIP, Verdict.UNTESTABLE, f"exit {SKIP_EXIT}: cannot test here")
+    if raw.exit_code == EXIT_UNCAUGHT:
+        return _error(f"uncaught {_last_line(raw.stderr_tail) or 'exception'}", mode, crash=False)
     if raw.exit_code not in (0, 1):
         return _error(f"exit {raw.exit_code}", mode, crash=False)
     by_exit = _decided(Outcome.GOOD if raw.exit_code == 0 else Outcome.BAD, f"exit {raw.exit_code}")
     return _apply_thresholds(by_exit, raw.exit_code, raw.metrics or {}, thresholds)
+
+
+def _last_line(text: str | None, limit: int = 200) -> str:
+    """The exception line of a traceback (its last non-empty line), shortened."""
+    lines = [ln.strip() for ln in (text or "").splitlines() if ln.strip()]
+    return lines[-1][:limit] if lines else ""
 
 
 def install_failure(reason: str) -> Judgement:
@@ -200,7 +208,8 @@ def _apply_thresholds(
     if not missing:
         return _decided(Outcome.GOOD, "; ".join(clear) + (overridden if exit_code != 0 else ""))
     names = ", ".join(missing)
-    return replace(by_exit, reason=f"{by_exit.reason}; metric {names} missing or not a number, threshold not applied")
+    note = f"metric {names} missing or not a number, threshold not applied"
+    return replace(by_exit, reason=f"{by_exit.reason}; {note}")
 
 
 def _metric(metrics: Mapping[str, Any], name: str) -> float | None:

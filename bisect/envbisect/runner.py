@@ -35,6 +35,27 @@ from envbisect.errors import ConfigError, InstallFailed
 
 #: Environment variable naming the file a recipe may write its metrics (a JSON object) to.
 RESULT_ENV = "ENVBISECT_RESULT"
+#: Exit status of a recipe that died of an uncaught exception other than AssertionError.
+#: Python itself exits 1 for any uncaught exception, which would read as "bad"; a recipe
+#: that crashed on an ImportError has measured nothing, so the launcher below turns such a
+#: crash into this status, which the policy judges an error. An uncaught AssertionError
+#: keeps exit 1: ``assert np.allclose(...)`` in a recipe means "bad".
+EXIT_UNCAUGHT = 113
+#: Runs the recipe as ``__main__`` exactly as ``python recipe.py`` would (same argv, same
+#: sys.path[0]) but maps uncaught non-assertion exceptions to EXIT_UNCAUGHT. It is passed
+#: with ``-c``: nothing of envbisect is imported into the environment under test.
+LAUNCHER = (
+    "import os, runpy, sys, traceback\n"
+    "sys.argv = sys.argv[1:]\n"
+    "sys.path[0] = os.path.dirname(os.path.abspath(sys.argv[0]))\n"
+    "try:\n"
+    "    runpy.run_path(sys.argv[0], run_name='__main__')\n"
+    "except (SystemExit, AssertionError):\n"
+    "    raise\n"
+    "except BaseException:\n"
+    "    traceback.print_exc()\n"
+    f"    sys.exit({EXIT_UNCAUGHT})\n"
+)
 #: Metrics files larger than this are dropped (with a note), never read whole.
 METRICS_MAX_BYTES = 64 * 1024
 
@@ -209,7 +230,7 @@ def _run_in(
     with open(out_file, "wb") as out, open(err_file, "wb") as err:
         try:
             proc = subprocess.Popen(
-                [str(python), str(recipe)],
+                [str(python), "-c", LAUNCHER, str(recipe)],
                 cwd=work,
                 env=child_env,
                 stdin=subprocess.DEVNULL,
@@ -227,7 +248,8 @@ def _run_in(
     if timed_out:
         exit_code = None
     metrics, note = read_metrics(result_file)
-    _write_log(log_path, python, recipe, work, out_file, err_file, _ending(exit_code, sig, timed_out, duration))
+    ending = _ending(exit_code, sig, timed_out, duration)
+    _write_log(log_path, python, recipe, work, out_file, err_file, ending)
     return RawResult(
         exit_code=exit_code,
         signal=sig,

@@ -181,17 +181,16 @@ class Session:
         try:
             env = self.envs.ensure(spec)
         except InstallFailed as exc:
-            j = install_failure(str(exc))
-            self.store.add_probe(run_id, seq=seq, attempt=0, outcome=j.outcome.value,
-                                 verdict=j.verdict.value, reason=j.reason, **common)
-            self.handler.probe_finished(label, j, False)
-            return Probe(label, j, False, False, 0, {}, None)
+            return self._untestable(run_id, seq, label, str(exc), common)
         judgements, first = [], None
         with self.envs.in_use(env):
             for attempt in range(attempts):
                 log = self.settings.cache.logs / f"run-{run_id}" / f"{seq:03d}-{_safe(label)}-{attempt}.log"
-                raw = run_recipe(env.python, recipe.path, timeout=timeout, log_path=log,
-                                 scratch_dir=self.settings.cache.scratch)
+                try:
+                    raw = run_recipe(env.python, recipe.path, timeout=timeout, log_path=log,
+                                     scratch_dir=self.settings.cache.scratch)
+                except InstallFailed as exc:  # the env's interpreter cannot start
+                    return self._untestable(run_id, seq, label, str(exc), common)
                 j = judge(raw, regress, thresholds)
                 judgements.append(j)
                 row = dict(raw.to_dict(), resolved=env.resolved, env_build_s=env.build_s if attempt == 0 else 0.0)
@@ -203,6 +202,14 @@ class Session:
             self.store.mark_flaky(run_id, seq)
         self.handler.probe_finished(label, verdict, False)
         return Probe(label, verdict, flaky, False, attempts, env.resolved, first.metrics)
+
+    def _untestable(self, run_id: int, seq: int, label: str, why: str, common: dict) -> Probe:
+        """Record a candidate whose environment could not be built or started."""
+        j = install_failure(why)
+        self.store.add_probe(run_id, seq=seq, attempt=0, outcome=j.outcome.value,
+                             verdict=j.verdict.value, reason=j.reason, **common)
+        self.handler.probe_finished(label, j, False)
+        return Probe(label, j, False, False, 0, {}, None)
 
     def _stored(self, run_id: int, recipe_hash: str, env_key: str, reuse: bool) -> list[dict]:
         rows = self.store.find_probes(recipe_hash=recipe_hash, env_key=env_key, host=self.host)

@@ -57,6 +57,18 @@ def test_check_missing_import_is_an_error_with_the_message(tmp_path, planted_ind
     assert proc.returncode == 4
     assert proc.json["outcome"] == "error"
     assert "numpy_that_is_not_declared" in proc.json["stderr_tail"]
+    assert proc.json["reason"] == "uncaught ModuleNotFoundError: No module named 'numpy_that_is_not_declared'"
+
+
+def test_uncaught_assertion_error_is_bad(tmp_path, planted_index):
+    recipe = write_recipe(tmp_path / "r.py", """
+        import planted
+        assert planted.VALUE == 1, "planted changed"
+    """)
+    proc = _check(recipe, planted_index, tmp_path / "cache")
+    assert proc.returncode == 1 and proc.json["outcome"] == "bad"
+    ok = _check(recipe, planted_index, tmp_path / "cache", "--with", "planted==1.0")
+    assert ok.returncode == 0 and ok.json["outcome"] == "good"
 
 
 def test_check_with_uninstallable_requirement_says_which_and_why(tmp_path, planted_index):

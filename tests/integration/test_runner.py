@@ -26,7 +26,11 @@ PYTHON = Path(sys.executable)
 def run(tmp_path: Path, name: str, **kwargs) -> RawResult:
     kwargs.setdefault("timeout", 20)
     return run_recipe(
-        PYTHON, FAULTS / name, log_path=tmp_path / "logs" / f"{name}.log", scratch_dir=tmp_path / "scratch", **kwargs
+        PYTHON,
+        FAULTS / name,
+        log_path=tmp_path / "logs" / f"{name}.log",
+        scratch_dir=tmp_path / "scratch",
+        **kwargs,
     )
 
 

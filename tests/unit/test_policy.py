@@ -173,7 +173,8 @@ def test_thresholds_decide_runs_that_exited_0_or_1(exit_code, metrics, texts, ou
 def test_missing_or_non_numeric_metric_leaves_the_exit_judgement(metrics, exit_code, outcome):
     judgement = judge(raw(exit_code, metrics=metrics), thresholds=[Threshold.parse("max_abs_diff>1e-3")])
     assert judgement.outcome is outcome
-    assert judgement.reason == f"exit {exit_code}; metric max_abs_diff missing or not a number, threshold not applied"
+    note = "metric max_abs_diff missing or not a number, threshold not applied"
+    assert judgement.reason == f"exit {exit_code}; {note}"
 
 
 def test_one_metric_missing_cannot_clear_a_run_but_one_met_still_condemns_it():
@@ -234,3 +235,14 @@ def test_combine_untestable_runs_beside_one_decided_verdict_keep_that_verdict():
 def test_combine_needs_a_judgement():
     with pytest.raises(ValueError):
         combine([])
+
+
+def test_uncaught_exception_status_is_an_error_named_after_the_exception():
+    from envbisect.runner import EXIT_UNCAUGHT
+
+    raw = {"exit_code": EXIT_UNCAUGHT, "signal": None, "timed_out": False, "duration_s": 0.1,
+           "stderr_tail": "Traceback (most recent call last):\n  ...\nImportError: cannot import name 'x'\n"}
+    j = judge(raw)
+    assert j.outcome is Outcome.ERROR and j.verdict is Verdict.UNTESTABLE
+    assert j.reason == "uncaught ImportError: cannot import name 'x'"
+    assert judge(raw, RegressMode.ERROR).verdict is Verdict.BAD

@@ -1,0 +1,67 @@
+"""The ``bisect watch`` and ``bisect attach`` commands.
+
+Kept apart from :mod:`envbisect.cli` so the daemon's options live next to each other;
+``cli.py`` registers both functions on its app. Like every command they parse options,
+build :class:`Settings`, call one core function and render; errors a user can act on
+are raised as :class:`EnvbisectError` for ``cli.main`` to print on one line.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from envbisect.config import CACHE_ENV, CachePaths, Settings, default_cache_dir
+from envbisect.index import IndexConfig
+from envbisect.store import Store
+from envbisect.trackers import GitHub, attach_run, finding_for_run, parse_issue
+from envbisect.watch import run as run_watch
+from envbisect.watchconfig import DEFAULT_CONFIG, load_config
+
+
+def _settings(cache_dir: Path | None, installer: str = "uv") -> Settings:
+    paths = CachePaths((Path(cache_dir) if cache_dir else default_cache_dir()).absolute()).ensure()
+    return Settings(cache=paths, index=IndexConfig.resolve(os.environ), installer=installer)
+
+
+def watch(
+    config: Path = typer.Option(Path(DEFAULT_CONFIG), "--config", help="Watch configuration (TOML)."),
+    once: bool = typer.Option(False, "--once", help="Run every watch once and exit (for cron and CI schedules)."),
+    installer: str = typer.Option("uv", "--installer", envvar="ENVBISECT_INSTALLER", help="uv (default) or pip."),
+    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", envvar=CACHE_ENV,
+                                             help="State directory (default ./cache); one daemon per directory."),
+) -> None:
+    """Check watched packages for new releases, bisect regressions and fixes, post findings.
+
+    Without --once it runs until SIGTERM/SIGINT, sleeping until the next watch is due;
+    with --once every watch is checked now (the scheduler owns the interval). Exit status
+    with --once: 0 all checked and posted, 1 a watch failed or a finding is still queued.
+    """
+    specs = load_config(config)  # validate everything before taking the lock
+    code = run_watch(specs, _settings(cache_dir, installer), once=once, source=str(config))
+    raise typer.Exit(code)
+
+
+def attach(
+    run_id: int = typer.Argument(..., help="Run id of a finished bisection (see `bisect history`)."),
+    issue: str = typer.Option(..., "--issue", help="owner/repo#N or the issue's URL."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the comment instead of posting it."),
+    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", envvar=CACHE_ENV, help="State directory."),
+) -> None:
+    """Post RUN's finding as a comment on an issue (updated in place if already posted).
+
+    Uses GITHUB_TOKEN and GITHUB_API_URL (default: the public GitHub API).
+    """
+    ref = parse_issue(issue)
+    with Store(_settings(cache_dir).cache.db) as store:
+        if dry_run:
+            finding = finding_for_run(store.get_run(run_id), store.probes_for_run(run_id))
+            typer.echo(f"would post to {ref} (finding {finding.key}):\n")
+            typer.echo(finding.body)
+            return
+        with GitHub() as tracker:
+            finding, posted = attach_run(store, tracker, run_id, ref)
+    typer.echo(f"{posted.action.value} comment on {ref}: {posted.comment.url}")

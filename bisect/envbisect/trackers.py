@@ -1,0 +1,301 @@
+"""Issue trackers: post a finding to an issue as one comment, idempotently (GitHub REST).
+
+A finding (a conclusive bisection: the first bad release, or the first good one after a
+regression) becomes one comment. Every comment carries a hidden marker
+``<!-- envbisect:finding KEY -->`` whose key is derived from the finding itself (kind,
+package, version, recipe), never from local state: before posting, every page of the
+issue's comments is read and a comment with the same marker is updated in place. So a
+re-run, a retry after a timeout, or a run after the local database was deleted never
+posts the same finding twice.
+
+The token is read from ``GITHUB_TOKEN`` at the moment of each request and only ever
+placed in the ``Authorization`` header: it is never stored, logged or returned. The API
+base comes from ``GITHUB_API_URL`` (the variable GitHub Actions sets; it also points at
+GitHub Enterprise). Failures become one-line :class:`TrackerError` subclasses.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from enum import Enum
+from urllib.parse import urlsplit
+
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
+
+from envbisect import __version__, report
+from envbisect.errors import ConfigError, TrackerError
+from envbisect.index import redact
+
+DEFAULT_API_URL = "https://api.github.com"
+API_URL_ENV = "GITHUB_API_URL"
+TOKEN_ENV = "GITHUB_TOKEN"
+#: Comments per page asked for (GitHub's maximum); pagination follows Link headers anyway.
+PER_PAGE = 100
+_MARKER = re.compile(r"<!-- envbisect:finding (?P<key>[^\s>]+) -->")
+_SHORT_ISSUE = re.compile(r"^(?P<owner>[\w.-]+)/(?P<repo>[\w.-]+)#(?P<number>\d+)$")
+_URL_ISSUE = re.compile(r"^/(?P<owner>[\w.-]+)/(?P<repo>[\w.-]+)/(?:issues|pull)/(?P<number>\d+)/?$")
+
+
+class TokenMissing(TrackerError):
+    """``GITHUB_TOKEN`` is not set."""
+
+
+class TrackerAuthFailed(TrackerError):
+    """The tracker rejected the token (401) or it lacks a permission (403)."""
+
+
+class RateLimited(TrackerError):
+    """The tracker's rate limit is exhausted; the message says when it resets."""
+
+
+class IssueNotFound(TrackerError):
+    """No such issue (or the token cannot see it)."""
+
+
+class TrackerUnreachable(TrackerError):
+    """Network down, DNS failure, timeout, or a server error."""
+
+
+@dataclass(frozen=True)
+class IssueRef:
+    """One issue: ``owner/repo#number``."""
+
+    owner: str
+    repo: str
+    number: int
+
+    def __str__(self) -> str:
+        return f"{self.owner}/{self.repo}#{self.number}"
+
+
+def parse_issue(text: str) -> IssueRef:
+    """``owner/repo#N`` or an issue/pull-request URL (any host, for GitHub Enterprise)."""
+    value = text.strip()
+    found = _SHORT_ISSUE.match(value)
+    if found is None and "://" in value:
+        found = _URL_ISSUE.match(urlsplit(value).path)
+    if found is None:
+        raise ConfigError(f"issue {text!r} is not owner/repo#N or an issue URL; "
+                          "write it like octo/project#123 or https://github.com/octo/project/issues/123")
+    return IssueRef(found["owner"], found["repo"], int(found["number"]))
+
+
+def marker(key: str) -> str:
+    """The hidden HTML comment that names a finding inside a comment body."""
+    return f"<!-- envbisect:finding {key} -->"
+
+
+def marker_key(body: str | None) -> str | None:
+    """The finding key a comment body carries, if any."""
+    found = _MARKER.search(body or "")
+    return found["key"] if found else None
+
+
+def safe_key(*parts: object) -> str:
+    """A marker key from parts: only characters that cannot end an HTML comment."""
+    text = "/".join(str(p) for p in parts if p not in (None, ""))
+    text = re.sub(r"[^A-Za-z0-9._=+/-]", "_", text)
+    return re.sub(r"-{2,}", "-", text)  # "--" would end the HTML comment early
+
+
+class FindingKind(str, Enum):
+    """What a comment reports."""
+
+    REGRESSION = "regression"
+    FIX = "fix"
+
+
+@dataclass(frozen=True)
+class Finding:
+    """A comment ready to post: its stable key, kind, whether it is conclusive, and body."""
+
+    key: str
+    kind: FindingKind
+    conclusive: bool
+    version: str | None
+    body: str
+
+    @property
+    def body_hash(self) -> str:
+        return hashlib.sha256(self.body.encode()).hexdigest()
+
+
+def finding_for_run(run: dict, probes: list[dict]) -> Finding:
+    """Render a finished bisection run as an issue comment (marker + title + report)."""
+    result = run.get("result") or {}
+    if run.get("kind") != "bisect" or not result:
+        raise ConfigError(f"run {run.get('id')} is a {run.get('kind')} run ({run.get('status')}); "
+                          "only finished bisections can be attached: pick one from `bisect history`")
+    kind = FindingKind.FIX if result.get("find_fix") else FindingKind.REGRESSION
+    old_key, new_key = report.boundary_keys(result)
+    old, new = result.get(old_key), result.get(new_key)
+    package = result.get("package") or run.get("package")
+    stem = (result.get("recipe") or run.get("recipe_path") or "recipe").replace("\\", "/").rsplit("/", 1)[-1]
+    conclusive = result.get("status") == "found" and bool(new)
+    if conclusive:
+        key = safe_key(kind.value, f"{package}=={new}", stem.removesuffix(".py"))
+        if kind is FindingKind.FIX:
+            title = f"**envbisect: fixed in `{package}` {new}** (first good release; last bad: {old})"
+        else:
+            title = f"**envbisect: regression in `{package}` {new}** (first bad release; last good: {old})"
+    else:
+        key = safe_key(kind.value, package, f"{result.get('status')}-{old}-{new}", stem.removesuffix(".py"))
+        title = f"**envbisect: {report.headline(result)}**"
+    body = f"{marker(key)}\n{title}\n\n{report.markdown(run, probes)}"
+    return Finding(key, kind, conclusive, new, redact(body))
+
+
+class Action(str, Enum):
+    """What posting did."""
+
+    CREATED = "created"
+    UPDATED = "updated"
+    UNCHANGED = "unchanged"
+
+
+@dataclass(frozen=True)
+class Comment:
+    id: int
+    url: str  # the comment's page (html_url)
+    body: str
+
+
+@dataclass(frozen=True)
+class Posted:
+    action: Action
+    comment: Comment
+
+
+def reset_time(headers: Mapping[str, str], now: datetime | None = None) -> str:
+    """When a rate limit lifts, from ``X-RateLimit-Reset`` (epoch) or ``Retry-After`` (s)."""
+    now = now or datetime.now(timezone.utc)
+    try:
+        if headers.get("X-RateLimit-Reset"):
+            when = datetime.fromtimestamp(int(headers["X-RateLimit-Reset"]), timezone.utc)
+        elif headers.get("Retry-After"):
+            when = datetime.fromtimestamp(now.timestamp() + int(headers["Retry-After"]), timezone.utc)
+        else:
+            return "an unknown time"
+    except ValueError:
+        return "an unknown time"
+    return when.strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def error_for(status: int, headers: Mapping[str, str], what: str, now: datetime | None = None) -> TrackerError:
+    """The one-line error for a failed API response (``what`` names the request)."""
+    limited = status == 429 or (status == 403 and (headers.get("X-RateLimit-Remaining") == "0"
+                                                   or "Retry-After" in headers))
+    if limited:
+        return RateLimited(f"GitHub rate limit reached while {what}; it resets at {reset_time(headers, now)}; "
+                           "the finding stays queued and is retried on the next cycle")
+    if status == 401:
+        return TrackerAuthFailed(f"GitHub rejected the token while {what} (HTTP 401); "
+                                 f"set {TOKEN_ENV} to a valid token")
+    if status == 403:
+        return TrackerAuthFailed(f"GitHub refused {what} (HTTP 403); give the token in {TOKEN_ENV} "
+                                 "permission to write issues on that repository")
+    if status == 404:
+        return IssueNotFound(f"no such issue while {what} (HTTP 404); check owner/repo#N, "
+                             f"{API_URL_ENV}, and that the token can see the repository")
+    if status >= 500:
+        return TrackerUnreachable(f"GitHub failed while {what} (HTTP {status}); it is retried on the next cycle")
+    return TrackerError(f"GitHub answered HTTP {status} while {what}; check the issue reference and {API_URL_ENV}")
+
+
+class GitHub:
+    """A small client for the issue-comments endpoints of the GitHub REST API."""
+
+    def __init__(self, api_url: str | None = None, *, environ: Mapping[str, str] | None = None,
+                 timeout: float = 20.0, retries: int = 2) -> None:
+        self.environ = os.environ if environ is None else environ
+        self.api_url = (api_url or self.environ.get(API_URL_ENV) or DEFAULT_API_URL).rstrip("/")
+        self.timeout = timeout
+        self._http = requests.Session()
+        self._http.headers.update({"Accept": "application/vnd.github+json", "X-GitHub-Api-Version": "2022-11-28",
+                                   "User-Agent": f"envbisect/{__version__}"})
+        # Only reads are retried here: a POST that timed out may have landed, and the
+        # marker check on the next cycle is what makes a repeat safe.
+        retry = Retry(total=retries, backoff_factor=0.3, status_forcelist=(502, 503, 504),
+                      allowed_methods=frozenset({"GET"}), raise_on_status=False)
+        self._http.mount("http://", HTTPAdapter(max_retries=retry))
+        self._http.mount("https://", HTTPAdapter(max_retries=retry))
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> GitHub:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _auth(self) -> dict[str, str]:
+        token = self.environ.get(TOKEN_ENV, "").strip()
+        if not token:
+            raise TokenMissing(f"{TOKEN_ENV} is not set; export a token that may write issues "
+                               "(the finding stays queued until then)")
+        return {"Authorization": f"Bearer {token}"}
+
+    def _call(self, method: str, url: str, what: str, **kwargs) -> requests.Response:
+        headers = self._auth()
+        try:
+            response = self._http.request(method, url, headers=headers, timeout=self.timeout, **kwargs)
+        except requests.RequestException as exc:
+            # `from None`: the chained error could echo the request (never the token,
+            # but nothing is gained by printing it).
+            raise TrackerUnreachable(f"cannot reach GitHub at {redact(self.api_url)} while {what}: "
+                                     f"{type(exc).__name__}; check the network or {API_URL_ENV}") from None
+        if not 200 <= response.status_code < 300:
+            raise error_for(response.status_code, response.headers, what)
+        return response
+
+    def _issue_url(self, issue: IssueRef) -> str:
+        return f"{self.api_url}/repos/{issue.owner}/{issue.repo}/issues/{issue.number}/comments"
+
+    @staticmethod
+    def _comment(data: dict) -> Comment:
+        return Comment(int(data["id"]), data.get("html_url") or data.get("url") or "", data.get("body") or "")
+
+    def comments(self, issue: IssueRef) -> list[Comment]:
+        """Every comment of the issue, following ``Link: rel="next"`` across all pages."""
+        url: str | None = self._issue_url(issue)
+        params: dict | None = {"per_page": PER_PAGE}
+        found: list[Comment] = []
+        while url:
+            response = self._call("GET", url, f"reading the comments of {issue}", params=params)
+            found += [self._comment(c) for c in response.json()]
+            url, params = response.links.get("next", {}).get("url"), None  # the next link carries its query
+        return found
+
+    def create(self, issue: IssueRef, body: str) -> Comment:
+        response = self._call("POST", self._issue_url(issue), f"commenting on {issue}", json={"body": body})
+        return self._comment(response.json())
+
+    def update(self, issue: IssueRef, comment_id: int, body: str) -> Comment:
+        url = f"{self.api_url}/repos/{issue.owner}/{issue.repo}/issues/comments/{comment_id}"
+        response = self._call("PATCH", url, f"updating comment {comment_id} on {issue}", json={"body": body})
+        return self._comment(response.json())
+
+    def upsert(self, issue: IssueRef, key: str, body: str) -> Posted:
+        """Post ``body`` unless a comment with marker ``key`` exists: then update that one."""
+        existing = next((c for c in self.comments(issue) if marker_key(c.body) == key), None)
+        if existing is None:
+            return Posted(Action.CREATED, self.create(issue, body))
+        if existing.body.strip() == body.strip():
+            return Posted(Action.UNCHANGED, existing)
+        return Posted(Action.UPDATED, self.update(issue, existing.id, body))
+
+
+def attach_run(store, tracker: GitHub, run_id: int, issue: IssueRef) -> tuple[Finding, Posted]:
+    """Post (or update) run ``run_id``'s finding on ``issue`` and record the attachment."""
+    finding = finding_for_run(store.get_run(run_id), store.probes_for_run(run_id))
+    posted = tracker.upsert(issue, finding.key, finding.body)
+    store.add_attachment(run_id, str(issue), posted.comment.url, finding.body_hash)
+    return finding, posted

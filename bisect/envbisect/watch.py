@@ -1,0 +1,404 @@
+"""The watch daemon: poll indexes, check new releases, bisect, attach the findings.
+
+One cycle, per watch of ``bisect.toml``:
+
+1. List the package's releases. The index client revalidates its cached page with
+   ``If-None-Match`` (a 304 costs nothing), so polling often is cheap.
+2. First run: probe the newest release and record it as the *baseline* (with its
+   outcome); history is never bisected.
+3. Later runs: releases newer than the last one seen are new. The newest is probed (a
+   normal recorded probe). If it is bad and the last known release was good, the range
+   between them is bisected (several new releases at once are bisected among, not each
+   probed); if the last known release was bad and the newest is good, the fix is
+   bisected the same way (``find_fix``). The other new releases are only probed when
+   the bisection needs them.
+4. A conclusive finding is queued in the watch's state and then attached to the issue
+   (:mod:`envbisect.trackers`); a failed attachment stays queued and is retried on
+   every later cycle. Inconclusive bisections are logged only.
+
+State lives in the ``watches`` table and is written only after a step is complete, and
+every probe is stored the moment it finishes: a daemon stopped at any point (SIGTERM,
+SIGINT, kill -9) redoes at most the probe it was in, and interrupted bisections resume
+by signature. SIGTERM/SIGINT raise :class:`Shutdown` in the main thread; the runner
+kills the recipe's process group on the way out, so stopping takes a moment, not a
+probe's length. One daemon per cache directory: a file lock, with the holder's PID in
+a file beside it for the error message.
+
+Logs: one line per event, to stderr and to ``<cache>/logs/watch.log`` (rotating). The
+GitHub token is read from the environment only when a request is made, so it never
+reaches the store, the logs (a filter also masks it, should a message ever contain
+it), reports, or recipes (the runner drops every ``*TOKEN*`` variable).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import logging.handlers
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime, timezone
+from pathlib import Path
+
+from filelock import FileLock, Timeout
+from packaging.version import Version
+
+from envbisect.bisection import run_bisection
+from envbisect.config import CachePaths, Settings
+from envbisect.errors import AlreadyRunning, EnvbisectError, TrackerError
+from envbisect.index import IndexConfig, redact
+from envbisect.policy import Judgement, RegressMode
+from envbisect.recipes import Recipe, load_recipe
+from envbisect.report import headline
+from envbisect.search import Verdict
+from envbisect.session import BisectRequest, Probe, Session, parse_with, requirements_for, signature
+from envbisect.store import Store, utc_now
+from envbisect.trackers import TOKEN_ENV, GitHub, attach_run, parse_issue
+from envbisect.watchconfig import WatchSpec
+
+LOG_NAME = "envbisect.watch"
+LOG_FILE = "watch.log"
+LOG_MAX_BYTES = 1_000_000
+LOG_BACKUPS = 3
+#: While a finding waits to be attached, the daemon wakes at least this often to retry.
+RETRY_PENDING_S = 900.0
+#: ``--once`` exit status when a watch failed or a finding could not be attached yet.
+EXIT_DEGRADED = 1
+
+log = logging.getLogger(LOG_NAME)
+
+
+class Shutdown(BaseException):
+    """SIGTERM/SIGINT arrived: unwind (killing the running recipe) and stop.
+
+    A BaseException so no ``except Exception`` on the way swallows it."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+@dataclass
+class Known:
+    """A release and the verdict its probe reached."""
+
+    version: str
+    verdict: str
+
+
+@dataclass
+class WatchState:
+    """What a watch remembers between cycles (the ``state`` JSON of its row)."""
+
+    baseline: Known | None = None
+    known: Known | None = None  # the newest release with a GOOD or BAD verdict
+    pending: list[dict] = field(default_factory=list)  # findings to attach: run_id, issue, key
+
+    @classmethod
+    def load(cls, row: dict | None) -> WatchState:
+        data = (row or {}).get("state") or {}
+        known = lambda v: Known(**v) if v else None  # noqa: E731
+        return cls(known(data.get("baseline")), known(data.get("known")), list(data.get("pending") or []))
+
+    def dump(self) -> dict:
+        return asdict(self)
+
+
+# --------------------------------------------------------------------------- plumbing
+
+
+class _MaskSecrets(logging.Filter):
+    """Masks URL credentials and the tracker token in every record (defence in depth)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = redact(record.getMessage())
+        token = os.environ.get(TOKEN_ENV, "")
+        if len(token) >= 4:
+            text = text.replace(token, "***")
+        record.msg, record.args = " ".join(text.split()), None  # one line per event
+        return True
+
+
+def setup_logging(cache: CachePaths, stream=None) -> logging.Logger:
+    """Log to ``stream`` (stderr) and a rotating file in the cache's logs directory."""
+    for handler in list(log.handlers):
+        log.removeHandler(handler)
+        handler.close()
+    cache.logs.mkdir(parents=True, exist_ok=True)
+    fmt = logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%dT%H:%M:%S%z")
+    handlers = [logging.StreamHandler(stream or sys.stderr),
+                logging.handlers.RotatingFileHandler(cache.logs / LOG_FILE, maxBytes=LOG_MAX_BYTES,
+                                                     backupCount=LOG_BACKUPS, encoding="utf-8")]
+    for handler in handlers:
+        handler.setFormatter(fmt)
+        handler.addFilter(_MaskSecrets())
+        log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    log.propagate = False
+    return log
+
+
+@contextmanager
+def daemon_lock(root: Path) -> Iterator[None]:
+    """Hold the cache directory's watch lock; :class:`AlreadyRunning` names the holder."""
+    lock, pid_file = FileLock(str(root / "watch.lock"), timeout=0), root / "watch.pid"
+    try:
+        lock.acquire()
+    except Timeout:
+        try:
+            holder = pid_file.read_text().strip() or "unknown"
+        except OSError:
+            holder = "unknown"
+        raise AlreadyRunning(f"another `bisect watch` (PID {holder}) is already running on cache dir {root}; "
+                             f"stop it first (kill {holder}) or pass a different --cache-dir") from None
+    try:
+        pid_file.write_text(f"{os.getpid()}\n")
+        yield
+    finally:
+        pid_file.unlink(missing_ok=True)
+        lock.release()
+
+
+@contextmanager
+def stop_on_signals() -> Iterator[None]:
+    """Turn the first SIGTERM/SIGINT into :class:`Shutdown`; later ones are ignored."""
+    fired: list[int] = []
+
+    def handler(signum: int, frame: object) -> None:
+        if fired:
+            return  # already unwinding: a second signal must not interrupt the cleanup
+        fired.append(signum)
+        raise Shutdown(signum)
+
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signals can only be handled in the main thread
+        return
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for s, old in previous.items():
+            signal.signal(s, old)
+
+
+class LogHandler:
+    """Session progress as log lines, prefixed with the watch's name."""
+
+    def __init__(self, name: str) -> None:
+        self.prefix = f"[{name}]"
+
+    def probe_started(self, label: str, step: int, estimate: int) -> None:
+        log.info("%s probe %s (step %d of about %d)", self.prefix, label, step, estimate)
+
+    def probe_finished(self, label: str, judgement: Judgement, reused: bool) -> None:
+        log.info("%s %s: %s (%s)%s", self.prefix, label, judgement.outcome.value, judgement.reason,
+                 ", recorded earlier" if reused else "")
+
+    def note(self, message: str) -> None:
+        log.info("%s %s", self.prefix, message)
+
+
+def _parse_time(text: str | None) -> float | None:
+    return datetime.fromisoformat(text).timestamp() if text else None
+
+
+def due_in(spec: WatchSpec, row: dict | None, now: float) -> float:
+    """Seconds until ``spec`` is due (0 or less: due now; never checked: due now)."""
+    last = _parse_time((row or {}).get("last_check"))
+    return 0.0 if last is None else last + spec.every_s - now
+
+
+def _short(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s"
+
+
+# ---------------------------------------------------------------------------- watcher
+
+
+@dataclass
+class _Context:
+    """One watch's parts for one cycle."""
+
+    spec: WatchSpec
+    recipe: Recipe
+    session: Session
+    regress: RegressMode
+    with_: tuple[str, ...]
+
+    @property
+    def package(self) -> str:
+        return self.spec.package
+
+
+class Watcher:
+    """Runs watch cycles against one cache directory and store."""
+
+    def __init__(self, settings: Settings, store: Store) -> None:
+        self.settings = settings
+        self.store = store
+
+    def _context(self, spec: WatchSpec) -> _Context:
+        recipe = load_recipe(spec.recipe)
+        index = IndexConfig.resolve(os.environ, index_url=spec.index_url or recipe.settings.index_url)
+        settings = replace(self.settings, index=index, python=recipe.settings.python or self.settings.python)
+        regress = RegressMode(recipe.settings.regress or RegressMode.EXIT.value)
+        return _Context(spec, recipe, Session(settings, self.store, LogHandler(spec.name)), regress,
+                        spec.with_ or recipe.settings.with_)
+
+    def cycle(self, specs: list[WatchSpec], *, force: bool) -> int:
+        """Check every due watch (all with ``force``), then retry queued attachments.
+
+        Returns how many watches failed or still hold findings that could not be posted."""
+        failures = 0
+        for spec in specs:
+            if force or due_in(spec, self.store.get_watch(spec.name), time.time()) <= 0:
+                try:
+                    self.check(spec)
+                except EnvbisectError as exc:
+                    failures += 1
+                    log.error("[%s] check failed: %s; retrying next cycle", spec.name, exc)
+                except Exception as exc:  # a daemon outlives one broken watch
+                    failures += 1
+                    log.error("[%s] check failed: %s: %s", spec.name, type(exc).__name__, exc)
+                self.store.upsert_watch(spec.name, last_check=utc_now())
+            failures += self.flush(spec)
+        return failures
+
+    def check(self, spec: WatchSpec) -> None:
+        """One check of one watch (steps 1–3 of the module docstring)."""
+        ctx = self._context(spec)
+        row = self.store.get_watch(spec.name)
+        state = WatchState.load(row)
+        cands, _excluded, _ = ctx.session.list_versions(ctx.package, ctx.recipe.settings.range, pre=spec.pre)
+        if not cands:
+            log.warning("[%s] %s has no release installable here; nothing to check", spec.name, ctx.package)
+            return
+        listing = hashlib.sha256(" ".join(str(c.version) for c in cands).encode()).hexdigest()[:16]
+        fields = dict(recipe=str(spec.recipe), package=ctx.package,
+                      index_url=ctx.session.settings.index.redacted()["index_url"], etag=listing)
+        newest = str(cands[-1].version)
+        last_seen = (row or {}).get("last_seen")
+        if last_seen is None:
+            probe = self._probe(ctx, newest)
+            state.baseline = Known(newest, probe.judgement.verdict.value)
+            if probe.judgement.verdict is not Verdict.UNTESTABLE:
+                state.known = state.baseline
+            log.info("[%s] baseline %s %s: %s", spec.name, ctx.package, newest, probe.judgement.outcome.value)
+            self.store.upsert_watch(spec.name, last_seen=newest, state=state.dump(), **fields)
+            return
+        new = [str(c.version) for c in cands if c.version > Version(last_seen)]
+        if not new:
+            log.info("[%s] no new release of %s (newest %s)", spec.name, ctx.package, last_seen)
+            self.store.upsert_watch(spec.name, **fields)
+            return
+        log.info("[%s] new release(s) of %s: %s", spec.name, ctx.package, ", ".join(new))
+        target = new[-1]
+        verdict = self._probe(ctx, target).judgement.verdict
+        if verdict is not Verdict.UNTESTABLE and state.known is not None and state.known.verdict != verdict.value:
+            self._bisect(ctx, state, fix=verdict is Verdict.GOOD, old=state.known.version, new=target)
+        if verdict is not Verdict.UNTESTABLE:
+            state.known = Known(target, verdict.value)
+        self.store.upsert_watch(spec.name, last_seen=target, state=state.dump(), **fields)
+
+    def _probe(self, ctx: _Context, version: str) -> Probe:
+        """One recorded probe of ``package==version`` in a ``check`` run (resumable)."""
+        reqs = requirements_for(ctx.recipe, parse_with(ctx.with_), ctx.package, version)
+        sig = signature({"watch": ctx.spec.name, "recipe": ctx.recipe.hash, "requirements": reqs,
+                         "index": ctx.session.settings.index.redacted()})
+        found = self.store.find_resumable_run(sig)
+        run_id = found["id"] if found else self.store.create_run(
+            kind="check", recipe_path=str(ctx.recipe.path), recipe_hash=ctx.recipe.hash, package=ctx.package,
+            spec=None, signature=sig, settings={"watch": ctx.spec.name, "with": list(ctx.with_), "version": version},
+            argv=["watch", ctx.spec.name])
+        ctx.session.handler.probe_started(version, 1, 1)
+        try:
+            probe = ctx.session.probe(run_id, ctx.recipe, version, reqs, package=ctx.package,
+                                      timeout=ctx.recipe.settings.timeout, regress=ctx.regress)
+        except BaseException:
+            self.store.update_run(run_id, status="interrupted")
+            raise
+        j = probe.judgement
+        self.store.update_run(run_id, status="done", result={
+            "kind": "check", "watch": ctx.spec.name, "package": ctx.package, "version": version,
+            "outcome": j.outcome.value, "verdict": j.verdict.value, "reason": j.reason, "run_id": run_id})
+        return probe
+
+    def _bisect(self, ctx: _Context, state: WatchState, *, fix: bool, old: str, new: str) -> None:
+        """Bisect between the last known release and the newest; queue a conclusive finding."""
+        what = "fix" if fix else "regression"
+        log.info("[%s] %s: %s %s is %s after %s %s; bisecting", ctx.spec.name, what, ctx.package, new,
+                 "good" if fix else "bad", old, "bad" if fix else "good")
+        good, bad = (new, old) if fix else (old, new)
+        req = BisectRequest(recipe=ctx.recipe, package=ctx.package, spec=ctx.recipe.settings.range, good=good,
+                            bad=bad, with_=ctx.with_, pre=ctx.spec.pre, timeout=ctx.recipe.settings.timeout,
+                            regress=ctx.regress, find_fix=fix, argv=["watch", ctx.spec.name])
+        result = run_bisection(ctx.session, req)
+        run_id = result["run_id"]
+        if result["status"] != "found":
+            log.warning("[%s] %s (run %s): %s; logged only, not posted", ctx.spec.name, result["status"], run_id,
+                        headline(result))
+            return
+        log.info("[%s] found: %s (run %s)", ctx.spec.name, headline(result), run_id)
+        if ctx.spec.issue is None:
+            log.info("[%s] no issue configured; see `bisect report %s`", ctx.spec.name, run_id)
+            return
+        state.pending.append({"run_id": run_id, "issue": str(ctx.spec.issue), "kind": what})
+
+    def flush(self, spec: WatchSpec) -> int:
+        """Attach the watch's queued findings; returns how many are still queued."""
+        state = WatchState.load(self.store.get_watch(spec.name))
+        if not state.pending:
+            return 0
+        with GitHub() as tracker:
+            for item in list(state.pending):
+                try:
+                    finding, posted = attach_run(self.store, tracker, item["run_id"], parse_issue(item["issue"]))
+                except TrackerError as exc:
+                    log.error("[%s] attaching run %s to %s failed: %s", spec.name, item["run_id"], item["issue"], exc)
+                    break  # the same error would hit the rest; all stay queued
+                except EnvbisectError as exc:  # the run vanished (database replaced): nothing to post
+                    log.error("[%s] dropping queued finding of run %s: %s", spec.name, item["run_id"], exc)
+                else:
+                    log.info("[%s] attached %s %s to %s: %s %s", spec.name, finding.kind.value, finding.version,
+                             item["issue"], posted.action.value, posted.comment.url)
+                state.pending.remove(item)
+                self.store.upsert_watch(spec.name, state=state.dump())
+        return len(state.pending)
+
+    def next_wake(self, specs: list[WatchSpec]) -> tuple[float, str]:
+        """Seconds until the next watch is due (and its name), sooner if findings are queued."""
+        now = time.time()
+        wait, name = min((due_in(s, self.store.get_watch(s.name), now), s.name) for s in specs)
+        if any(WatchState.load(self.store.get_watch(s.name)).pending for s in specs) and wait > RETRY_PENDING_S:
+            wait, name = RETRY_PENDING_S, "queued attachments"
+        return max(wait, 0.0), name
+
+
+def run(specs: list[WatchSpec], settings: Settings, *, once: bool, source: str = "bisect.toml") -> int:
+    """``bisect watch``: hold the lock, run cycles until stopped; returns the exit status."""
+    setup_logging(settings.cache)
+    with daemon_lock(settings.cache.root), Store(settings.cache.db) as store, stop_on_signals():
+        watcher = Watcher(settings, store)
+        log.info("watch started: %d watch(es) from %s, cache %s, PID %d%s", len(specs), source,
+                 settings.cache.root, os.getpid(), ", one cycle" if once else "")
+        try:
+            while True:
+                failures = watcher.cycle(specs, force=once)
+                if once:
+                    log.info("cycle done%s", f" with {failures} problem(s)" if failures else "")
+                    return EXIT_DEGRADED if failures else 0
+                wait, name = watcher.next_wake(specs)
+                log.info("next check in %s (%s)", _short(wait), name)
+                time.sleep(wait)
+        except Shutdown as stop:
+            name = signal.Signals(stop.signum).name
+            log.info("stopped by %s; any probe in progress was abandoned; the next start resumes", name)
+            return 128 + stop.signum if once else 0

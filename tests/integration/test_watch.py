@@ -1,0 +1,283 @@
+"""``bisect watch`` end to end: real daemon processes, a live index, a local GitHub API.
+
+The daemon runs as ``python -m envbisect watch`` subprocesses against a LocalIndex on
+127.0.0.1 that the test publishes new ``planted`` releases into between cycles (1.6 and
+later carry the regression; 2.1 is built here with it fixed), and a FakeGitHub server
+speaking the comments API with pagination and token checking. The recipe appends the
+environment it sees to a file, so the test can prove the token never reaches it.
+Nothing is mocked.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from support.cli import bisect_cli, cli_env, write_recipe
+from support.github_server import FakeGitHub
+from support.wheels import build_wheel
+
+TOKEN = "ghp_watchTestToken0123456789abcdefSECRET"
+ISSUE = "octo/demo#7"
+
+RECIPE_BODY = """
+import json, os, sys, time
+import planted
+with open({dump!r}, "a") as fh:
+    fh.write(json.dumps(dict(os.environ)) + "\\n")
+if planted.VALUE != 1 and os.path.exists({slow!r}):
+    with open({started!r}, "w") as fh:
+        fh.write(str(os.getpid()))
+    time.sleep(120)
+sys.exit(0 if planted.VALUE == 1 else 1)
+"""
+
+
+@pytest.fixture
+def hub():
+    server = FakeGitHub(token=TOKEN, max_per_page=5).start()
+    server.add_issue("octo/demo", 7, existing_comments=12)  # three pages before ours
+    yield server
+    server.stop()
+
+
+class Scene:
+    """One watch setup: index, recipe, config, cache, and the helpers to drive it."""
+
+    def __init__(self, tmp: Path, index, planted_versions, hub: FakeGitHub) -> None:
+        self.tmp, self.index, self.hub = tmp, index, hub
+        self.by_version = {v.version: v for v in planted_versions}
+        self.dump, self.slow, self.started = tmp / "recipe-env.jsonl", tmp / "slow", tmp / "started"
+        self.recipe = write_recipe(tmp / "planted_watch.py", RECIPE_BODY.format(
+            dump=str(self.dump), slow=str(self.slow), started=str(self.started)))
+        self.cache = tmp / "cache"
+        self.config = tmp / "bisect.toml"
+        self.config.write_text(
+            "# watches for the tests\n"
+            "[[watch]]\n"
+            'name = "planted-watch"\n'
+            'recipe = "planted_watch.py"\n'
+            'package = "planted"\n'
+            f'index-url = "{index.url}"\n'
+            f'issue = "{ISSUE}"\n'
+            'every = "6h"\n')
+        self.env = cli_env(GITHUB_TOKEN=TOKEN, GITHUB_API_URL=hub.url)
+        self.outputs: list[str] = []
+        self.publish("1.0", "1.1", "1.2")
+
+    def publish(self, *versions: str) -> None:
+        for v in versions:
+            self.index.add(self.by_version[v].path, upload_time=self.by_version[v].upload_time)
+
+    def once(self, expect: int = 0) -> subprocess.CompletedProcess:
+        proc = bisect_cli("watch", "--once", "--config", str(self.config), "--cache-dir", str(self.cache),
+                          cwd=self.tmp, env=self.env, timeout=300)
+        self.outputs += [proc.stdout, proc.stderr]
+        assert proc.returncode == expect, proc.stdout + proc.stderr
+        return proc
+
+    def daemon(self) -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, "-m", "envbisect", "watch", "--config", str(self.config),
+                                 "--cache-dir", str(self.cache)], cwd=self.tmp, env=self.env,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                stdin=subprocess.DEVNULL)
+
+    def state(self) -> dict:
+        con = sqlite3.connect(self.cache / "results.db")
+        try:
+            row = con.execute("select last_seen, state from watches where name = 'planted-watch'").fetchone()
+        finally:
+            con.close()
+        return {"last_seen": row[0], **json.loads(row[1] or "{}")}
+
+    def ours(self) -> list:
+        return self.hub.comments_on("octo/demo", 7)
+
+
+@pytest.fixture
+def scene(tmp_path, local_index, planted_versions, hub):
+    return Scene(tmp_path, local_index(), planted_versions, hub)
+
+
+def _fixed_release(dest: Path) -> Path:
+    return build_wheel(dest, "planted", "2.1", files={"planted/__init__.py": '__version__ = "2.1"\nVALUE = 1\n'},
+                       requires_python=">=3.8")
+
+
+def test_watch_lifecycle_baseline_regression_dedupe_fix_and_no_token_leak(scene, wheel_dir):
+    # 1. First run: the newest release becomes the baseline, nothing is bisected or posted.
+    first = scene.once()
+    assert "baseline planted 1.2: good" in first.stderr
+    state = scene.state()
+    assert state["last_seen"] == "1.2" and state["baseline"] == {"version": "1.2", "verdict": "good"}
+    assert scene.hub.count("POST") == 0
+
+    # 2. Several new releases at once, newest bad; GitHub is rate limited: the finding is
+    #    found, the failure is one clear line with the reset time, and it stays queued.
+    scene.publish("1.4", "1.5", "1.6", "1.7", "1.8")
+    scene.hub.rate_limited = True
+    limited = scene.once(expect=1)
+    assert "found: first bad release of planted: 1.6 (last good: 1.5)" in limited.stderr
+    assert "rate limit" in limited.stderr and "2030-03-17 17:46:40 UTC" in limited.stderr
+    assert len(scene.state()["pending"]) == 1 and scene.ours() == []
+
+    # 3. Next cycle: the queued finding is posted, exactly once, naming the first bad version.
+    scene.hub.rate_limited = False
+    gets_before = scene.hub.count("GET")
+    scene.once()
+    [comment] = scene.ours()
+    assert "<!-- envbisect:finding regression/planted==1.6/planted_watch -->" in comment.body
+    assert "regression in `planted` 1.6" in comment.body and "last good: 1.5" in comment.body
+    assert scene.hub.count("GET") - gets_before >= 3, "every page of existing comments must be read"
+    assert scene.state()["pending"] == [] and scene.state()["last_seen"] == "1.8"
+
+    # 4. Another bad release: no new finding, nothing duplicated; the listing was revalidated.
+    scene.publish("2.0")
+    scene.once()
+    assert len(scene.ours()) == 1 and scene.hub.count("POST") == 1
+    scene.once()
+    ours = [h for h in scene.index.log if h.headers.get("User-Agent", "").startswith("envbisect")]
+    assert ours[-1].status == 304 and ours[-1].headers.get("If-None-Match"), "polling must be conditional"
+
+    # 5. The database is lost; the same regression is found again from a fresh baseline:
+    #    the marker on GitHub makes it an update, never a second comment.
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{scene.cache / 'results.db'}{suffix}").unlink(missing_ok=True)
+    for v in ("1.4", "1.5", "1.6", "1.8", "2.0"):
+        scene.index.remove(scene.by_version[v].path.name)
+    scene.once()
+    assert scene.state()["baseline"]["version"] == "1.2"
+    scene.publish("1.4", "1.5", "1.6", "1.8", "2.0")
+    again = scene.once()
+    assert "attached regression 1.6 to octo/demo#7: updated" in again.stderr
+    assert len(scene.ours()) == 1 and scene.hub.count("POST") == 1 and scene.hub.count("PATCH") == 1
+
+    # 6. A fixed release: a fix comment, separate from the regression one.
+    scene.index.add(_fixed_release(wheel_dir))
+    scene.once()
+    ours = scene.ours()
+    assert len(ours) == 2
+    assert "<!-- envbisect:finding fix/planted==2.1/planted_watch -->" in ours[1].body
+    assert "fixed in `planted` 2.1" in ours[1].body and "last bad: 2.0" in ours[1].body
+    assert len(scene.hub.comments_on("octo/demo", 7, user=None)) == 14
+
+    # The token never appears in the database, logs, reports, output, or the recipe's env.
+    assert (scene.cache / "logs" / "watch.log").is_file()
+    for path in scene.cache.rglob("*"):
+        if path.is_file() and not path.is_symlink():
+            assert TOKEN.encode() not in path.read_bytes(), f"token leaked into {path}"
+    assert all(TOKEN not in text for text in scene.outputs)
+    assert all(TOKEN not in c.body for c in scene.hub.comments)
+    envs = [json.loads(line) for line in scene.dump.read_text().splitlines()]
+    assert len(envs) >= 5
+    assert all("GITHUB_TOKEN" not in e and TOKEN not in json.dumps(e) for e in envs)
+
+
+def _wait_for(predicate, timeout: float, proc: subprocess.Popen) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if proc.poll() is not None:
+            out, err = proc.communicate()
+            raise AssertionError(f"daemon exited early ({proc.returncode}):\n{out}\n{err}")
+        if time.monotonic() > deadline:
+            proc.kill()
+            raise AssertionError(f"timed out waiting; daemon stderr:\n{proc.communicate()[1]}")
+        time.sleep(0.1)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie still answers kill(0); it is dead for our purposes.
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_sigterm_mid_probe_stops_cleanly_second_daemon_refused_restart_finishes(scene):
+    scene.once()  # baseline 1.2
+    scene.publish("1.6")
+    scene.slow.write_text("")
+    daemon = scene.daemon()
+    try:
+        _wait_for(scene.started.exists, 120, daemon)
+        recipe_pid = int(scene.started.read_text())
+
+        refused = bisect_cli("watch", "--once", "--config", str(scene.config), "--cache-dir", str(scene.cache),
+                             cwd=scene.tmp, env=scene.env)
+        assert refused.returncode == 75, refused.stderr
+        assert f"PID {daemon.pid}" in refused.stderr and refused.stderr.count("\n") == 1
+
+        daemon.send_signal(signal.SIGTERM)
+        _, err = daemon.communicate(timeout=15)
+    finally:
+        if daemon.poll() is None:
+            daemon.kill()
+            daemon.communicate()
+    assert daemon.returncode == 0, err
+    assert "stopped by SIGTERM" in err
+    assert not _alive(recipe_pid), "the recipe must not outlive the daemon"
+    assert scene.ours() == [] and scene.state()["last_seen"] == "1.2"
+
+    scene.slow.unlink()
+    scene.once()
+    [comment] = scene.ours()
+    assert "regression in `planted` 1.6" in comment.body and "last good: 1.2" in comment.body
+    assert scene.state()["last_seen"] == "1.6"
+
+
+def test_daemon_sleeps_until_due_and_stops_on_sigterm_while_idle(scene):
+    daemon = scene.daemon()
+    log = scene.cache / "logs" / "watch.log"
+    try:
+        _wait_for(lambda: log.exists() and "next check in" in log.read_text(), 120, daemon)
+        daemon.send_signal(signal.SIGTERM)
+        _, err = daemon.communicate(timeout=15)
+    finally:
+        if daemon.poll() is None:
+            daemon.kill()
+            daemon.communicate()
+    assert daemon.returncode == 0
+    assert "baseline planted 1.2: good" in err
+    assert "next check in 5h59m (planted-watch)" in err or "next check in 6h00m (planted-watch)" in err
+    assert "stopped by SIGTERM" in err
+    assert not (scene.cache / "watch.pid").exists()
+
+
+def test_malformed_config_reports_every_mistake_at_once(tmp_path):
+    write_recipe(tmp_path / "ok.py", "import sys\nsys.exit(0)\n")
+    config = tmp_path / "bisect.toml"
+    config.write_text(
+        "[[watch]]\n"                       # 1
+        'recipe = "missing.py"\n'           # 2
+        'every = "soon"\n'                  # 3
+        "\n"                                # 4
+        "[[watch]]\n"                       # 5
+        'recipe = "ok.py"\n'                # 6
+        'isue = "octo/demo#1"\n'            # 7
+        'with = ["numpy=="]\n'              # 8
+        "\n"                                # 9
+        "[[watch]]\n"                       # 10
+        'package = "planted"\n')            # 11
+    proc = bisect_cli("watch", "--once", "--config", str(config), "--cache-dir", str(tmp_path / "cache"),
+                      cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    err = proc.stderr
+    assert "has 5 mistake(s)" in err
+    for expected in (f"{config}:2: watch[1].recipe:", f"{config}:3: watch[1].every:",
+                     f"{config}:7: watch[2].isue: unknown key; did you mean 'issue'?",
+                     f"{config}:8: watch[2].with:", f"{config}:10: watch[3]: missing required key 'recipe'"):
+        assert expected in err, err
+    assert not (tmp_path / "cache" / "results.db").exists(), "nothing may run with a broken config"

@@ -1,0 +1,184 @@
+"""A local HTTP server speaking the four GitHub REST endpoints envbisect uses.
+
+* ``GET   /repos/{owner}/{repo}/issues/{n}/comments``   paginated (``per_page``, ``page``,
+  ``Link`` headers with ``rel="next"``/``"last"``, as GitHub sends them)
+* ``POST  /repos/{owner}/{repo}/issues/{n}/comments``   create a comment
+* ``PATCH /repos/{owner}/{repo}/issues/comments/{id}``  edit a comment
+
+Every request must carry ``Authorization: Bearer <token>`` (or ``token <token>``) with
+the configured token, else 401. Unknown issues and comments are 404. ``rate_limited``
+forces 403 with ``X-RateLimit-Remaining: 0`` and ``X-RateLimit-Reset`` as GitHub does.
+``max_per_page`` caps the page size so tests can force several pages. Every request is
+logged in ``hits`` (method, path, status) so tests can count POSTs and PATCHes.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+_ISSUE_COMMENTS = re.compile(r"^/repos/(?P<owner>[^/]+)/(?P<repo>[^/]+)/issues/(?P<number>\d+)/comments$")
+_COMMENT = re.compile(r"^/repos/(?P<owner>[^/]+)/(?P<repo>[^/]+)/issues/comments/(?P<id>\d+)$")
+
+
+@dataclass
+class StoredComment:
+    id: int
+    issue: tuple[str, str, int]
+    body: str
+    user: str = "envbisect-bot"
+
+
+@dataclass
+class GitHubHit:
+    method: str
+    path: str
+    status: int
+
+
+@dataclass
+class FakeGitHub:
+    """The server's state; start with :meth:`start`, stop with :meth:`stop`."""
+
+    token: str
+    max_per_page: int = 100
+    rate_limited: bool = False
+    reset_epoch: int = 1_900_000_000  # 2030-03-17 17:46:40 UTC
+    issues: set[tuple[str, str, int]] = field(default_factory=set)
+    comments: list[StoredComment] = field(default_factory=list)
+    hits: list[GitHubHit] = field(default_factory=list)
+    _next_id: int = 1000
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _server: ThreadingHTTPServer | None = None
+    _thread: threading.Thread | None = None
+
+    # -- setup -------------------------------------------------------------------
+
+    def add_issue(self, slug: str, number: int, *, existing_comments: int = 0) -> None:
+        """Create ``owner/repo#number`` with some unrelated comments already on it."""
+        owner, repo = slug.split("/")
+        key = (owner, repo, number)
+        self.issues.add(key)
+        for i in range(existing_comments):
+            self._add(key, f"unrelated comment {i}", user="someone")
+
+    def _add(self, issue: tuple[str, str, int], body: str, user: str = "envbisect-bot") -> StoredComment:
+        with self._lock:
+            self._next_id += 1
+            comment = StoredComment(self._next_id, issue, body, user)
+            self.comments.append(comment)
+            return comment
+
+    def start(self) -> FakeGitHub:
+        handler = type("_BoundHandler", (_Handler,), {"hub": self})
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
+                                        daemon=True, name="FakeGitHub")
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        server, self._server = self._server, None
+        if server is not None:
+            server.shutdown()
+            server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    @property
+    def url(self) -> str:
+        """The API base, as ``GITHUB_API_URL`` takes it."""
+        assert self._server is not None, "call start() first"
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    # -- queries for tests -------------------------------------------------------
+
+    def comments_on(self, slug: str, number: int, *, user: str | None = "envbisect-bot") -> list[StoredComment]:
+        owner, repo = slug.split("/")
+        with self._lock:
+            return [c for c in self.comments if c.issue == (owner, repo, number) and (user is None or c.user == user)]
+
+    def count(self, method: str, status: int | None = None) -> int:
+        return sum(1 for h in self.hits if h.method == method and (status is None or h.status == status))
+
+    # -- request handling ----------------------------------------------------------
+
+    def handle(self, method: str, target: str, headers: Any, body: bytes) -> tuple[int, dict, Any]:
+        split = urlsplit(target)
+        auth = headers.get("Authorization") or ""
+        scheme, _, given = auth.partition(" ")
+        if scheme.lower() not in ("bearer", "token") or given != self.token:
+            return 401, {}, {"message": "Bad credentials"}
+        if self.rate_limited:
+            return 403, {"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": str(self.reset_epoch)}, {
+                "message": "API rate limit exceeded"}
+        issue_match = _ISSUE_COMMENTS.match(split.path)
+        if issue_match:
+            issue = (issue_match["owner"], issue_match["repo"], int(issue_match["number"]))
+            if issue not in self.issues:
+                return 404, {}, {"message": "Not Found"}
+            if method == "GET":
+                return self._page(split.path, issue, parse_qs(split.query))
+            if method == "POST":
+                comment = self._add(issue, json.loads(body or b"{}")["body"])
+                return 201, {}, self._json(comment)
+        comment_match = _COMMENT.match(split.path)
+        if comment_match and method == "PATCH":
+            with self._lock:
+                found = next((c for c in self.comments if c.id == int(comment_match["id"])), None)
+                if found is None or found.issue[:2] != (comment_match["owner"], comment_match["repo"]):
+                    return 404, {}, {"message": "Not Found"}
+                found.body = json.loads(body or b"{}")["body"]
+            return 200, {}, self._json(found)
+        return 404, {}, {"message": "Not Found"}
+
+    def _page(self, path: str, issue: tuple[str, str, int], query: dict) -> tuple[int, dict, Any]:
+        per_page = min(int(query.get("per_page", ["30"])[0]), self.max_per_page)
+        page = int(query.get("page", ["1"])[0])
+        with self._lock:
+            items = [c for c in self.comments if c.issue == issue]
+        last = max(1, -(-len(items) // per_page))
+        chunk = items[(page - 1) * per_page: page * per_page]
+        links = []
+        if page < last:
+            links.append(f'<{self.url}{path}?{urlencode({"per_page": per_page, "page": page + 1})}>; rel="next"')
+            links.append(f'<{self.url}{path}?{urlencode({"per_page": per_page, "page": last})}>; rel="last"')
+        return 200, ({"Link": ", ".join(links)} if links else {}), [self._json(c) for c in chunk]
+
+    def _json(self, comment: StoredComment) -> dict:
+        owner, repo, number = comment.issue
+        return {"id": comment.id, "body": comment.body, "user": {"login": comment.user},
+                "url": f"{self.url}/repos/{owner}/{repo}/issues/comments/{comment.id}",
+                "html_url": f"https://github.invalid/{owner}/{repo}/issues/{number}#issuecomment-{comment.id}",
+                "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+
+
+class _Handler(BaseHTTPRequestHandler):
+    hub: FakeGitHub
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+        pass
+
+    def _serve(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        status, headers, payload = self.hub.handle(self.command, self.path, self.headers, body)
+        self.hub.hits.append(GitHubHit(self.command, urlsplit(self.path).path, status))
+        data = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json; charset=utf-8")
+        self.send_header("Content-Length", str(len(data)))
+        for key, value in headers.items():
+            self.send_header(key, value)
+        self.end_headers()
+        self.wfile.write(data)
+
+    do_GET = do_POST = do_PATCH = _serve
