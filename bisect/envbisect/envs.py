@@ -96,6 +96,9 @@ class EnvSpec:
     requirements: tuple[str, ...]
     index: IndexConfig
     exclude_newer: str | None = None
+    #: Per-package overrides of ``exclude_newer`` ("PKG=DATE"), e.g. so the bisected
+    #: package's own later uploads stay visible while its dependencies are held back.
+    exclude_newer_package: tuple[str, ...] = ()
     platform: str = host_platform()
     installer: str = "uv"
     allow_build: bool = False
@@ -109,6 +112,7 @@ class EnvSpec:
             "requirements": sorted(self.requirements),
             "index": self.index.redacted(),
             "exclude_newer": self.exclude_newer,
+            "exclude_newer_package": sorted(self.exclude_newer_package),
             "platform": self.platform,
             "installer": self.installer,
             "allow_build": self.allow_build,
@@ -224,6 +228,8 @@ class EnvManager:
                 install.append("--no-build")
             if spec.exclude_newer:
                 install += ["--exclude-newer", spec.exclude_newer]
+            for item in spec.exclude_newer_package:
+                install += ["--exclude-newer-package", item]
             steps.append(install + list(spec.requirements))
             freeze = [uv, "pip", "freeze", "--python", str(env_python(tmp))]
         else:

@@ -153,17 +153,23 @@ class Session:
 
     # --- one probe -----------------------------------------------------------------
 
-    def env_spec(self, requirements: list[str]) -> EnvSpec:
+    def env_spec(self, requirements: list[str], *, exclude_newer: str | None = None,
+                 exclude_newer_package: tuple[str, ...] = ()) -> EnvSpec:
         return EnvSpec(self.interpreter, tuple(requirements), self.settings.index,
+                       exclude_newer=exclude_newer, exclude_newer_package=exclude_newer_package,
                        installer=self.settings.installer, allow_build=self.settings.allow_build)
 
     def probe(self, run_id: int, recipe: Recipe, label: str, requirements: list[str], *,
               package: str | None, timeout: float, regress: RegressMode,
               thresholds: tuple[Threshold, ...] = (), retries: int = 0,
-              reuse: bool = True) -> Probe:
+              reuse: bool = True, exclude_newer: str | None = None,
+              exclude_newer_package: tuple[str, ...] = ()) -> Probe:
         """Learn the outcome of ``recipe`` in the env for ``requirements``: from the store
-        when a run with the same recipe, env and host is recorded, else by running it."""
-        spec = self.env_spec(requirements)
+        when a run with the same recipe, env and host is recorded, else by running it.
+        ``exclude_newer`` resolves the environment as of that instant (uv's
+        ``--exclude-newer``), with ``exclude_newer_package`` overrides."""
+        spec = self.env_spec(requirements, exclude_newer=exclude_newer,
+                             exclude_newer_package=exclude_newer_package)
         attempts = 1 + retries
         seq = len(self.store.probes_for_run(run_id))
         common = dict(recipe_hash=recipe.hash, env_key=spec.key, host=self.host, package=package,
