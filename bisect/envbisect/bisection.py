@@ -10,6 +10,8 @@ from __future__ import annotations
 import shlex
 import time
 
+from packaging.utils import canonicalize_name
+
 from envbisect import __version__
 from envbisect.config import host_info
 from envbisect.errors import ConfigError, NoCandidates
@@ -57,6 +59,17 @@ def bounds(req: BisectRequest, cands: list[Candidate], excluded: list[Excluded])
     return lo, hi
 
 
+def _other_axis_hint(req: BisectRequest) -> str:
+    """When the bisected package cannot be installed here (tensorflow-metal on Linux), name
+    the recipe's other packages that could be bisected instead; never switch silently."""
+    others = [d.name for d in req.recipe.dependencies
+              if canonicalize_name(d.name) != canonicalize_name(req.package)
+              and (d.marker is None or d.marker.evaluate())]
+    if not others:
+        return ""
+    return f"; to bisect on this machine instead, pass --package {others[0]} (the recipe also depends on {', '.join(others)})"
+
+
 def run_signature(session: Session, req: BisectRequest) -> str:
     return signature({
         "recipe": req.recipe.hash, "package": req.package, "spec": req.spec, "good": req.good,
@@ -74,7 +87,7 @@ def run_bisection(session: Session, req: BisectRequest) -> dict:
     pins = parse_with(req.with_)
     cands, excluded, target = session.list_versions(req.package, req.spec, pre=req.pre)
     if not cands:
-        raise NoCandidates(why_empty(excluded, target, req.spec, package=req.package))
+        raise NoCandidates(why_empty(excluded, target, req.spec, package=req.package) + _other_axis_hint(req))
     lo, hi = bounds(req, cands, excluded)
     store = session.store
     sig = run_signature(session, req)

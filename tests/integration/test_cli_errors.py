@@ -140,3 +140,18 @@ def test_bad_regress_mode(tmp_path, planted_index, recipe):
     proc = bisect_cli("run", str(recipe), "--regress", "sometimes", "--index-url", planted_index.url,
                       "--cache-dir", str(tmp_path / "c"), cwd=tmp_path)
     _assert_one_line_error(proc, "sometimes", "exit")
+
+
+def test_package_without_wheels_here_names_platforms_and_the_alternative(tmp_path, local_index, wheel_dir):
+    """The tensorflow-metal situation on Linux, on a local index: the plugin has only macOS
+    wheels; the run must say so and suggest bisecting the recipe's other package."""
+    from support.wheels import build_wheel
+
+    index = local_index()
+    for v in ("1.0", "1.1"):
+        index.add(build_wheel(wheel_dir, "metalplug", v, tag="py3-none-macosx_12_0_arm64"))
+    index.add(build_wheel(wheel_dir, "corepkg", "1.0"))
+    recipe = write_recipe(tmp_path / "r.py", "import sys\nsys.exit(0)\n", package="metalplug",
+                          deps=("corepkg", "metalplug; sys_platform == 'darwin'"))
+    proc = bisect_cli("run", str(recipe), "--index-url", index.url, "--cache-dir", str(tmp_path / "c"), cwd=tmp_path)
+    _assert_one_line_error(proc, "no release of metalplug", "macos-arm64", "--package corepkg")
