@@ -276,7 +276,7 @@ def select(
         if spec is not None and not spec.contains(version, prereleases=True):
             continue
         if version.is_prerelease and not allow_pre:
-            excluded.append(Excluded(str(version), Reason.PRERELEASE, f"{version} is a pre-release"))
+            excluded.append(Excluded(str(version), Reason.PRERELEASE, ""))
             continue
         verdict = _judge(version, releases[version], target, allow_build)
         (candidates if isinstance(verdict, Candidate) else excluded).append(verdict)

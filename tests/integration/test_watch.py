@@ -52,7 +52,7 @@ def hub():
 class Scene:
     """One watch setup: index, recipe, config, cache, and the helpers to drive it."""
 
-    def __init__(self, tmp: Path, index, planted_versions, hub: FakeGitHub) -> None:
+    def __init__(self, tmp: Path, index, planted_versions, hub: FakeGitHub, every: str = "6h") -> None:
         self.tmp, self.index, self.hub = tmp, index, hub
         self.by_version = {v.version: v for v in planted_versions}
         self.dump, self.slow, self.started = tmp / "recipe-env.jsonl", tmp / "slow", tmp / "started"
@@ -68,7 +68,7 @@ class Scene:
             'package = "planted"\n'
             f'index-url = "{index.url}"\n'
             f'issue = "{ISSUE}"\n'
-            'every = "6h"\n')
+            f'every = "{every}"\n')
         self.env = cli_env(GITHUB_TOKEN=TOKEN, GITHUB_API_URL=hub.url)
         self.outputs: list[str] = []
         self.publish("1.0", "1.1", "1.2")
@@ -206,7 +206,9 @@ def _alive(pid: int) -> bool:
         return False
 
 
-def test_sigterm_mid_probe_stops_cleanly_second_daemon_refused_restart_finishes(scene):
+def test_sigterm_mid_probe_stops_cleanly_second_daemon_refused_restart_finishes(
+        tmp_path, local_index, planted_versions, hub):
+    scene = Scene(tmp_path, local_index(), planted_versions, hub, every="1s")  # the daemon is due at once
     scene.once()  # baseline 1.2
     scene.publish("1.6")
     scene.slow.write_text("")
