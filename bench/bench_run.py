@@ -39,11 +39,12 @@ from pathlib import Path
 
 from _index import PACKAGE, REPO, Fixture, build_fixture, clean_environ
 
-from envbisect.config import CachePaths
-from envbisect.envs import EnvManager, EnvSpec, find_interpreter, host_platform
+from envbisect.config import CachePaths, Settings
+from envbisect.envs import EnvManager, find_interpreter, host_platform
 from envbisect.index import IndexConfig
 from envbisect.recipes import load_recipe
-from envbisect.session import requirements_for
+from envbisect.session import Session, requirements_for
+from envbisect.store import Store
 
 MATERIALISE_TARGET_S = 0.3
 SPEEDUP_TARGET = 10.0
@@ -114,22 +115,23 @@ def bisect_run(fx: Fixture, cache: Path, *extra: str) -> tuple[dict, float]:
 def materialise(fx: Fixture, cache: Path, versions: list[str]) -> tuple[list[float], int]:
     """Time ``EnvManager.ensure`` for envs the cold run built; (seconds each, cache hits).
 
-    The spec is made the way ``Session.env_spec`` makes it: the recipe's dependencies
-    with the candidate pinned (``requirements_for``), the interpreter ``--python``
-    resolves to when unset, and the index settings the CLI resolves from the same
-    environment the subprocess ran in. Any difference would change the key and show up
-    here as a miss (a fresh build), not as a fast figure."""
+    The spec comes from the session's own code, as ``bisect run`` makes it: the recipe's
+    dependencies with the candidate pinned (``requirements_for``) through
+    ``Session.env_spec``, with the settings the CLI builds from the same environment the
+    subprocess ran in. Any difference would change the key and show up here as a miss
+    (a fresh build), never as a flattering figure."""
     recipe = load_recipe(fx.recipe)
-    index = IndexConfig.resolve(clean_environ(), index_url=fx.index.url)
-    interpreter = find_interpreter(None)
-    times, hits = [], 0
-    for version in versions:
-        reqs = requirements_for(recipe, [], PACKAGE, version)
-        start = time.perf_counter()
-        spec = EnvSpec(interpreter, tuple(reqs), index)
-        env = EnvManager(CachePaths(cache)).ensure(spec)
-        times.append(time.perf_counter() - start)
-        hits += env.reused
+    paths = CachePaths(cache)
+    settings = Settings(cache=paths, index=IndexConfig.resolve(clean_environ(), index_url=fx.index.url))
+    with Store(None) as store:  # env_spec needs no store; the session wants one
+        session = Session(settings, store)
+        times, hits = [], 0
+        for version in versions:
+            reqs = requirements_for(recipe, [], PACKAGE, version)
+            start = time.perf_counter()
+            env = EnvManager(paths).ensure(session.env_spec(reqs))
+            times.append(time.perf_counter() - start)
+            hits += env.reused
     return times, hits
 
 

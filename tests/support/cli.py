@@ -12,7 +12,7 @@ from pathlib import Path
 
 def cli_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("UV_", "PIP_INDEX", "PIP_EXTRA", "ENVBISECT_"))}
+           if not k.startswith(("UV_", "PIP_", "ENVBISECT_"))}
     env.update(extra)
     return env
 
