@@ -13,6 +13,7 @@ import time
 from packaging.utils import canonicalize_name
 
 from envbisect import __version__
+from envbisect import nightly
 from envbisect.config import host_info
 from envbisect.errors import ConfigError, NoCandidates
 from envbisect.search import Bisection, SearchResult, Status, Verdict
@@ -78,6 +79,8 @@ def run_signature(session: Session, req: BisectRequest) -> str:
         "thresholds": [str(t) for t in req.thresholds], "retries": req.retries,
         "python": session.interpreter.version, "index": session.settings.index.redacted(),
         "installer": session.settings.installer, "allow_build": session.settings.allow_build,
+        # Nightly searches only (so the signatures of release searches stay as they were).
+        **({"nightly": [req.variant, str(req.window), sorted(req.replaces)]} if req.nightly or req.variant else {}),
     })
 
 
@@ -86,6 +89,11 @@ def run_bisection(session: Session, req: BisectRequest) -> dict:
     started = time.monotonic()
     pins = parse_with(req.with_)
     cands, excluded, target = session.list_versions(req.package, req.spec, pre=req.pre)
+    # Nightly builds: one per night of one variant, ordered by build date (nightly.py).
+    cands, excluded, channel = nightly.arrange(cands, excluded, package=req.package, variant=req.variant,
+                                               window=req.window, nightly_only=req.nightly)
+    if channel is not None:
+        session.handler.note(channel.describe(req.package))
     if not cands:
         raise NoCandidates(why_empty(excluded, target, req.spec, package=req.package) + _other_axis_hint(req))
     lo, hi = bounds(req, cands, excluded)
@@ -105,16 +113,21 @@ def run_bisection(session: Session, req: BisectRequest) -> dict:
     try:
         while (i := search.next_probe()) is not None:
             label = str(cands[i].version)
-            session.handler.probe_started(label, len(learned) + 1, len(learned) + 1 + search.remaining_estimate)
-            probe = session.probe(run_id, req.recipe, label, requirements_for(req.recipe, pins, req.package, label),
+            session.handler.probe_started(nightly.display(label), len(learned) + 1,
+                                          len(learned) + 1 + search.remaining_estimate)
+            probe = session.probe(run_id, req.recipe, label,
+                                  requirements_for(req.recipe, pins, req.package, label, drop=req.replaces),
                                   package=req.package, timeout=req.timeout, regress=req.regress,
-                                  thresholds=req.thresholds, retries=req.retries, reuse=session.settings.reuse)
+                                  thresholds=req.thresholds, retries=req.retries, reuse=session.settings.reuse,
+                                  files=cands[i].files)
             learned[i] = probe
             search.record(i, probe.judgement.verdict)
     except BaseException:
         store.update_run(run_id, status="interrupted")
         raise
     result = _result(session, req, run_id, search.result(), cands[lo:hi + 1], cands, excluded, learned, target)
+    if channel is not None:
+        result["nightly"] = channel.as_dict()
     result["duration_s"] = round(time.monotonic() - started, 3)
     store.update_run(run_id, status="done", result=result)
     return result

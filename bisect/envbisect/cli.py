@@ -26,7 +26,8 @@ from envbisect.index import IndexConfig, redact
 from envbisect.policy import RegressMode, Threshold
 from envbisect.progress import Progress
 from envbisect.recipes import load_recipe
-from envbisect.session import BisectRequest, Session, run_check
+from envbisect.nightly import ChannelConfig, run_nightlies, run_with_nightlies
+from envbisect.session import BisectRequest, Session, rerun_probe, run_check
 from envbisect.store import Store
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -94,6 +95,14 @@ def run(
     find_links: List[str] = FindLinks,
     cache_dir: Optional[Path] = CacheDir,
     json_out: bool = AsJson,
+    nightlies: bool = typer.Option(False, "--nightlies", help="After the releases, bisect the nightlies between "
+                                   "last good and first bad (needs --nightly-index or --nightly-package)."),
+    nightly_index: Optional[str] = typer.Option(None, "--nightly-index", help="Index holding the nightly builds "
+                                                "(consulted first); without --nightlies, bisect only its nightlies."),
+    nightly_package: Optional[str] = typer.Option(None, "--nightly-package", help="Name of the nightly package "
+                                                  "when it differs, e.g. tf-nightly for tensorflow."),
+    variant: Optional[str] = typer.Option(None, "--variant", help="Nightly build variant (local label): cpu, "
+                                          "cu126, ... (default: what fits this host)."),
 ) -> None:
     """Bisect PACKAGE's releases for the first one where RECIPE fails."""
     rec = load_recipe(recipe)
@@ -108,8 +117,16 @@ def run(
         timeout=timeout or rec.settings.timeout, regress=_regress(regress if regress != "exit" else (rec.settings.regress or "exit")),
         thresholds=tuple(Threshold.parse(t) for t in threshold), find_fix=find_fix, retries=retries,
         argv=[redact(a) for a in sys.argv[1:]])
+    channel = ChannelConfig(nightly_index or rec.settings.nightly_index, nightly_package or rec.settings.nightly_package,
+                            variant or rec.settings.variant)
     with _store(settings) as store, _progress(json_out) as progress:
-        result = run_bisection(Session(settings, store, progress), req)
+        session = Session(settings, store, progress)
+        if nightlies:  # releases first, then the nightlies between the boundary releases
+            result = run_with_nightlies(session, req, channel)
+        elif nightly_index or nightly_package or variant:  # the channel's nightlies only
+            result = run_nightlies(session, req, channel)
+        else:
+            result = run_bisection(session, req)
     if json_out:
         out.print(json.dumps(_json_view(result), sort_keys=True), markup=False)
     else:
@@ -222,8 +239,12 @@ def history(cache_dir: Optional[Path] = CacheDir, limit: int = typer.Option(20, 
 
 @app.command()
 def show(run_id: int = typer.Argument(..., help="Run id (see `bisect history`)."),
-         cache_dir: Optional[Path] = CacheDir, json_out: bool = AsJson) -> None:
+         cache_dir: Optional[Path] = CacheDir, json_out: bool = AsJson,
+         rerun: Optional[int] = typer.Option(None, "--rerun", metavar="SEQ", help="Run probe SEQ (the # column) "
+                                             "again from the cache, offline; exits like `bisect check`.")) -> None:
     """Every probe of a run: version, outcome, exit, metrics, duration, reused or run."""
+    if rerun is not None:
+        return _rerun(run_id, rerun, cache_dir, json_out)
     with Store(_settings(cache_dir).cache.db) as store:
         run_row, probes = store.get_run(run_id), store.probes_for_run(run_id)
     if json_out:
@@ -240,6 +261,23 @@ def show(run_id: int = typer.Argument(..., help="Run id (see `bisect history`)."
         table.add_row(f"{r['seq']}.{r['attempt']}", r["version"] or "", r["outcome"] + (" flaky" if r["flaky"] else ""),
                       r["exit"], r["metrics"], r["duration"], r["source"], r["reason"])
     out.print(table)
+
+
+def _rerun(run_id: int, seq: int, cache_dir: Path | None, json_out: bool) -> None:
+    """``bisect show RUN --rerun SEQ``: re-check a recorded probe without the index."""
+    settings = _settings(cache_dir)
+    with _store(settings) as store, _progress(json_out) as progress:
+        result = rerun_probe(Session(settings, store, progress), run_id, seq, argv=[redact(a) for a in sys.argv[1:]])
+    if json_out:
+        out.print(json.dumps(_json_view(result), sort_keys=True), markup=False)
+    else:
+        again = result["rerun_of"]
+        out.print(f"{result['outcome']}: {result['reason']}  (probe #{again['seq']} of run {again['run']}, "
+                  f"{report.shown(again['version'])}: was {result['original_outcome']}; {result['environment']}; "
+                  f"run {result['run_id']})", markup=False)
+        if result["recipe_changed"]:
+            out.print("note: the recipe changed since that run; this is the current recipe's answer", markup=False)
+    raise typer.Exit({"good": 0, "bad": 1, "skip": 125}.get(result["outcome"], 4))
 
 
 @app.command("report")

@@ -102,6 +102,9 @@ class EnvSpec:
     platform: str = host_platform()
     installer: str = "uv"
     allow_build: bool = False
+    #: Install from uv's cache only (``--offline``): re-checking a recorded probe after
+    #: its builds left the index. Not part of the key: it changes how, not what.
+    offline: bool = False
 
     def canonical(self) -> dict:
         # The index part is redacted: a rotated password must not change the key, and
@@ -176,7 +179,11 @@ class EnvManager:
     def lookup(self, spec: EnvSpec) -> Env | None:
         """The finished environment for ``spec``, if one exists (no lock needed: a keyed
         directory only ever appears through an atomic rename of a complete build)."""
-        path = self.path_for(spec)
+        return self.lookup_key(spec.key)
+
+    def lookup_key(self, key: str) -> Env | None:
+        """The finished environment stored under ``key`` (a probe's ``env_key``), if any."""
+        path = self.root / key
         marker = path / MARKER
         if not marker.is_file():
             return None
@@ -184,7 +191,7 @@ class EnvManager:
             data = json.loads(marker.read_text())
         except (OSError, ValueError):
             return None
-        return Env(spec.key, path, data.get("resolved", {}), 0.0, True)
+        return Env(key, path, data.get("resolved", {}), 0.0, True)
 
     def ensure(self, spec: EnvSpec) -> Env:
         """Return the environment for ``spec``, building it if needed.
@@ -230,6 +237,8 @@ class EnvManager:
                 install += ["--exclude-newer", spec.exclude_newer]
             for item in spec.exclude_newer_package:
                 install += ["--exclude-newer-package", item]
+            if spec.offline:
+                install.append("--offline")
             steps.append(install + list(spec.requirements))
             freeze = [uv, "pip", "freeze", "--python", str(env_python(tmp))]
         else:

@@ -98,6 +98,12 @@ def _strip_credentials(url: str) -> str:
     return _USERINFO.sub(r"\g<scheme>", url)
 
 
+def strip_credentials(url: str) -> str:
+    """``url`` without its userinfo (also a redacted ``***@``): the same index for caches
+    such as uv's, which key on the URL without credentials."""
+    return _strip_credentials(url)
+
+
 def _env_list(environ: Mapping[str, str], name: str, *, commas: bool = False) -> list[str]:
     value = environ.get(name, "")
     return (value.replace(",", " ") if commas else value).split()
@@ -436,6 +442,25 @@ class IndexClient:
             where = ", ".join(redact(u) for u in (self.config.index_url, *self.config.extra_index_urls))
             raise UnknownPackage(f"package '{name}' was not found on {where}; check the name or pass --index-url")
         return list(merged.values())
+
+    def file_exists(self, url: str) -> bool | None:
+        """Whether a listed file is still served (HEAD): True, False on 404/410, None
+        when it cannot tell. Credentials of the configured index on the same host are
+        sent, because file URLs are stored without them."""
+        auth = None
+        target = urlsplit(url)
+        for source in (self.config.index_url, *self.config.extra_index_urls, *self.config.find_links):
+            parts = urlsplit(source)
+            if parts.username and (parts.hostname, parts.port) == (target.hostname, target.port):
+                auth = (unquote(parts.username), unquote(parts.password or ""))
+                break
+        try:
+            response = self._session.head(url, auth=auth, allow_redirects=True, timeout=self.timeout)
+        except requests.RequestException:
+            return None
+        if response.status_code in (404, 410):
+            return False
+        return True if response.ok else None
 
     # -- sources
 

@@ -28,7 +28,8 @@ else:  # pragma: no cover - Python 3.10
 _BLOCK = re.compile(r"(?m)^# /// (?P<type>[a-zA-Z0-9-]+)$\s(?P<content>(^#(| .*)$\s)+)^# ///$")
 
 #: Keys allowed in ``[tool.envbisect]``; anything else is a typo worth reporting.
-_KNOWN_KEYS = {"package", "range", "timeout", "pre", "with", "python", "index-url", "regress"}
+_KNOWN_KEYS = {"package", "range", "timeout", "pre", "with", "python", "index-url", "regress",
+               "nightly-index", "nightly-package", "variant"}
 
 DEFAULT_TIMEOUT = 600.0
 
@@ -45,6 +46,10 @@ class RecipeSettings:
     python: str | None = None
     index_url: str | None = None
     regress: str | None = None
+    #: Where this package's nightlies live, for ``bisect run --nightlies`` (nightly.py).
+    nightly_index: str | None = None
+    nightly_package: str | None = None
+    variant: str | None = None
 
 
 @dataclass(frozen=True)
@@ -133,6 +138,9 @@ def _settings(table: object, where: str) -> RecipeSettings:
         python=table.get("python"),
         index_url=table.get("index-url"),
         regress=table.get("regress"),
+        nightly_index=table.get("nightly-index"),
+        nightly_package=table.get("nightly-package"),
+        variant=table.get("variant"),
     )
 
 

@@ -13,6 +13,8 @@ import json
 from pathlib import Path
 
 from envbisect.index import redact
+from envbisect.nightly import display as shown
+from envbisect.nightly import nights_between
 
 _STATUS_TEXT = {
     "found": "found",
@@ -31,12 +33,13 @@ def headline(result: dict) -> str:
     status = result.get("status", "?")
     pkg = result.get("package") or "?"
     old_key, new_key = boundary_keys(result)
-    old, new = result.get(old_key), result.get(new_key)
+    old, new = shown(result.get(old_key)), shown(result.get(new_key))
     what = "first good (fix)" if result.get("find_fix") else "first bad"
+    kind = "nightly" if result.get("nightly") else "release"
     if status == "found":
-        return f"{what} release of {pkg}: {new} (last {'bad' if result.get('find_fix') else 'good'}: {old})"
+        return f"{what} {kind} of {pkg}: {new} (last {'bad' if result.get('find_fix') else 'good'}: {old})"
     if status == "inconclusive" and old and new:
-        between = ", ".join(result.get("untestable_between") or [])
+        between = ", ".join(shown(v) for v in result.get("untestable_between") or [])
         return f"{pkg}: changed between {old} and {new}; untestable in between: {between or 'none'}"
     return f"{pkg}: {_STATUS_TEXT.get(status, status)}"
 
@@ -84,7 +87,7 @@ def probe_rows(probes: list[dict]) -> list[dict]:
         else:
             code = "" if p.get("exit_code") is None else str(p["exit_code"])
         rows.append({
-            "seq": p.get("seq"), "attempt": p.get("attempt", 0), "version": p.get("version"),
+            "seq": p.get("seq"), "attempt": p.get("attempt", 0), "version": shown(p.get("version")),
             "outcome": p.get("outcome"), "exit": code, "reason": p.get("reason") or "",
             "metrics": metrics_brief(p.get("metrics")),
             "duration": "" if p.get("duration_s") is None else f"{p['duration_s']:.2f}s",
@@ -109,6 +112,7 @@ def markdown(run: dict, probes: list[dict]) -> str:
         lines.append(f"- **Untestable:** {items}")
     if result.get("flaky"):
         lines.append(f"- **Flaky (runs disagreed, never used as a boundary):** {', '.join(result['flaky'])}")
+    lines += [f"- {line}" for line in nightly_lines(result)]
     lines += ["", "| # | version | outcome | exit | metrics | time | |", "|---|---|---|---|---|---|---|"]
     for r in probe_rows(probes):
         lines.append(f"| {r['seq']}{'.' + str(r['attempt']) if r['attempt'] else ''} | {r['version']} | "
@@ -128,11 +132,38 @@ def markdown(run: dict, probes: list[dict]) -> str:
     return redact("\n".join(lines) + "\n")
 
 
+def nightly_lines(result: dict) -> list[str]:
+    """What a result says about nightlies: the channel used, nights without a build
+    next to the boundary, and the nightly phase that followed a release search."""
+    lines = []
+    channel = result.get("nightly")
+    if channel:
+        variant = f"variant {channel['variant']} ({channel['variant_source']})" if channel.get("variant") else "no variants"
+        lines.append(f"nightly channel: {variant}; {channel.get('builds')} builds {channel.get('first')} .. "
+                     f"{channel.get('last')}" + (f", window {channel['window']}" if channel.get("window") else ""))
+        old_key, new_key = boundary_keys(result)
+        gaps = nights_between(channel, result.get(old_key), result.get(new_key))
+        if gaps:
+            lines.append(f"no build on {', '.join(gaps)} (between the boundary nightlies)")
+    if result.get("release_run"):
+        lines.append(f"nightly phase of the release search in run {result['release_run']}")
+    phase = result.get("nightly_phase")
+    if phase:
+        if phase.get("status") == "not-run":
+            lines.append(f"nightly phase: not run ({phase.get('reason')})")
+        else:
+            lines.append(f"nightly phase (run {phase.get('run_id')}): {headline(phase)}")
+            lines += [f"  {line}" for line in nightly_lines({k: v for k, v in phase.items() if k != "release_run"})]
+            lines += [f"  reproduce: {cmd}" for cmd in phase.get("reproduce") or []]
+    return lines
+
+
 def text_summary(result: dict) -> list[str]:
     """The lines ``bisect run`` prints at the end."""
     lines = [headline(result)]
+    lines += [f"  {line}" for line in nightly_lines(result)]
     for u in result.get("untestable") or []:
-        lines.append(f"  untestable {u['version']}: {u['reason']}")
+        lines.append(f"  untestable {shown(u['version'])}: {u['reason']}")
     if result.get("flaky"):
         lines.append(f"  flaky (runs disagreed): {', '.join(result['flaky'])}")
     lines.append(f"  probes: {len(result.get('probes') or [])} used, {result.get('executed', 0)} executed, "

@@ -13,6 +13,7 @@ import hashlib
 import json
 import time
 from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
 from typing import Protocol
 
@@ -24,9 +25,10 @@ from envbisect import __version__
 from envbisect.config import Settings, host_id, host_info
 from envbisect.envs import EnvManager, EnvSpec, find_interpreter
 from envbisect.errors import ConfigError, InstallFailed, NoCandidates
-from envbisect.index import IndexClient
+from envbisect.index import DEFAULT_INDEX_URL, DistFile, IndexClient, IndexConfig, strip_credentials
+from envbisect.nightly import display, explain_install_failure
 from envbisect.policy import Judgement, RegressMode, Threshold, combine, install_failure, judge
-from envbisect.recipes import Recipe
+from envbisect.recipes import Recipe, load_recipe
 from envbisect.runner import run_recipe
 from envbisect.search import Bisection, Status, Verdict
 from envbisect.store import Store
@@ -67,6 +69,16 @@ class Probe:
     metrics: dict | None
 
 
+class DepsMode(str, Enum):
+    """``--deps``: how a bisection resolves the recipe's dependencies other than the
+    bisected package (see the README's "Combinations, dates and culprits")."""
+
+    #: The newest compatible versions today, for every candidate.
+    LATEST = "latest"
+    #: As of each candidate's upload time (uv --exclude-newer), the candidate exempt.
+    AS_OF_RELEASE = "as-of-release"
+
+
 @dataclass
 class BisectRequest:
     recipe: Recipe
@@ -83,6 +95,15 @@ class BisectRequest:
     find_fix: bool = False
     retries: int = 0
     argv: list[str] = field(default_factory=list)
+    #: Nightly channels (envbisect.nightly): the build variant to use, nightlies only,
+    #: the window between two releases, and packages the bisected one replaces in the
+    #: recipe's dependencies (tensorflow when bisecting tf-nightly).
+    variant: str | None = None
+    nightly: bool = False
+    window: object | None = None
+    replaces: tuple[str, ...] = ()
+    #: How the recipe's other dependencies are chosen for each candidate (--deps).
+    deps: DepsMode = DepsMode.LATEST
 
 
 def parse_with(items: tuple[str, ...] | list[str]) -> list[Requirement]:
@@ -97,10 +118,10 @@ def parse_with(items: tuple[str, ...] | list[str]) -> list[Requirement]:
 
 
 def requirements_for(recipe: Recipe, pins: list[Requirement], package: str | None = None,
-                     version: str | None = None) -> list[str]:
+                     version: str | None = None, drop: tuple[str, ...] = ()) -> list[str]:
     """The recipe's dependencies with ``package==version`` and the ``--with`` pins replacing
-    the recipe's own requirement for those packages."""
-    pinned = {canonicalize_name(p.name) for p in pins}
+    the recipe's own requirement for those packages (and for those in ``drop``)."""
+    pinned = {canonicalize_name(p.name) for p in pins} | {canonicalize_name(d) for d in drop}
     if package:
         pinned.add(canonicalize_name(package))
     reqs = [str(d) for d in recipe.dependencies if canonicalize_name(d.name) not in pinned]
@@ -163,11 +184,13 @@ class Session:
               package: str | None, timeout: float, regress: RegressMode,
               thresholds: tuple[Threshold, ...] = (), retries: int = 0,
               reuse: bool = True, exclude_newer: str | None = None,
-              exclude_newer_package: tuple[str, ...] = ()) -> Probe:
+              exclude_newer_package: tuple[str, ...] = (), files: tuple[DistFile, ...] = ()) -> Probe:
         """Learn the outcome of ``recipe`` in the env for ``requirements``: from the store
         when a run with the same recipe, env and host is recorded, else by running it.
         ``exclude_newer`` resolves the environment as of that instant (uv's
-        ``--exclude-newer``), with ``exclude_newer_package`` overrides."""
+        ``--exclude-newer``), with ``exclude_newer_package`` overrides. ``files`` are the
+        candidate's listed files: when the install fails because they vanished from the
+        index since the listing, the probe says "build pruned from the index"."""
         spec = self.env_spec(requirements, exclude_newer=exclude_newer,
                              exclude_newer_package=exclude_newer_package)
         attempts = 1 + retries
@@ -182,12 +205,13 @@ class Session:
             for i, row in enumerate(rows):
                 self.store.add_probe(run_id, seq=seq, attempt=i, reused_from=row["id"], flaky=int(flaky),
                                      **self._row_fields(row), **self._judged(judgements[i]), **common)
-            self.handler.probe_finished(label, verdict, True)
+            self.handler.probe_finished(display(label), verdict, True)
             return Probe(label, verdict, flaky, True, 0, rows[0].get("resolved") or {}, rows[0].get("metrics"))
         try:
             env = self.envs.ensure(spec)
         except InstallFailed as exc:
-            return self._untestable(run_id, seq, label, str(exc), common)
+            why = explain_install_failure(str(exc), files, self.settings.index) if files else str(exc)
+            return self._untestable(run_id, seq, label, why, common)
         judgements, first = [], None
         with self.envs.in_use(env):
             for attempt in range(attempts):
@@ -206,7 +230,7 @@ class Session:
         verdict, flaky = combine(judgements)
         if flaky:
             self.store.mark_flaky(run_id, seq)
-        self.handler.probe_finished(label, verdict, False)
+        self.handler.probe_finished(display(label), verdict, False)
         return Probe(label, verdict, flaky, False, attempts, env.resolved, first.metrics)
 
     def _untestable(self, run_id: int, seq: int, label: str, why: str, common: dict) -> Probe:
@@ -214,7 +238,7 @@ class Session:
         j = install_failure(why)
         self.store.add_probe(run_id, seq=seq, attempt=0, outcome=j.outcome.value,
                              verdict=j.verdict.value, reason=j.reason, **common)
-        self.handler.probe_finished(label, j, False)
+        self.handler.probe_finished(display(label), j, False)
         return Probe(label, j, False, False, 0, {}, None)
 
     def _stored(self, run_id: int, recipe_hash: str, env_key: str, reuse: bool) -> list[dict]:
@@ -282,4 +306,66 @@ def run_check(session: Session, recipe: Recipe, *, with_: tuple[str, ...], timeo
                   stderr_tail=(row.get("stderr_tail") or "")[-2000:], log_path=row.get("log_path"),
                   duration_s=round(time.monotonic() - started, 3))
     session.store.update_run(run_id, status="done", result=result)
+    return result
+
+
+def _offline_spec(session: Session, row: dict, stored: dict) -> EnvSpec:
+    """An env spec pinning exactly what a probe resolved, built from uv's cache only."""
+    index = stored.get("index") or {}
+    config = IndexConfig(strip_credentials(index.get("index_url") or DEFAULT_INDEX_URL),
+                         tuple(strip_credentials(u) for u in index.get("extra_index_urls") or ()),
+                         tuple(index.get("find_links") or ()))
+    pins = tuple(f"{name}=={ver}" for name, ver in sorted(row["resolved"].items()) if "://" not in ver)
+    interpreter = session.interpreter
+    wanted = stored.get("python")
+    if wanted and wanted != interpreter.version:  # the run used another Python: find that one
+        interpreter = find_interpreter(".".join(wanted.split(".")[:2]))
+    return EnvSpec(interpreter, pins, config, installer="uv", allow_build=bool(stored.get("allow_build")),
+                   offline=True)
+
+
+def rerun_probe(session: Session, run_id: int, seq: int, *, argv: list[str] | None = None) -> dict:
+    """``bisect show RUN --rerun SEQ``: run a recorded probe again from the cache, offline.
+
+    Nightly channels prune old builds, so a finished run must stay checkable without
+    them: the probe's environment is used as the cache kept it; if it was evicted, it
+    is rebuilt by uv ``--offline`` from uv's cache, pinned to the versions the probe
+    resolved. The re-run is recorded as a ``check`` run naming the probe it repeats.
+    """
+    store = session.store
+    run = store.get_run(run_id)
+    rows = [r for r in store.probes_for_run(run_id) if r["seq"] == seq]
+    if not rows:
+        raise ConfigError(f"run {run_id} has no probe #{seq}; list its probes with `bisect show {run_id}`")
+    row = rows[0]
+    if not row.get("resolved"):
+        raise ConfigError(f"probe #{seq} of run {run_id} never ran the recipe ({row.get('reason') or 'no env'}); "
+                          f"pick one that ran from `bisect show {run_id}`")
+    recipe = load_recipe(run["recipe_path"])
+    stored = run.get("settings") or {}
+    env, source = session.envs.lookup_key(row["env_key"]), "kept environment"
+    if env is None:
+        env, source = session.envs.ensure(_offline_spec(session, row, stored)), "rebuilt offline from the uv cache"
+    regress = RegressMode(stored.get("regress") or RegressMode.EXIT.value)
+    thresholds = tuple(Threshold.parse(t) for t in stored.get("thresholds") or [])
+    label = row.get("version") or "probe"
+    new_id = store.create_run(
+        kind="check", recipe_path=str(recipe.path), recipe_hash=recipe.hash, package=row.get("package"), spec=None,
+        signature=signature({"rerun": [run_id, seq], "t": time.time()}),
+        settings={"rerun_of": {"run": run_id, "seq": seq}, "regress": regress.value}, argv=argv or [])
+    session.handler.probe_started(display(label), 1, 1)
+    with session.envs.in_use(env):
+        raw = run_recipe(env.python, recipe.path, timeout=float(stored.get("timeout") or recipe.settings.timeout),
+                         log_path=session.settings.cache.logs / f"run-{new_id}" / f"001-{_safe(label)}-0.log",
+                         scratch_dir=session.settings.cache.scratch)
+    j = judge(raw, regress, thresholds)
+    store.add_probe(new_id, seq=1, attempt=0, recipe_hash=recipe.hash, env_key=env.key, host=session.host,
+                    package=row.get("package"), version=label, requirements=row.get("requirements"),
+                    **Session._row_fields(dict(raw.to_dict(), resolved=env.resolved)), **Session._judged(j))
+    session.handler.probe_finished(display(label), j, False)
+    result = {"run_id": new_id, "kind": "check", "rerun_of": {"run": run_id, "seq": seq, "version": label},
+              "status": j.outcome.value, "outcome": j.outcome.value, "verdict": j.verdict.value, "reason": j.reason,
+              "original_outcome": row.get("outcome"), "environment": source, "env_key": env.key,
+              "recipe_changed": recipe.hash != run["recipe_hash"], "metrics": raw.metrics, "resolved": env.resolved}
+    store.update_run(new_id, status="done", result=result)
     return result

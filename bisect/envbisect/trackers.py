@@ -239,8 +239,8 @@ class GitHub:
     def _auth(self) -> dict[str, str]:
         token = self.environ.get(TOKEN_ENV, "").strip()
         if not token:
-            raise TokenMissing(f"{TOKEN_ENV} is not set; export a token that may write issues "
-                               "(the finding stays queued until then)")
+            raise TokenMissing(f"{TOKEN_ENV} is not set; export a token allowed to write issues "
+                               "on the repository")
         return {"Authorization": f"Bearer {token}"}
 
     def _call(self, method: str, url: str, what: str, **kwargs) -> requests.Response:

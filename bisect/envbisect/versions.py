@@ -124,6 +124,8 @@ class Reason(str, Enum):
     REQUIRES_PYTHON = "requires a different Python"
     SDIST_ONLY = "source only (use --allow-build)"
     INVALID_VERSION = "version does not parse"
+    OTHER_VARIANT = "another build variant (use --variant)"  # nightly channels, see nightly.py
+    SAME_NIGHT = "an older build of the same night"
 
 
 @dataclass(frozen=True)
@@ -292,6 +294,8 @@ _HINTS = {
     Reason.REQUIRES_PYTHON: "choose another --python",
     Reason.YANKED: "widen the range",
     Reason.INVALID_VERSION: "widen the range",
+    Reason.OTHER_VARIANT: "pass --variant to choose another build variant",
+    Reason.SAME_NIGHT: "widen the range",
 }
 _COUNTED = {  # (one, many)
     Reason.NO_COMPATIBLE_WHEEL: ("1 has no wheel for this platform", "{n} have no wheel for this platform"),
@@ -300,6 +304,8 @@ _COUNTED = {  # (one, many)
     Reason.REQUIRES_PYTHON: ("1 needs a different Python", "{n} need a different Python"),
     Reason.YANKED: ("1 is yanked", "{n} are yanked"),
     Reason.INVALID_VERSION: ("1 has an unparseable version", "{n} have unparseable versions"),
+    Reason.OTHER_VARIANT: ("1 is another build variant", "{n} are other build variants"),
+    Reason.SAME_NIGHT: ("1 is an older build of its night", "{n} are older builds of their night"),
 }
 
 

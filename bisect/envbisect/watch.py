@@ -43,7 +43,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 
 from filelock import FileLock, Timeout
@@ -75,9 +75,8 @@ log = logging.getLogger(LOG_NAME)
 
 
 class Shutdown(BaseException):
-    """SIGTERM/SIGINT arrived: unwind (killing the running recipe) and stop.
-
-    A BaseException so no ``except Exception`` on the way swallows it."""
+    """SIGTERM/SIGINT arrived: unwind (killing the running recipe) and stop. A
+    BaseException so that no ``except Exception`` on the way swallows it."""
 
     def __init__(self, signum: int) -> None:
         super().__init__(signum)
@@ -204,14 +203,10 @@ class LogHandler:
         log.info("%s %s", self.prefix, message)
 
 
-def _parse_time(text: str | None) -> float | None:
-    return datetime.fromisoformat(text).timestamp() if text else None
-
-
 def due_in(spec: WatchSpec, row: dict | None, now: float) -> float:
     """Seconds until ``spec`` is due (0 or less: due now; never checked: due now)."""
-    last = _parse_time((row or {}).get("last_check"))
-    return 0.0 if last is None else last + spec.every_s - now
+    last = (row or {}).get("last_check")
+    return 0.0 if not last else datetime.fromisoformat(last).timestamp() + spec.every_s - now
 
 
 def _short(seconds: float) -> str:
@@ -232,10 +227,7 @@ class _Context:
     session: Session
     regress: RegressMode
     with_: tuple[str, ...]
-
-    @property
-    def package(self) -> str:
-        return self.spec.package
+    package: str
 
 
 class Watcher:
@@ -251,7 +243,7 @@ class Watcher:
         settings = replace(self.settings, index=index, python=recipe.settings.python or self.settings.python)
         regress = RegressMode(recipe.settings.regress or RegressMode.EXIT.value)
         return _Context(spec, recipe, Session(settings, self.store, LogHandler(spec.name)), regress,
-                        spec.with_ or recipe.settings.with_)
+                        spec.with_ or recipe.settings.with_, spec.package)
 
     def cycle(self, specs: list[WatchSpec], *, force: bool) -> int:
         """Check every due watch (all with ``force``), then retry queued attachments.
@@ -386,10 +378,10 @@ def run(specs: list[WatchSpec], settings: Settings, *, once: bool, source: str =
     """``bisect watch``: hold the lock, run cycles until stopped; returns the exit status."""
     setup_logging(settings.cache)
     with daemon_lock(settings.cache.root), Store(settings.cache.db) as store, stop_on_signals():
-        watcher = Watcher(settings, store)
-        log.info("watch started: %d watch(es) from %s, cache %s, PID %d%s", len(specs), source,
-                 settings.cache.root, os.getpid(), ", one cycle" if once else "")
         try:
+            watcher = Watcher(settings, store)
+            log.info("watch started: %d watch(es) from %s, cache %s, PID %d%s", len(specs), source,
+                     settings.cache.root, os.getpid(), ", one cycle" if once else "")
             while True:
                 failures = watcher.cycle(specs, force=once)
                 if once:
