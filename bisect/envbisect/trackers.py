@@ -32,6 +32,7 @@ from urllib3.util.retry import Retry
 from envbisect import __version__, report
 from envbisect.errors import ConfigError, TrackerError
 from envbisect.index import redact
+from envbisect.store import Store
 
 DEFAULT_API_URL = "https://api.github.com"
 API_URL_ENV = "GITHUB_API_URL"
@@ -293,7 +294,7 @@ class GitHub:
         return Posted(Action.UPDATED, self.update(issue, existing.id, body))
 
 
-def attach_run(store, tracker: GitHub, run_id: int, issue: IssueRef) -> tuple[Finding, Posted]:
+def attach_run(store: Store, tracker: GitHub, run_id: int, issue: IssueRef) -> tuple[Finding, Posted]:
     """Post (or update) run ``run_id``'s finding on ``issue`` and record the attachment."""
     finding = finding_for_run(store.get_run(run_id), store.probes_for_run(run_id))
     posted = tracker.upsert(issue, finding.key, finding.body)

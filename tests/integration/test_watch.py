@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -170,7 +171,10 @@ def test_watch_lifecycle_baseline_regression_dedupe_fix_and_no_token_leak(scene,
     assert len(scene.hub.comments_on("octo/demo", 7, user=None)) == 14
 
     # The token never appears in the database, logs, reports, output, or the recipe's env.
-    assert (scene.cache / "logs" / "watch.log").is_file()
+    log_lines = (scene.cache / "logs" / "watch.log").read_text().splitlines()
+    assert any("attached fix 2.1 to octo/demo#7: created" in line for line in log_lines)
+    assert all(re.match(r"\d{4}-\d\d-\d\dT\S+ (INFO|WARNING|ERROR) ", line) for line in log_lines), \
+        "one line per event"
     for path in scene.cache.rglob("*"):
         if path.is_file() and not path.is_symlink():
             assert TOKEN.encode() not in path.read_bytes(), f"token leaked into {path}"
@@ -240,12 +244,13 @@ def test_sigterm_mid_probe_stops_cleanly_second_daemon_refused_restart_finishes(
     assert scene.state()["last_seen"] == "1.6"
 
 
-def test_daemon_sleeps_until_due_and_stops_on_sigterm_while_idle(scene):
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_daemon_sleeps_until_due_and_stops_on_a_signal_while_idle(scene, sig):
     daemon = scene.daemon()
     log = scene.cache / "logs" / "watch.log"
     try:
         _wait_for(lambda: log.exists() and "next check in" in log.read_text(), 120, daemon)
-        daemon.send_signal(signal.SIGTERM)
+        daemon.send_signal(sig)
         _, err = daemon.communicate(timeout=15)
     finally:
         if daemon.poll() is None:
@@ -254,8 +259,29 @@ def test_daemon_sleeps_until_due_and_stops_on_sigterm_while_idle(scene):
     assert daemon.returncode == 0
     assert "baseline planted 1.2: good" in err
     assert "next check in 5h59m (planted-watch)" in err or "next check in 6h00m (planted-watch)" in err
-    assert "stopped by SIGTERM" in err
+    assert f"stopped by {sig.name}" in err
     assert not (scene.cache / "watch.pid").exists()
+
+
+SKIPS_1_6 = """
+import sys
+import planted
+if planted.__version__ == "1.6":
+    sys.exit(125)  # cannot test this one here
+sys.exit(0 if planted.VALUE == 1 else 1)
+"""
+
+
+def test_inconclusive_bisection_is_logged_not_posted(scene):
+    write_recipe(scene.recipe, SKIPS_1_6)
+    scene.publish("1.4", "1.5")
+    scene.once()  # baseline 1.5, good
+    scene.publish("1.6", "1.8")
+    proc = scene.once()
+    assert "inconclusive" in proc.stderr and "logged only, not posted" in proc.stderr
+    assert "changed between 1.5 and 1.8; untestable in between: 1.6" in proc.stderr
+    assert scene.ours() == [] and scene.hub.hits == []
+    assert scene.state()["pending"] == [] and scene.state()["known"] == {"version": "1.8", "verdict": "bad"}
 
 
 def test_malformed_config_reports_every_mistake_at_once(tmp_path):
