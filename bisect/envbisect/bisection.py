@@ -17,7 +17,9 @@ from envbisect import nightly
 from envbisect.config import host_info
 from envbisect.errors import ConfigError, NoCandidates
 from envbisect.search import Bisection, SearchResult, Status, Verdict
-from envbisect.session import BisectRequest, Probe, Session, as_version, parse_with, requirements_for, signature
+from envbisect.bydate import as_of, keep_visible
+from envbisect.session import (BisectRequest, DepsMode, Probe, Session, as_version, parse_with, requirements_for,
+                               signature)
 from envbisect.versions import Candidate, Excluded, why_empty
 
 #: Exit status of ``bisect run`` per search status (documented in the README).
@@ -81,7 +83,24 @@ def run_signature(session: Session, req: BisectRequest) -> str:
         "installer": session.settings.installer, "allow_build": session.settings.allow_build,
         # Nightly searches only (so the signatures of release searches stay as they were).
         **({"nightly": [req.variant, str(req.window), sorted(req.replaces)]} if req.nightly or req.variant else {}),
+        **({"deps": req.deps.value} if req.deps is not DepsMode.LATEST else {}),
     })
+
+
+def deps_cutoff(req: BisectRequest, cand: Candidate, pins) -> dict:
+    """``session.probe`` keywords for ``--deps``: nothing for latest; for as-of-release, the
+    candidate's upload time as the cutoff, with the candidate and ``==`` pins exempt."""
+    if req.deps is not DepsMode.AS_OF_RELEASE:
+        return {}
+    exempt = [req.package, *(p.name for p in pins if any(s.operator in ("==", "===") for s in p.specifier))]
+    return {"exclude_newer": as_of(cand.upload_time), "exclude_newer_package": keep_visible(exempt)}
+
+
+def _check_upload_times(req: BisectRequest, window: list[Candidate]) -> None:
+    missing = [str(c.version) for c in window if c.upload_time is None]
+    if req.deps is DepsMode.AS_OF_RELEASE and missing:
+        raise ConfigError(f"--deps as-of-release needs upload times, and the index gives none for {req.package} "
+                          f"{', '.join(missing[:5])}; use an index that publishes them or --deps latest")
 
 
 def run_bisection(session: Session, req: BisectRequest) -> dict:
@@ -97,6 +116,7 @@ def run_bisection(session: Session, req: BisectRequest) -> dict:
     if not cands:
         raise NoCandidates(why_empty(excluded, target, req.spec, package=req.package) + _other_axis_hint(req))
     lo, hi = bounds(req, cands, excluded)
+    _check_upload_times(req, cands[lo:hi + 1])
     store = session.store
     sig = run_signature(session, req)
     resumed = store.find_resumable_run(sig)
@@ -119,7 +139,7 @@ def run_bisection(session: Session, req: BisectRequest) -> dict:
                                   requirements_for(req.recipe, pins, req.package, label, drop=req.replaces),
                                   package=req.package, timeout=req.timeout, regress=req.regress,
                                   thresholds=req.thresholds, retries=req.retries, reuse=session.settings.reuse,
-                                  files=cands[i].files)
+                                  files=cands[i].files, **deps_cutoff(req, cands[i], pins))
             learned[i] = probe
             search.record(i, probe.judgement.verdict)
     except BaseException:
@@ -138,7 +158,8 @@ def _settings_dict(session: Session, req: BisectRequest) -> dict:
             "find_fix": req.find_fix, "retries": req.retries, "good": req.good, "bad": req.bad,
             "verify": req.verify, "thresholds": [str(t) for t in req.thresholds],
             "python": session.interpreter.version, "index": session.settings.index.redacted(),
-            "installer": session.settings.installer, "allow_build": session.settings.allow_build}
+            "installer": session.settings.installer, "allow_build": session.settings.allow_build,
+            "deps": req.deps.value}
 
 
 def _result(session: Session, req: BisectRequest, run_id: int, res: SearchResult, window: list[Candidate],
@@ -161,7 +182,7 @@ def _result(session: Session, req: BisectRequest, run_id: int, res: SearchResult
         "flaky": [p.label for p in learned.values() if p.flaky], "probes": probes,
         "executed": sum(p.executed for p in learned.values()), "candidates": len(window),
         "excluded": [{"version": e.version, "reason": e.reason.value, "detail": e.detail} for e in excluded],
-        "recipe": str(req.recipe.path), "recipe_hash": req.recipe.hash, "with": list(req.with_),
+        "deps": req.deps.value, "recipe": str(req.recipe.path), "recipe_hash": req.recipe.hash, "with": list(req.with_),
         "target": target.describe(), "envbisect": __version__,
         "host": host_info(session.interpreter.version), "index": session.settings.index.redacted(),
     }
@@ -186,6 +207,8 @@ def reproduce_lines(req: BisectRequest, old: str | None, new: str | None) -> lis
         args += ["--bad", bad]
     for w in req.with_:
         args += ["--with", shlex.quote(w)]
+    if req.deps is not DepsMode.LATEST:
+        args += ["--deps", req.deps.value]
     lines = [" ".join(args)]
     target_version = new if new else None
     if target_version:

@@ -27,8 +27,11 @@ from envbisect.policy import RegressMode, Threshold
 from envbisect.progress import Progress
 from envbisect.recipes import load_recipe
 from envbisect.nightly import ChannelConfig, run_nightlies, run_with_nightlies
-from envbisect.session import BisectRequest, Session, rerun_probe, run_check
+from envbisect.bydate import DateRequest, date_mode, run_by_date
+from envbisect.matrix import Axis
+from envbisect.session import BisectRequest, DepsMode, Session, rerun_probe, run_check
 from envbisect.store import Store
+from envbisect.versions import KNOWN_PLATFORMS, Target, why_empty
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Find the release that broke a numerical result.")
@@ -61,6 +64,13 @@ def _regress(value: str) -> RegressMode:
     except ValueError:
         raise ConfigError(f"--regress {value!r} is not a mode; use one of: "
                           f"{', '.join(m.value for m in RegressMode)}") from None
+
+
+def _deps(value: str) -> DepsMode:
+    try:
+        return DepsMode(value)
+    except ValueError:
+        raise ConfigError(f"--deps {value!r} is not a mode; use latest or as-of-release") from None
 
 
 def _store(settings: Settings) -> Store:
@@ -103,25 +113,42 @@ def run(
                                                   "when it differs, e.g. tf-nightly for tensorflow."),
     variant: Optional[str] = typer.Option(None, "--variant", help="Nightly build variant (local label): cpu, "
                                           "cu126, ... (default: what fits this host)."),
+    by: str = typer.Option("version", "--by", help="version (default): PACKAGE's releases | date: the days the "
+                           "recipe's dependencies released on, then the culprit package."),
+    since: Optional[str] = typer.Option(None, "--since", help="--by date: window start, YYYY-MM-DD or ISO time."),
+    until: Optional[str] = typer.Option(None, "--until", help="--by date: window end (that day included)."),
+    deps: str = typer.Option("latest", "--deps", help="Other dependencies of each candidate: latest (default) | "
+                             "as-of-release (resolved as of the candidate's upload time)."),
+    axis: List[str] = typer.Option([], "--axis", help="--by date: PKG[=SPEC] whose releases make the timeline "
+                                   "(repeatable; default: the recipe's dependencies)."),
 ) -> None:
-    """Bisect PACKAGE's releases for the first one where RECIPE fails."""
+    """Bisect PACKAGE's releases (or, --by date, the days) for the first one where RECIPE fails."""
     rec = load_recipe(recipe)
+    by_date = date_mode(by, since=since, until=until, axis=axis, deps=deps, package=package, good=good, bad=bad,
+                        find_fix=find_fix)
     pkg = package or rec.settings.package
-    if not pkg:
+    if not pkg and not by_date:
         raise ConfigError(f"no package to bisect: pass --package or set package in {recipe}'s [tool.envbisect] table")
     settings = _settings(cache_dir, index_url or rec.settings.index_url, extra_index_url, find_links,
                          python or rec.settings.python, installer, allow_build, not no_reuse)
+    dated = DateRequest(
+        recipe=rec, axes=tuple(Axis.parse(a) for a in axis), since=since, until=until,
+        with_=tuple(with_) or rec.settings.with_, pre=pre or rec.settings.pre, timeout=timeout or rec.settings.timeout,
+        regress=_regress(regress if regress != "exit" else (rec.settings.regress or "exit")),
+        thresholds=tuple(Threshold.parse(t) for t in threshold), retries=retries, argv=[redact(a) for a in sys.argv[1:]])
     req = BisectRequest(
         recipe=rec, package=pkg, spec=range_ if range_ is not None else rec.settings.range, good=good, bad=bad,
         verify=not no_verify, with_=tuple(with_) or rec.settings.with_, pre=pre or rec.settings.pre,
         timeout=timeout or rec.settings.timeout, regress=_regress(regress if regress != "exit" else (rec.settings.regress or "exit")),
         thresholds=tuple(Threshold.parse(t) for t in threshold), find_fix=find_fix, retries=retries,
-        argv=[redact(a) for a in sys.argv[1:]])
+        argv=[redact(a) for a in sys.argv[1:]], deps=_deps(deps))
     channel = ChannelConfig(nightly_index or rec.settings.nightly_index, nightly_package or rec.settings.nightly_package,
                             variant or rec.settings.variant)
     with _store(settings) as store, _progress(json_out) as progress:
         session = Session(settings, store, progress)
-        if nightlies:  # releases first, then the nightlies between the boundary releases
+        if by_date:  # the timeline of the recipe's dependencies, then the culprit
+            result = run_by_date(session, dated)
+        elif nightlies:  # releases first, then the nightlies between the boundary releases
             result = run_with_nightlies(session, req, channel)
         elif nightly_index or nightly_package or variant:  # the channel's nightlies only
             result = run_nightlies(session, req, channel)
@@ -193,16 +220,23 @@ def versions(
     find_links: List[str] = FindLinks,
     cache_dir: Optional[Path] = CacheDir,
     json_out: bool = AsJson,
+    platform: Optional[str] = typer.Option(None, "--platform", help="List for another platform, from wheel tags: "
+                                           f"{' | '.join(KNOWN_PLATFORMS)} (with --python X.Y; default this host)."),
 ) -> None:
-    """List PACKAGE's candidate releases for this host, and what was left out and why."""
-    settings = _settings(cache_dir, index_url, extra_index_url, find_links, python, allow_build=allow_build)
-    cands, excluded, target = Session(settings, None).list_versions(package, range_, pre=pre)  # type: ignore[arg-type]
+    """List PACKAGE's candidate releases for this host (or --platform), and what was left out and why."""
+    settings = _settings(cache_dir, index_url, extra_index_url, find_links, None if platform else python,
+                         allow_build=allow_build)
+    aimed = Target.for_platform(platform, python or f"{sys.version_info[0]}.{sys.version_info[1]}") if platform else None
+    cands, excluded, target = Session(settings, None).list_versions(package, range_, pre=pre, target=aimed)  # type: ignore[arg-type]
+    empty = why_empty(excluded, target, range_, package=package) if not cands else None
     if json_out:
         out.print(json.dumps({
-            "package": package, "target": target.describe(), "range": range_,
+            "package": package, "target": target.describe(), "platform": target.platform, "range": range_,
             "candidates": [{"version": str(c.version), "upload_time": c.upload_time.isoformat() if c.upload_time else None,
                             "needs_build": c.needs_build} for c in cands],
-            "excluded": [{"version": e.version, "reason": e.reason.value, "detail": e.detail} for e in excluded],
+            "excluded": [{"version": e.version, "reason": e.reason.value, "detail": e.detail,
+                          "platforms": list(e.platforms)} for e in excluded],
+            "why_empty": empty,
         }, sort_keys=True), markup=False)
         return
     table = Table(title=f"{package} candidates for {target.describe()}")
@@ -215,6 +249,8 @@ def versions(
     for e in excluded:
         out.print(f"left out {e.version}: {e.reason.value}" + (f" ({e.detail})" if e.detail else ""), markup=False)
     out.print(f"{len(cands)} candidates, {len(excluded)} left out", markup=False)
+    if empty:
+        out.print(empty, markup=False)
 
 
 @app.command()
@@ -231,7 +267,8 @@ def history(cache_dir: Optional[Path] = CacheDir, limit: int = typer.Option(20, 
         table.add_column(col)
     for r in runs:
         result = r.get("result") or {}
-        answer = report.headline(result) if r["kind"] == "bisect" and result else result.get("outcome", "")
+        answer = (report.headline(result) if r["kind"] in ("bisect", *report.COMBO_KINDS) and result
+                  else result.get("outcome", ""))
         table.add_row(str(r["id"]), r["kind"], Path(r["recipe_path"]).name, r.get("package") or "",
                       r["status"], answer, str(r.get("probe_count", "")), (r.get("started_at") or "")[:19])
     out.print(table)
@@ -254,6 +291,9 @@ def show(run_id: int = typer.Argument(..., help="Run id (see `bisect history`)."
     out.print(f"run {run_id} ({run_row['kind']}, {run_row['status']}): {run_row['recipe_path']}", markup=False)
     if result and run_row["kind"] == "bisect":
         out.print(report.headline(result), markup=False)
+    elif result and run_row["kind"] in report.COMBO_KINDS:  # the grid or the timeline and culprit
+        for line in report.text_summary(result):
+            out.print(line, markup=False)
     table = Table()
     for col in ("#", "version", "outcome", "exit", "metrics", "duration", "source", "reason"):
         table.add_column(col)
@@ -368,3 +408,7 @@ from envbisect.cli_watch import attach, watch  # noqa: E402 - registered after t
 
 app.command()(watch)
 app.command()(attach)
+
+from envbisect.cli_matrix import matrix  # noqa: E402 - registered after the core commands
+
+app.command()(matrix)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from envbisect import report_matrix
 from envbisect.index import redact
 from envbisect.nightly import display as shown
 from envbisect.nightly import nights_between
@@ -29,7 +30,13 @@ def boundary_keys(result: dict) -> tuple[str, str]:
     return ("last_bad", "first_good") if result.get("find_fix") else ("last_good", "first_bad")
 
 
+#: Run kinds rendered by :mod:`envbisect.report_matrix` (grids, timelines, culprits).
+COMBO_KINDS = ("matrix", "date")
+
+
 def headline(result: dict) -> str:
+    if result.get("kind") in COMBO_KINDS:
+        return report_matrix.headline(result)
     status = result.get("status", "?")
     pkg = result.get("package") or "?"
     old_key, new_key = boundary_keys(result)
@@ -97,7 +104,19 @@ def probe_rows(probes: list[dict]) -> list[dict]:
     return rows
 
 
+def probe_table(probes: list[dict]) -> list[str]:
+    """The Markdown table of every probe row."""
+    lines = ["| # | version | outcome | exit | metrics | time | |", "|---|---|---|---|---|---|---|"]
+    for r in probe_rows(probes):
+        lines.append(f"| {r['seq']}{'.' + str(r['attempt']) if r['attempt'] else ''} | {r['version']} | "
+                     f"{r['outcome']}{' (flaky)' if r['flaky'] else ''} | {r['exit']} | {r['metrics']} | "
+                     f"{r['duration']} | {r['source']} |")
+    return lines
+
+
 def markdown(run: dict, probes: list[dict]) -> str:
+    if run.get("kind") in COMBO_KINDS:
+        return report_matrix.markdown(run, probes, probe_table(probes))
     result = run.get("result") or {}
     old_key, new_key = boundary_keys(result)
     lines = [f"### envbisect: {headline(result)}", ""]
@@ -113,16 +132,13 @@ def markdown(run: dict, probes: list[dict]) -> str:
     if result.get("flaky"):
         lines.append(f"- **Flaky (runs disagreed, never used as a boundary):** {', '.join(result['flaky'])}")
     lines += [f"- {line}" for line in nightly_lines(result)]
-    lines += ["", "| # | version | outcome | exit | metrics | time | |", "|---|---|---|---|---|---|---|"]
-    for r in probe_rows(probes):
-        lines.append(f"| {r['seq']}{'.' + str(r['attempt']) if r['attempt'] else ''} | {r['version']} | "
-                     f"{r['outcome']}{' (flaky)' if r['flaky'] else ''} | {r['exit']} | {r['metrics']} | "
-                     f"{r['duration']} | {r['source']} |")
+    lines += ["", *probe_table(probes)]
     diff = env_diff(_resolved_of(probes, result.get(old_key)), _resolved_of(probes, result.get(new_key)))
     if diff:
         lines += ["", f"Resolved environments, {result.get(old_key)} → {result.get(new_key)}:", "",
                   "| package | before | after |", "|---|---|---|"]
         lines += [f"| {n} | {a} | {b} |" for n, a, b in diff]
+    lines += report_matrix.culprit_section(result, markdown=True)  # when a result carries one
     host = result.get("host") or {}
     lines += ["", f"Host: {host.get('os', '?')} {host.get('machine', '')}, Python {host.get('python', '?')}; "
                   f"envbisect {result.get('envbisect', '?')}; run {run.get('id')}, {len(result.get('probes') or [])} "
@@ -159,7 +175,9 @@ def nightly_lines(result: dict) -> list[str]:
 
 
 def text_summary(result: dict) -> list[str]:
-    """The lines ``bisect run`` prints at the end."""
+    """The lines ``bisect run`` (and ``bisect matrix``) print at the end."""
+    if result.get("kind") in COMBO_KINDS:
+        return report_matrix.text_lines(result)
     lines = [headline(result)]
     lines += [f"  {line}" for line in nightly_lines(result)]
     for u in result.get("untestable") or []:

@@ -1,0 +1,67 @@
+"""The ``bisect matrix`` command: the recipe over the grid of several packages' releases.
+
+Kept apart from :mod:`envbisect.cli` (which registers it at its end, like ``watch``) so
+the matrix options live together. Like every command it parses options, builds
+:class:`Settings`, calls one core function (:func:`envbisect.matrix.run_matrix`) and
+renders; errors a user can act on are raised for ``cli.main`` to print on one line.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from envbisect import report
+from envbisect.cli import (AsJson, CacheDir, ExtraIndex, FindLinks, IndexUrl, Installer, Python, _json_view,
+                           _progress, _regress, _settings, _store, out)
+from envbisect.index import redact
+from envbisect.matrix import Axis, MatrixRequest, run_matrix
+from envbisect.policy import Threshold
+from envbisect.recipes import load_recipe
+from envbisect.session import Session
+
+
+def matrix(
+    recipe: Path = typer.Argument(..., help="Recipe script (PEP 723)."),
+    axis: List[str] = typer.Option([], "--axis", help="PKG[=SPEC]: one dimension of the grid (repeatable)."),
+    with_: List[str] = typer.Option([], "--with", help="Pin another package in every cell, e.g. numpy==1.26.4."),
+    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Only the newest N candidates of each axis."),
+    pre: bool = typer.Option(False, "--pre", help="Include pre-releases and dev releases."),
+    python: Optional[str] = Python,
+    timeout: Optional[float] = typer.Option(None, "--timeout", help="Seconds per probe (default: the recipe's)."),
+    regress: str = typer.Option("exit", "--regress", help="exit (default) | error | crash: what counts as bad."),
+    threshold: List[str] = typer.Option([], "--threshold", help="Judge by a metric, e.g. 'max_abs_diff>1e-3'."),
+    retries: int = typer.Option(0, "--retries", min=0, help="Run each probe N more times; disagreement = flaky."),
+    no_reuse: bool = typer.Option(False, "--no-reuse", help="Re-run probes recorded by earlier runs."),
+    allow_build: bool = typer.Option(False, "--allow-build", help="Admit sdist-only releases (slow builds)."),
+    installer: str = Installer,
+    index_url: Optional[str] = IndexUrl,
+    extra_index_url: List[str] = ExtraIndex,
+    find_links: List[str] = FindLinks,
+    cache_dir: Optional[Path] = CacheDir,
+    json_out: bool = AsJson,
+) -> None:
+    """Run RECIPE over every combination of the --axis packages' releases.
+
+    Combinations the resolver rejects are marked incompatible without running the recipe.
+    """
+    rec = load_recipe(recipe)
+    settings = _settings(cache_dir, index_url or rec.settings.index_url, extra_index_url, find_links,
+                         python or rec.settings.python, installer, allow_build, not no_reuse)
+    req = MatrixRequest(
+        recipe=rec, axes=tuple(Axis.parse(a) for a in axis), with_=tuple(with_) or rec.settings.with_,
+        pre=pre or rec.settings.pre, limit=limit, timeout=timeout or rec.settings.timeout,
+        regress=_regress(regress if regress != "exit" else (rec.settings.regress or "exit")),
+        thresholds=tuple(Threshold.parse(t) for t in threshold), retries=retries,
+        argv=[redact(a) for a in sys.argv[1:]])
+    with _store(settings) as store, _progress(json_out) as progress:
+        result = run_matrix(Session(settings, store, progress), req)
+    if json_out:
+        out.print(json.dumps(_json_view(result), sort_keys=True), markup=False)
+    else:
+        for i, line in enumerate(report.text_summary(result)):
+            out.print(line, markup=False, style="bold" if i == 0 else None)
