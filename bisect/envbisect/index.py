@@ -23,29 +23,33 @@ import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime, timezone
-from enum import Enum
-from html.parser import HTMLParser
 from pathlib import Path
-from urllib.parse import unquote, urldefrag, urljoin, urlsplit
+from urllib.parse import unquote, urlsplit
 from urllib.request import url2pathname
 
 import requests
 import urllib3
-from packaging.tags import Tag
 from packaging.utils import (
-    InvalidSdistFilename,
-    InvalidWheelFilename,
     canonicalize_name,
-    parse_sdist_filename,
-    parse_wheel_filename,
 )
-from packaging.version import Version
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
 from envbisect import __version__
 from envbisect.errors import CacheError, IndexUnreachable, UnknownPackage
+from envbisect.simple_api import (  # noqa: F401 - re-exported: callers know these as index.*
+    JSON_TYPE,
+    DistFile,
+    DistKind,
+    dist_file,
+    list_directory,
+    parse_page,
+    parse_simple_html,
+    parse_simple_json,
+    parse_tag_triple,
+    parse_timestamp,
+    raw_version,
+)
 
 DEFAULT_INDEX_URL = "https://pypi.org/simple"
 
@@ -54,35 +58,9 @@ SIMPLE_ACCEPT = (
     "application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html;q=0.2, "
     "text/html;q=0.01"
 )
-_JSON_TYPE = "application/vnd.pypi.simple.v1+json"
-_SDIST_SUFFIXES = (".tar.gz", ".zip")
 _RETRY_STATUSES = (429, 500, 502, 503, 504)
 # userinfo = everything between "scheme://" and "@" that cannot belong to the host/path.
 _USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^/?#@\s]+@")
-
-
-class DistKind(str, Enum):
-    """What a distribution file is; compares equal to its value ("wheel" / "sdist")."""
-
-    WHEEL = "wheel"
-    SDIST = "sdist"
-
-
-@dataclass(frozen=True)
-class DistFile:
-    """One downloadable file of a project, as an index describes it."""
-
-    filename: str
-    url: str  # absolute URL (fragment stripped)
-    project: str  # canonical name
-    version: Version | None  # None when the filename's version does not parse
-    kind: DistKind
-    tags: frozenset[Tag]  # wheel tags; empty for sdists
-    requires_python: str | None
-    yanked: str | None  # None = not yanked; the reason ("" if none given) when yanked
-    upload_time: datetime | None  # tz-aware UTC
-    sha256: str | None
-    index_url: str  # the index (or find-links location) it came from, credentials redacted
 
 
 def redact(text: str) -> str:
@@ -177,166 +155,6 @@ class IndexConfig:
 
 
 # ---------------------------------------------------------------------------- parsing
-
-
-def parse_timestamp(text: str | None) -> datetime | None:
-    """An ISO-8601 upload time as tz-aware UTC; naive times are taken as UTC."""
-    if not text:
-        return None
-    try:
-        when = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return when.replace(tzinfo=timezone.utc) if when.tzinfo is None else when.astimezone(timezone.utc)
-
-
-def dist_file(
-    filename: str,
-    url: str,
-    *,
-    index_url: str,
-    requires_python: str | None = None,
-    yanked: str | None = None,
-    upload_time: datetime | None = None,
-    sha256: str | None = None,
-) -> DistFile | None:
-    """Describe one file from its name and index metadata; None if not a wheel/sdist."""
-    url, fragment = urldefrag(url)
-    if sha256 is None and fragment.startswith("sha256="):
-        sha256 = fragment.partition("=")[2]
-    tags: frozenset[Tag] = frozenset()
-    version: Version | None
-    if filename.endswith(".whl"):
-        kind = DistKind.WHEEL
-        try:
-            name, version, _build, tags = parse_wheel_filename(filename)
-        except InvalidWheelFilename:
-            parts = filename[: -len(".whl")].split("-")
-            if len(parts) not in (5, 6):
-                return None
-            # Keep the file (versions.py reports it) but without a version.
-            name, version, tags = canonicalize_name(parts[0]), None, parse_tag_triple(parts[-3:])
-    elif filename.endswith(_SDIST_SUFFIXES):
-        kind = DistKind.SDIST
-        try:
-            name, version = parse_sdist_filename(filename)
-        except InvalidSdistFilename:
-            stem, sep, _ = filename.rpartition("-")
-            if not sep:
-                return None
-            name, version = canonicalize_name(stem), None
-    else:
-        return None
-    return DistFile(
-        filename=filename,
-        url=url,
-        project=str(name),
-        version=version,
-        kind=kind,
-        tags=tags,
-        requires_python=(requires_python or "").strip() or None,
-        yanked=yanked,
-        upload_time=upload_time,
-        sha256=sha256,
-        index_url=index_url,
-    )
-
-
-def parse_tag_triple(parts: Sequence[str]) -> frozenset[Tag]:
-    """Expand a wheel's compressed ``py-abi-platform`` triple into its tags."""
-    py, abi, plat = parts
-    return frozenset(Tag(i, a, p) for i in py.split(".") for a in abi.split(".") for p in plat.split("."))
-
-
-def raw_version(file: DistFile) -> str:
-    """The version as written in the filename (useful when it does not parse)."""
-    if file.kind is DistKind.WHEEL:
-        return file.filename.split("-")[1]
-    stem = file.filename.removesuffix(".zip").removesuffix(".tar.gz")
-    return stem.rpartition("-")[2]
-
-
-def parse_simple_json(payload: str | bytes | Mapping, *, page_url: str, index_url: str) -> list[DistFile]:
-    """Files of a PEP 691 JSON project page (``yanked`` may be a bool or a reason)."""
-    data = payload if isinstance(payload, Mapping) else json.loads(payload)
-    files = []
-    for entry in data.get("files", []):
-        yanked = entry.get("yanked", False)
-        found = dist_file(
-            entry["filename"],
-            urljoin(page_url, entry["url"]),
-            index_url=index_url,
-            requires_python=entry.get("requires-python"),
-            yanked=(yanked if isinstance(yanked, str) else "") if yanked else None,
-            upload_time=parse_timestamp(entry.get("upload-time")),
-            sha256=(entry.get("hashes") or {}).get("sha256"),
-        )
-        if found is not None:
-            files.append(found)
-    return files
-
-
-class _AnchorParser(HTMLParser):
-    """Collects the attributes of ``<a href>`` elements (HTMLParser unescapes values)."""
-
-    def __init__(self, page_url: str) -> None:
-        super().__init__()
-        self.base = page_url
-        self.anchors: list[dict[str, str | None]] = []
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        found = dict(attrs)
-        if tag == "base" and found.get("href"):
-            self.base = urljoin(self.base, found["href"])
-        elif tag == "a" and found.get("href"):
-            self.anchors.append(found)
-
-
-def parse_simple_html(text: str, *, page_url: str, index_url: str) -> list[DistFile]:
-    """Files of a PEP 503 HTML page (also a flat find-links page)."""
-    parser = _AnchorParser(page_url)
-    parser.feed(text)
-    parser.close()
-    files = []
-    for attrs in parser.anchors:
-        url = urljoin(parser.base, attrs["href"] or "")
-        # The file name is the URL's last path segment (PEP 503), not the anchor text.
-        filename = unquote(urlsplit(url).path.rsplit("/", 1)[-1])
-        found = dist_file(
-            filename,
-            url,
-            index_url=index_url,
-            requires_python=attrs.get("data-requires-python"),
-            # A bare ``data-yanked`` attribute means yanked without a reason.
-            yanked=(attrs["data-yanked"] or "") if "data-yanked" in attrs else None,
-            upload_time=parse_timestamp(attrs.get("data-upload-time")),
-        )
-        if found is not None:
-            files.append(found)
-    return files
-
-
-def parse_page(body: bytes, content_type: str, *, page_url: str, index_url: str) -> list[DistFile]:
-    """Dispatch on the response's content type: PEP 691 JSON, else PEP 503 HTML."""
-    mime, _, params = content_type.partition(";")
-    if mime.strip().lower() == _JSON_TYPE:
-        return parse_simple_json(body, page_url=page_url, index_url=index_url)
-    charset = re.search(r"charset=([\w.-]+)", params)
-    encoding = charset.group(1) if charset else "utf-8"
-    try:
-        text = body.decode(encoding, errors="replace")
-    except LookupError:  # an unknown charset name: utf-8 is the only sane guess
-        text = body.decode("utf-8", errors="replace")
-    return parse_simple_html(text, page_url=page_url, index_url=index_url)
-
-
-def list_directory(directory: Path, *, index_url: str) -> list[DistFile]:
-    """Files of a local find-links directory (``*.whl``, ``*.tar.gz``, ``*.zip``)."""
-    found = (dist_file(p.name, p.resolve().as_uri(), index_url=index_url) for p in sorted(directory.iterdir()))
-    return [f for f in found if f is not None]
-
-
-# ----------------------------------------------------------------------------- client
 
 
 @dataclass(frozen=True)
@@ -495,7 +313,7 @@ class IndexClient:
             path, url = path / "index.html", url.rstrip("/") + "/"
         if not path.is_file():
             return None
-        kind = _JSON_TYPE if path.suffix == ".json" else "text/html"
+        kind = JSON_TYPE if path.suffix == ".json" else "text/html"
         return _Page(path.read_bytes(), kind, url)
 
     def _fetch(self, url: str) -> _Page | None:

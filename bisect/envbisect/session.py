@@ -14,7 +14,6 @@ import json
 import time
 from dataclasses import dataclass, field
 from enum import Enum
-from pathlib import Path
 from typing import Protocol
 
 from packaging.requirements import InvalidRequirement, Requirement
@@ -24,15 +23,14 @@ from packaging.version import InvalidVersion, Version
 from envbisect import __version__
 from envbisect.config import Settings, host_id, host_info
 from envbisect.envs import EnvManager, EnvSpec, find_interpreter
-from envbisect.errors import ConfigError, InstallFailed, NoCandidates
+from envbisect.errors import ConfigError, InstallFailed
 from envbisect.index import DEFAULT_INDEX_URL, DistFile, IndexClient, IndexConfig, strip_credentials
 from envbisect.nightly import display, explain_install_failure
 from envbisect.policy import Judgement, RegressMode, Threshold, combine, install_failure, judge
 from envbisect.recipes import Recipe, load_recipe
 from envbisect.runner import run_recipe
-from envbisect.search import Bisection, Status, Verdict
 from envbisect.store import Store
-from envbisect.versions import Candidate, Excluded, Target, select, why_empty
+from envbisect.versions import Candidate, Excluded, Target, select
 
 
 class Handler(Protocol):

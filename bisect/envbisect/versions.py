@@ -25,7 +25,7 @@ from packaging.tags import Tag
 from packaging.version import InvalidVersion, Version
 
 from envbisect.errors import ConfigError
-from envbisect.index import DistFile, DistKind, raw_version
+from envbisect.simple_api import DistFile, DistKind, raw_version
 
 #: Platforms a target can be built for without running there (``--platform``).
 KNOWN_PLATFORMS = ("macos-arm64", "macos-x86_64", "linux-x86_64", "linux-aarch64", "windows-amd64")

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
-import time
 
-from support.cli import PLANTED_BODY, bisect_cli, cli_env, write_recipe
+from support.cli import PLANTED_BODY, bisect_cli, write_recipe
 
 
 def _check(recipe, index, cache, *extra):

@@ -25,7 +25,6 @@ from support.nightly_channel import (
     nightly_version,
 )
 
-from envbisect.bisection import run_bisection
 from envbisect.config import CachePaths, Settings
 from envbisect.index import IndexConfig
 from envbisect.nightly import ChannelConfig, run_nightlies

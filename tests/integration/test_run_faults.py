@@ -15,7 +15,6 @@ import subprocess
 import sys
 import time
 
-import pytest
 
 from support.cli import bisect_cli, cli_env, write_recipe
 
