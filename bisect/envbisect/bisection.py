@@ -182,7 +182,7 @@ def _result(session: Session, req: BisectRequest, run_id: int, res: SearchResult
         "flaky": [p.label for p in learned.values() if p.flaky], "probes": probes,
         "executed": sum(p.executed for p in learned.values()), "candidates": len(window),
         "excluded": [{"version": e.version, "reason": e.reason.value, "detail": e.detail} for e in excluded],
-        "deps": req.deps.value, "recipe": str(req.recipe.path), "recipe_hash": req.recipe.hash, "with": list(req.with_),
+        "deps": req.deps.value, "recipe": req.recipe.shown, "recipe_hash": req.recipe.hash, "with": list(req.with_),
         "target": target.describe(), "envbisect": __version__,
         "host": host_info(session.interpreter.version), "index": session.settings.index.redacted(),
     }

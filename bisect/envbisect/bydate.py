@@ -270,7 +270,7 @@ def _result(session: Session, req: DateRequest, run_id: int, res, timeline: list
         "executed": sum(p.executed for p in learned.values()), "candidates": len(timeline),
         "culprits": [c.to_dict() for c in isolation.culprits] if isolation else [],
         "culprit": isolation.to_dict() if isolation else None,
-        "recipe": str(req.recipe.path), "recipe_hash": req.recipe.hash, "with": list(req.with_),
+        "recipe": req.recipe.shown, "recipe_hash": req.recipe.hash, "with": list(req.with_),
         "target": target.describe(), "envbisect": __version__, "host": host_info(session.interpreter.version),
         "index": session.settings.index.redacted(),
     }

@@ -75,7 +75,7 @@ def find_interpreter(request: str | None) -> Interpreter:
                            platform.python_version())
     proc = subprocess.run(
         [uv_bin(), "python", "find", "--no-python-downloads", request],
-        capture_output=True, text=True, env=_uv_environ(None), check=False,
+        capture_output=True, text=True, env=installer_environ(None), check=False,
     )
     path = proc.stdout.strip()
     if proc.returncode != 0 or not path:
@@ -140,19 +140,23 @@ class Env:
         return env_python(self.path)
 
 
-def _uv_environ(cache: Path | None) -> dict[str, str]:
+def installer_environ(cache: Path | None) -> dict[str, str]:
+    """The installers' environment: index settings come only from envbisect's own
+    (recorded) configuration, never from ``UV_*``/``PIP_*`` variables or config files."""
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("UV_INDEX", "UV_EXTRA_INDEX", "UV_DEFAULT_INDEX", "UV_FIND_LINKS",
                                 "PIP_", "VIRTUAL_ENV", "CONDA_PREFIX"))}
     env["UV_PYTHON_DOWNLOADS"] = "never"
     env["UV_NO_CONFIG"] = "1"          # a stray uv.toml must not change what gets installed
     env["UV_NO_PROGRESS"] = "1"
+    env["PIP_CONFIG_FILE"] = os.devnull  # the pip backend ignores pip.conf, as uv does
+    env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
     if cache is not None:
         env["UV_CACHE_DIR"] = str(cache)
     return env
 
 
-def _reason(stderr: str) -> str:
+def install_reason(stderr: str) -> str:
     """Condense an installer's error output to the lines a user needs."""
     lines = [ln.rstrip() for ln in stderr.splitlines() if ln.strip()]
     keep = [ln for ln in lines if not ln.lstrip().startswith(("Using ", "Resolved ", "Prepared ",
@@ -225,7 +229,7 @@ class EnvManager:
         return Env(spec.key, self.path_for(spec), resolved, time.perf_counter() - start, False)
 
     def _install(self, spec: EnvSpec, tmp: Path) -> dict[str, str]:
-        env = _uv_environ(self.paths.uv_cache)
+        env = installer_environ(self.paths.uv_cache)
         cwd = self.root
         if spec.installer == "uv":
             uv = uv_bin()
@@ -252,10 +256,10 @@ class EnvManager:
         for cmd in steps:
             proc = _run(cmd, env, cwd)
             if proc.returncode != 0:
-                raise InstallFailed(_reason(proc.stderr or proc.stdout))
+                raise InstallFailed(install_reason(proc.stderr or proc.stdout))
         proc = _run(freeze, env, cwd)
         if proc.returncode != 0:
-            raise InstallFailed(_reason(proc.stderr))
+            raise InstallFailed(install_reason(proc.stderr))
         return parse_freeze(proc.stdout)
 
     @contextmanager

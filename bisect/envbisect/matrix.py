@@ -29,7 +29,7 @@ from packaging.utils import canonicalize_name
 
 from envbisect import __version__
 from envbisect.config import host_info
-from envbisect.envs import EnvSpec, _reason, _uv_environ, uv_bin
+from envbisect.envs import EnvSpec, install_reason, installer_environ, uv_bin
 from envbisect.errors import ConfigError, NoCandidates
 from envbisect.policy import RegressMode, Threshold
 from envbisect.recipes import Recipe
@@ -113,9 +113,9 @@ def resolve(spec: EnvSpec, uv_cache: Path) -> Resolution:
     for item in spec.exclude_newer_package:
         cmd += ["--exclude-newer-package", item]
     proc = subprocess.run(cmd, input="\n".join(spec.requirements) + "\n", capture_output=True, text=True,
-                          env=_uv_environ(uv_cache), check=False)
+                          env=installer_environ(uv_cache), check=False)
     if proc.returncode != 0:
-        return Resolution(False, {}, _reason(proc.stderr or proc.stdout))
+        return Resolution(False, {}, install_reason(proc.stderr or proc.stdout))
     pins = {}
     for line in proc.stdout.splitlines():
         name, sep, version = line.strip().partition("==")
@@ -208,7 +208,7 @@ def run_matrix(session: Session, req: MatrixRequest) -> dict:
         "axes": [{"package": a.package, "spec": a.spec, "versions": v} for a, v in zip(req.axes, axis_versions)],
         "cells": cells, "bad": [c["label"] for c in cells if c["outcome"] == CellOutcome.BAD.value],
         "incompatible": sum(c["outcome"] == CellOutcome.INCOMPATIBLE.value for c in cells),
-        "executed": executed, "resolves": resolves, "recipe": str(req.recipe.path), "recipe_hash": req.recipe.hash,
+        "executed": executed, "resolves": resolves, "recipe": req.recipe.shown, "recipe_hash": req.recipe.hash,
         "with": list(req.with_), "target": session.target().describe(), "envbisect": __version__,
         "host": host_info(session.interpreter.version), "index": session.settings.index.redacted(),
         "duration_s": round(time.monotonic() - started, 3),

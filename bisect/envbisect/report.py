@@ -120,7 +120,7 @@ def markdown(run: dict, probes: list[dict]) -> str:
     result = run.get("result") or {}
     old_key, new_key = boundary_keys(result)
     lines = [f"### envbisect: {headline(result)}", ""]
-    lines.append(f"- **Recipe:** `{run.get('recipe_path')}` (sha256 `{(run.get('recipe_hash') or '')[:12]}`)")
+    lines.append(report_matrix.recipe_line(run))
     spec = result.get("range") or run.get("spec") or "all releases"
     lines.append(f"- **Searched:** `{result.get('package')}` {spec}, {result.get('candidates', '?')} candidates "
                  f"for {result.get('target', '?')}" + (f", with {', '.join(result['with'])}" if result.get("with") else ""))

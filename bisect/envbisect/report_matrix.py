@@ -116,11 +116,18 @@ def text_lines(result: dict) -> list[str]:
     return [redact(line) for line in lines]
 
 
+def recipe_line(run: dict) -> str:
+    """The report's recipe bullet: the path as the user gave it (an absolute local path
+    would leak a home directory into a public issue comment) and the content hash."""
+    result = run.get("result") or {}
+    path = result.get("recipe") or run.get("recipe_path")
+    return f"- **Recipe:** `{path}` (sha256 `{(run.get('recipe_hash') or '')[:12]}`)"
+
+
 def markdown(run: dict, probes: list[dict], probe_table: list[str]) -> str:
     """The Markdown report of a matrix or date run; ``probe_table`` comes from report.py."""
     result = run.get("result") or {}
-    lines = [f"### envbisect: {headline(result)}", "",
-             f"- **Recipe:** `{run.get('recipe_path')}` (sha256 `{(run.get('recipe_hash') or '')[:12]}`)"]
+    lines = [f"### envbisect: {headline(result)}", "", recipe_line(run)]
     if result.get("with"):
         lines.append(f"- **Pinned:** {', '.join(result['with'])}")
     if run.get("kind") == "matrix":

@@ -272,7 +272,7 @@ def as_version(text: str, flag: str) -> Version:
 
 
 def run_meta(recipe: Recipe, settings: Settings, python_version: str) -> dict:
-    return {"recipe": str(recipe.path), "recipe_hash": recipe.hash, "envbisect": __version__,
+    return {"recipe": recipe.shown, "recipe_hash": recipe.hash, "envbisect": __version__,
             "host": host_info(python_version), "index": settings.index.redacted(),
             "installer": settings.installer}
 

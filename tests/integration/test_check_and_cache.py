@@ -104,3 +104,28 @@ def test_cache_info_prune_and_clear_respect_envs_in_use(tmp_path, planted_index)
     assert cleared.returncode == 0
     assert not [p for p in (cache / "envs").iterdir() if not p.name.startswith(".")]
     assert (cache / "results.db").exists(), "clear keeps the results unless --all"
+
+
+def test_pip_installer_backend_builds_the_same_answer(tmp_path, planted_index):
+    recipe = write_recipe(tmp_path / "r.py", PLANTED_BODY)
+    cache = tmp_path / "cache"
+    proc = bisect_cli("run", str(recipe), "--installer", "pip", "--good", "1.4", "--bad", "1.8",
+                      "--index-url", planted_index.url, "--cache-dir", str(cache), "--json",
+                      cwd=tmp_path, check_json=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    assert (proc.json["last_good"], proc.json["first_bad"]) == ("1.5", "1.6")
+    marker = next((cache / "envs").glob("*/envbisect-env.json")).read_text()
+    assert '"installer": "pip"' in marker
+
+
+def test_python_option_finds_an_installed_interpreter_and_never_downloads(tmp_path, planted_index):
+    recipe = write_recipe(tmp_path / "r.py", """
+        import json, os, platform, sys
+        json.dump({"python": platform.python_version()}, open(os.environ["ENVBISECT_RESULT"], "w"))
+    """)
+    here = f"{sys.version_info.major}.{sys.version_info.minor}"
+    ok = _check(recipe, planted_index, tmp_path / "cache", "--python", here)
+    assert ok.returncode == 0 and ok.json["metrics"]["python"].startswith(here)
+    missing = bisect_cli("check", str(recipe), "--python", "3.4", "--index-url", planted_index.url,
+                         "--cache-dir", str(tmp_path / "cache"), cwd=tmp_path)
+    assert missing.returncode == 2 and "no Python 3.4 interpreter found" in missing.stderr

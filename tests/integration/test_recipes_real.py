@@ -16,7 +16,7 @@ from pathlib import Path
 import platformdirs
 import pytest
 
-from support.cli import bisect_cli
+from support.cli import bisect_cli, cli_env
 
 REPO = Path(__file__).resolve().parents[2]
 TF_VERSION = "2.21.0"  # one recent TensorFlow release with cp311 Linux wheels
@@ -58,6 +58,14 @@ def test_fused_dense_relu_is_good_on_tensorflow_cpu():
     for variant in ("fused", "addv2", "no_relu"):
         assert 0.0 <= m[f"{variant}_max_rel_diff"] < 1e-4  # float32 reordering noise at most
     assert m["tf_version"] == TF_VERSION and m["shape"] == [64, 2048, 1024]
+
+    # The same environment with the recipe's self-test knob: a planted error of the
+    # report's magnitude in the fused graph result must turn the verdict bad.
+    planted = bisect_cli("check", str(REPO / "recipes" / "fused_dense_relu.py"), "--with", f"tensorflow=={TF_VERSION}",
+                         "--no-reuse", "--cache-dir", str(suite_cache()), "--json", cwd=REPO, timeout=1500,
+                         env=cli_env(FDR_PLANT_ERROR="30"), check_json=True)
+    assert planted.returncode == 1, planted.json["reason"]
+    assert planted.json["metrics"]["diagnosis"] == "fused_kernel"
 
 
 @pytest.mark.slow

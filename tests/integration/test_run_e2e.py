@@ -81,8 +81,8 @@ def test_html_only_index_and_pre_releases(tmp_path, planted_index_factory, recip
 
 def test_text_output_and_reports(tmp_path, planted_index, recipe):
     cache = tmp_path / "cache"
-    proc = bisect_cli("run", str(recipe), "--index-url", planted_index.url, "--cache-dir", str(cache),
-                      cwd=tmp_path)
+    proc = bisect_cli("run", recipe.name, "--index-url", planted_index.url, "--cache-dir", str(cache),
+                      cwd=tmp_path)  # a relative recipe path, as a user types it
     assert proc.returncode == 0, proc.stderr
     assert "first bad release of planted: 1.6 (last good: 1.5)" in proc.stdout
     assert "reproduce: bisect run" in proc.stdout
@@ -98,6 +98,7 @@ def test_text_output_and_reports(tmp_path, planted_index, recipe):
     assert "Reproduce with:" in text and "uv run --with planted==1.6" in text
     assert "| planted | 1.5 | 1.6 |" in text  # the env diff across the boundary
     assert "| version | outcome |" in text
+    assert f"`{recipe.name}`" in text and str(tmp_path) not in text, "no local absolute paths in a public report"
     js = bisect_cli("report", "1", "--format", "json", "--cache-dir", str(cache), cwd=tmp_path)
     assert js.returncode == 0 and '"first_bad": "1.6"' in js.stdout
     missing = bisect_cli("show", "99", "--cache-dir", str(cache), cwd=tmp_path)
