@@ -45,17 +45,19 @@ IndexUrl = typer.Option(None, "--index-url", help="Package index (else UV_INDEX_
 ExtraIndex = typer.Option([], "--extra-index-url", help="Additional index (repeatable).")
 FindLinks = typer.Option([], "--find-links", help="Directory or page of distributions (repeatable).")
 Python = typer.Option(None, "--python", envvar="ENVBISECT_PYTHON", help="Interpreter X.Y or path (never downloaded).")
+DownloadPython = typer.Option(False, "--download-python", envvar="ENVBISECT_DOWNLOAD_PYTHON",
+                              help="Let uv download a missing --python interpreter.")
 Installer = typer.Option("uv", "--installer", envvar="ENVBISECT_INSTALLER", help="uv (default) or pip (virtualenv+pip).")
 AsJson = typer.Option(False, "--json", help="Print one JSON object on stdout.")
 
 
 def _settings(cache_dir: Path | None, index_url=None, extra=(), find_links=(), python=None,
-              installer="uv", allow_build=False, reuse=True) -> Settings:
+              installer="uv", allow_build=False, reuse=True, download_python=False) -> Settings:
     paths = CachePaths((Path(cache_dir) if cache_dir else default_cache_dir()).absolute()).ensure()
     index = IndexConfig.resolve(os.environ, index_url=index_url, extra_index_urls=list(extra),
                                 find_links=list(find_links))
     return Settings(cache=paths, index=index, python=python, installer=installer,
-                    allow_build=allow_build, reuse=reuse)
+                    allow_build=allow_build, reuse=reuse, download_python=download_python)
 
 
 def _regress(value: str) -> RegressMode:
@@ -92,6 +94,7 @@ def run(
     with_: List[str] = typer.Option([], "--with", help="Pin another package in every env, e.g. numpy==1.26.4."),
     pre: bool = typer.Option(False, "--pre", help="Include pre-releases and dev releases."),
     python: Optional[str] = Python,
+    download_python: bool = DownloadPython,
     timeout: Optional[float] = typer.Option(None, "--timeout", help="Seconds per probe (default: the recipe's)."),
     regress: str = typer.Option("exit", "--regress", help="exit (default) | error | crash: what counts as bad."),
     threshold: List[str] = typer.Option([], "--threshold", help="Judge by a metric, e.g. 'max_abs_diff>1e-3'."),
@@ -130,7 +133,8 @@ def run(
     if not pkg and not by_date:
         raise ConfigError(f"no package to bisect: pass --package or set package in {recipe}'s [tool.envbisect] table")
     settings = _settings(cache_dir, index_url or rec.settings.index_url, extra_index_url, find_links,
-                         python or rec.settings.python, installer, allow_build, not no_reuse)
+                         python or rec.settings.python, installer, allow_build, not no_reuse,
+                         download_python)
     dated = DateRequest(
         recipe=rec, axes=tuple(Axis.parse(a) for a in axis), since=since, until=until,
         with_=tuple(with_) or rec.settings.with_, pre=pre or rec.settings.pre, timeout=timeout or rec.settings.timeout,
@@ -171,6 +175,7 @@ def check(
     recipe: Path = typer.Argument(..., help="Recipe script (PEP 723)."),
     with_: List[str] = typer.Option([], "--with", help="Pin a package, e.g. tensorflow==2.18.1 (repeatable)."),
     python: Optional[str] = Python,
+    download_python: bool = DownloadPython,
     timeout: Optional[float] = typer.Option(None, "--timeout", help="Seconds (default: the recipe's)."),
     regress: str = typer.Option("exit", "--regress", help="exit | error | crash."),
     threshold: List[str] = typer.Option([], "--threshold", help="Judge by a metric, e.g. 'max_abs_diff>1e-3'."),
@@ -186,7 +191,8 @@ def check(
     """Run RECIPE once in a cached environment and print its outcome and metrics."""
     rec = load_recipe(recipe)
     settings = _settings(cache_dir, index_url or rec.settings.index_url, extra_index_url, find_links,
-                         python or rec.settings.python, installer, allow_build, not no_reuse)
+                         python or rec.settings.python, installer, allow_build, not no_reuse,
+                         download_python)
     with _store(settings) as store, _progress(json_out) as progress:
         result = run_check(Session(settings, store, progress), rec, with_=tuple(with_) or rec.settings.with_,
                            timeout=timeout or rec.settings.timeout, regress=_regress(regress),

@@ -89,6 +89,8 @@ class Settings:
     installer: str = "uv"
     allow_build: bool = False
     reuse: bool = True
+    #: Let uv download a missing ``--python`` interpreter (off: never silently).
+    download_python: bool = False
 
     def __post_init__(self) -> None:
         if self.installer not in INSTALLERS:

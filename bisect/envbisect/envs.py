@@ -67,21 +67,27 @@ class Interpreter:
     version: str
 
 
-def find_interpreter(request: str | None) -> Interpreter:
+def find_interpreter(request: str | None, *, download: bool = False) -> Interpreter:
     """Resolve ``--python`` (``None``: the interpreter running envbisect; ``X.Y`` or a path:
-    an interpreter already installed, found by uv with downloads disabled)."""
+    an interpreter already installed, found by uv). Interpreters are downloaded only when
+    the user asked for it (``download``, from ``--download-python``): a bisection must not
+    fetch and run a binary nobody chose."""
     if request is None:
         return Interpreter(getattr(sys, "_base_executable", sys.executable) or sys.executable,
                            platform.python_version())
-    proc = subprocess.run(
-        [uv_bin(), "python", "find", "--no-python-downloads", request],
-        capture_output=True, text=True, env=installer_environ(None), check=False,
-    )
+    env = installer_environ(None)
+    find = [uv_bin(), "python", "find", "--no-python-downloads", request]
+    proc = subprocess.run(find, capture_output=True, text=True, env=env, check=False)
+    if proc.returncode != 0 and download:
+        env["UV_PYTHON_DOWNLOADS"] = "automatic"
+        subprocess.run([uv_bin(), "python", "install", request], capture_output=True, text=True,
+                       env=env, check=False)
+        proc = subprocess.run(find, capture_output=True, text=True, env=env, check=False)
     path = proc.stdout.strip()
     if proc.returncode != 0 or not path:
         raise ConfigError(
             f"no Python {request} interpreter found on this machine; install it "
-            f"(e.g. `uv python install {request}`) or pass another --python"
+            f"(e.g. `uv python install {request}`), pass --download-python, or pass another --python"
         )
     out = subprocess.run([path, "-c", "import platform; print(platform.python_version())"],
                          capture_output=True, text=True, check=False)

@@ -149,7 +149,7 @@ class Session:
     @property
     def interpreter(self):
         if self._interpreter is None:
-            self._interpreter = find_interpreter(self.settings.python)
+            self._interpreter = find_interpreter(self.settings.python, download=self.settings.download_python)
         return self._interpreter
 
     def target(self) -> Target:
