@@ -119,15 +119,8 @@ def run_bisection(session: Session, req: BisectRequest) -> dict:
     _check_upload_times(req, cands[lo:hi + 1])
     store = session.store
     sig = run_signature(session, req)
-    resumed = store.find_resumable_run(sig)
-    if resumed:
-        run_id = resumed["id"]
-        store.update_run(run_id, status="running")
-        session.handler.note(f"resuming run {run_id}")
-    else:
-        run_id = store.create_run(kind="bisect", recipe_path=str(req.recipe.path), recipe_hash=req.recipe.hash,
-                                  package=req.package, spec=req.spec, signature=sig,
-                                  settings=_settings_dict(session, req), argv=req.argv)
+    run_id = session.open_run(kind="bisect", recipe=req.recipe, package=req.package, spec=req.spec,
+                              signature=sig, settings=_settings_dict(session, req), argv=req.argv)
     search = Bisection(len(cands), find_fix=req.find_fix, lo=lo, hi=hi, verify=req.verify)
     learned: dict[int, Probe] = {}
     try:

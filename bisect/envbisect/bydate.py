@@ -197,17 +197,10 @@ def run_by_date(session: Session, req: DateRequest) -> dict:
                      "regress": req.regress.value, "thresholds": [str(t) for t in req.thresholds],
                      "retries": req.retries, "python": session.interpreter.version,
                      "index": session.settings.index.redacted(), "installer": session.settings.installer})
-    resumed = store.find_resumable_run(sig)
-    if resumed:
-        run_id = resumed["id"]
-        store.update_run(run_id, status="running")
-        session.handler.note(f"resuming run {run_id}")
-    else:
-        run_id = store.create_run(kind="date", recipe_path=str(req.recipe.path), recipe_hash=req.recipe.hash,
-                                  package=",".join(packages), spec=None, signature=sig,
-                                  settings={"packages": packages, "since": req.since, "until": req.until,
-                                            "with": list(req.with_), "timeout": req.timeout,
-                                            "regress": req.regress.value}, argv=req.argv)
+    settings = {"packages": packages, "since": req.since, "until": req.until, "with": list(req.with_),
+                "timeout": req.timeout, "regress": req.regress.value}
+    run_id = session.open_run(kind="date", recipe=req.recipe, package=",".join(packages), spec=None,
+                              signature=sig, settings=settings, argv=req.argv)
 
     def probe(label: str, requirements: list[str], **cutoff) -> Probe:
         return session.probe(run_id, req.recipe, label, requirements, package=None, timeout=req.timeout,

@@ -172,17 +172,10 @@ def run_matrix(session: Session, req: MatrixRequest) -> dict:
         raise ConfigError("a package cannot be both an --axis and a --with pin; drop one of them")
     axis_versions = _axis_versions(session, req)
     store, sig = session.store, matrix_signature(session, req)
-    resumed = store.find_resumable_run(sig)
-    if resumed:
-        run_id = resumed["id"]
-        store.update_run(run_id, status="running")
-        session.handler.note(f"resuming run {run_id}")
-    else:
-        run_id = store.create_run(kind="matrix", recipe_path=str(req.recipe.path), recipe_hash=req.recipe.hash,
-                                  package=",".join(a.package for a in req.axes), spec=None, signature=sig,
-                                  settings={"axes": [str(a) for a in req.axes], "with": list(req.with_),
-                                            "limit": req.limit, "pre": req.pre, "timeout": req.timeout,
-                                            "regress": req.regress.value}, argv=req.argv)
+    settings = {"axes": [str(a) for a in req.axes], "with": list(req.with_), "limit": req.limit,
+                "pre": req.pre, "timeout": req.timeout, "regress": req.regress.value}
+    run_id = session.open_run(kind="matrix", recipe=req.recipe, package=",".join(a.package for a in req.axes),
+                              spec=None, signature=sig, settings=settings, argv=req.argv)
     grid = list(itertools.product(*axis_versions))
     # Cells this run already recorded (it is being resumed) are read back, not retried.
     recorded: dict[str, dict] = {}

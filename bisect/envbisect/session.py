@@ -170,6 +170,21 @@ class Session:
                                  allow_build=self.settings.allow_build)
         return cands, excluded, target
 
+    # --- runs ----------------------------------------------------------------------
+
+    def open_run(self, *, kind: str, recipe: Recipe, package: str | None, spec: str | None,
+                 signature: str, settings: dict, argv: list[str]) -> int:
+        """Resume the unfinished run with this signature (an interrupted or killed run of
+        the same command), or create a new one; returns its id."""
+        resumed = self.store.find_resumable_run(signature)
+        if resumed:
+            self.store.update_run(resumed["id"], status="running")
+            self.handler.note(f"resuming run {resumed['id']}")
+            return resumed["id"]
+        return self.store.create_run(kind=kind, recipe_path=str(recipe.path), recipe_hash=recipe.hash,
+                                     package=package, spec=spec, signature=signature, settings=settings,
+                                     argv=argv)
+
     # --- one probe -----------------------------------------------------------------
 
     def env_spec(self, requirements: list[str], *, exclude_newer: str | None = None,
@@ -300,7 +315,7 @@ def run_check(session: Session, recipe: Recipe, *, with_: tuple[str, ...], timeo
                   status=probe.judgement.outcome.value, outcome=probe.judgement.outcome.value,
                   verdict=probe.judgement.verdict.value, reason=probe.judgement.reason,
                   metrics=probe.metrics, metrics_note=row.get("metrics_note"), resolved=probe.resolved,
-                  requirements=reqs, reused=probe.reused, executed=probe.executed,
+                  requirements=reqs, env_key=row.get("env_key"), reused=probe.reused, executed=probe.executed,
                   stderr_tail=(row.get("stderr_tail") or "")[-2000:], log_path=row.get("log_path"),
                   duration_s=round(time.monotonic() - started, 3))
     session.store.update_run(run_id, status="done", result=result)

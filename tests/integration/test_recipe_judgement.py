@@ -25,6 +25,8 @@ from pathlib import Path
 
 import pytest
 
+from support.frameworks import TF_PINS, env_python, torch_pins
+
 RECIPES_DIR = Path(__file__).resolve().parents[2] / "recipes"
 KNOB_PREFIXES = ("FDR_", "KLM_", "ADDMM_", "ENVBISECT_RESULT")
 
@@ -121,24 +123,31 @@ def test_broken_environment_is_an_error_not_bad(tmp_path, filename, module, knob
 # --- end to end, with the real library ---------------------------------------
 
 
-def interpreter_with(module: str, env_var: str) -> str:
-    """An interpreter that can import ``module``: ``$env_var`` or this one; else skip."""
+def interpreter_with(module: str, env_var: str, build) -> str:
+    """An interpreter that can import ``module``: ``$env_var``, this one, or the env that
+    ``bisect check`` builds in the suite's reusable cache (``build``); else skip."""
     python = os.environ.get(env_var)
     if python:
         return python
     if importlib.util.find_spec(module) is not None:
         return sys.executable
-    pytest.skip(f"{module} is not installed here; set {env_var} to an interpreter that has it")
+    python = build()
+    if python is None:
+        pytest.skip(f"{module} is not available here; set {env_var} to an interpreter that has it")
+    return python
 
 
 @pytest.fixture(scope="module")
 def tf_python():
-    return interpreter_with("tensorflow", "ENVBISECT_TEST_TF_PYTHON")
+    return interpreter_with("tensorflow", "ENVBISECT_TEST_TF_PYTHON",
+                            lambda: env_python("fused_dense_relu.py", TF_PINS))
 
 
 @pytest.fixture(scope="module")
 def torch_python():
-    return interpreter_with("torch", "ENVBISECT_TEST_TORCH_PYTHON")
+    pins = torch_pins()
+    return interpreter_with("torch", "ENVBISECT_TEST_TORCH_PYTHON",
+                            lambda: None if pins is None else env_python("inductor_addmm.py", pins))
 
 
 SMALL_FDR = {"FDR_M": "8", "FDR_K": "256", "FDR_N": "64", "FDR_REQUIRE_GPU": "0"}

@@ -8,7 +8,6 @@ environment keeps it) for files they coordinate through.
 
 from __future__ import annotations
 
-import os
 import signal
 import sqlite3
 import subprocess
@@ -17,6 +16,7 @@ import time
 
 
 from support.cli import bisect_cli, cli_env, write_recipe
+from support.procs import is_running
 
 
 def _run(recipe, index, cache, *extra, env=None):
@@ -75,27 +75,7 @@ def test_forked_child_that_hangs_does_not_block_or_outlive_the_probe(tmp_path, p
     children = [int(p.name) for p in pids.iterdir()]
     assert children
     for pid in children:
-        assert not _alive(pid), f"forked child {pid} outlived its probe"
-
-
-def _alive(pid: int) -> bool:
-    """Running (a zombie waiting for a reaper that a container's PID 1 may never be
-    does not count)."""
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        try:
-            with open(f"/proc/{pid}/stat") as fh:
-                if fh.read().rsplit(")", 1)[1].split()[0] == "Z":
-                    return False
-        except OSError:
-            return False
-        time.sleep(0.05)
-    return True
-
+        assert not is_running(pid), f"forked child {pid} outlived its probe"
 
 def test_segfault_is_an_error_and_crash_mode_counts_it_bad(tmp_path, planted_index):
     recipe = write_recipe(tmp_path / "r.py", """

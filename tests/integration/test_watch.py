@@ -11,7 +11,6 @@ Nothing is mocked.
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
 import sqlite3
@@ -23,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from support.cli import bisect_cli, cli_env, write_recipe
+from support.procs import is_running
 from support.github_server import FakeGitHub
 from support.wheels import build_wheel
 
@@ -196,20 +196,6 @@ def _wait_for(predicate, timeout: float, proc: subprocess.Popen) -> None:
             raise AssertionError(f"timed out waiting; daemon stderr:\n{proc.communicate()[1]}")
         time.sleep(0.1)
 
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # A zombie still answers kill(0); it is dead for our purposes.
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
 def test_sigterm_mid_probe_stops_cleanly_second_daemon_refused_restart_finishes(
         tmp_path, local_index, planted_versions, hub):
     scene = Scene(tmp_path, local_index(), planted_versions, hub, every="1s")  # the daemon is due at once
@@ -234,7 +220,7 @@ def test_sigterm_mid_probe_stops_cleanly_second_daemon_refused_restart_finishes(
             daemon.communicate()
     assert daemon.returncode == 0, err
     assert "stopped by SIGTERM" in err
-    assert not _alive(recipe_pid), "the recipe must not outlive the daemon"
+    assert not is_running(recipe_pid), "the recipe must not outlive the daemon"
     assert scene.ours() == [] and scene.state()["last_seen"] == "1.2"
 
     scene.slow.unlink()
