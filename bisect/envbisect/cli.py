@@ -18,7 +18,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from envbisect import __version__, report
+from envbisect import __version__, nightly, report
 from envbisect.bisection import EXIT_CODES, run_bisection
 from envbisect.config import CACHE_ENV, CachePaths, Settings, default_cache_dir
 from envbisect.errors import ConfigError, EnvbisectError
@@ -228,12 +228,14 @@ def versions(
     json_out: bool = AsJson,
     platform: Optional[str] = typer.Option(None, "--platform", help="List for another platform, from wheel tags: "
                                            f"{' | '.join(KNOWN_PLATFORMS)} (with --python X.Y; default this host)."),
+    variant: Optional[str] = typer.Option(None, "--variant", help="Nightly build variant (cpu, cu126, ...)."),
 ) -> None:
     """List PACKAGE's candidate releases for this host (or --platform), and what was left out and why."""
     settings = _settings(cache_dir, index_url, extra_index_url, find_links, None if platform else python,
                          allow_build=allow_build)
     aimed = Target.for_platform(platform, python or f"{sys.version_info[0]}.{sys.version_info[1]}") if platform else None
     cands, excluded, target = Session(settings, None).list_versions(package, range_, pre=pre, target=aimed)  # type: ignore[arg-type]
+    cands, excluded, channel = nightly.arrange(cands, excluded, package=package, variant=variant)
     empty = why_empty(excluded, target, range_, package=package) if not cands else None
     if json_out:
         out.print(json.dumps({
@@ -242,19 +244,21 @@ def versions(
                             "needs_build": c.needs_build} for c in cands],
             "excluded": [{"version": e.version, "reason": e.reason.value, "detail": e.detail,
                           "platforms": list(e.platforms)} for e in excluded],
-            "why_empty": empty,
+            "why_empty": empty, "channel": channel.as_dict() if channel else None,
         }, sort_keys=True), markup=False)
         return
     table = Table(title=f"{package} candidates for {target.describe()}")
     table.add_column("version")
     table.add_column("uploaded")
     for c in cands:
-        table.add_row(str(c.version) + (" (sdist)" if c.needs_build else ""),
+        table.add_row(report.shown(str(c.version)) + (" (sdist)" if c.needs_build else ""),
                       c.upload_time.strftime("%Y-%m-%d") if c.upload_time else "")
     out.print(table)
     for e in excluded:
         out.print(f"left out {e.version}: {e.reason.value}" + (f" ({e.detail})" if e.detail else ""), markup=False)
     out.print(f"{len(cands)} candidates, {len(excluded)} left out", markup=False)
+    if channel:
+        out.print(redact(channel.describe(package)), markup=False)
     if empty:
         out.print(empty, markup=False)
 

@@ -179,3 +179,20 @@ def test_real_tf_nightly_candidates_parse_as_nightly_dates(tmp_path):
     nightlies, _, channel = arrange(recent, [], package="tf-nightly")
     assert channel is not None and channel.variant is None
     assert [build_date(c.version) for c in nightlies] == sorted(build_date(c.version) for c in nightlies)
+
+
+def test_versions_lists_one_build_per_night_of_one_variant(tmp_path, local_index):
+    nightly = local_index(flavour="html")
+    build_torch_channel(tmp_path, nightly)
+    proc = bisect_cli("versions", "torchlike", "--index-url", nightly.url, "--pre", "--variant", "cu126",
+                      "--cache-dir", str(tmp_path / "cache"), "--json", cwd=tmp_path, check_json=True)
+    assert proc.returncode == 0, proc.stderr
+    res = proc.json
+    versions = [c["version"] for c in res["candidates"]]
+    assert versions and all(v.endswith("+cu126") for v in versions)
+    assert len({v.split(".dev")[1][:8] for v in versions}) == len(versions), "one build per night"
+    assert res["channel"]["variant"] == "cu126"
+    assert any(e["reason"].startswith("other variant") or "variant" in e["detail"] for e in res["excluded"])
+    text = bisect_cli("versions", "torchlike", "--index-url", nightly.url, "--pre",
+                      "--cache-dir", str(tmp_path / "cache"), cwd=tmp_path)
+    assert text.returncode == 0 and "nightly 2026-03-0" in text.stdout and "variant cpu" in text.stdout
