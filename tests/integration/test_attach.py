@@ -15,7 +15,7 @@ import pytest
 from support.cli import PLANTED_BODY, bisect_cli, cli_env, write_recipe
 from support.github_server import FakeGitHub
 
-TOKEN = "ghp_attachTestToken9876543210zyxSECRET"
+TOKEN = "fake-attach-test-token-9876543210-SECRET"  # not a real token format
 
 
 @pytest.fixture

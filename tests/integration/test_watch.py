@@ -26,7 +26,7 @@ from support.procs import is_running
 from support.github_server import FakeGitHub
 from support.wheels import build_wheel
 
-TOKEN = "ghp_watchTestToken0123456789abcdefSECRET"
+TOKEN = "fake-watch-test-token-0123456789-SECRET"  # not a real token format
 ISSUE = "octo/demo#7"
 
 RECIPE_BODY = """
