@@ -139,12 +139,7 @@ def markdown(run: dict, probes: list[dict]) -> str:
                   "| package | before | after |", "|---|---|---|"]
         lines += [f"| {n} | {a} | {b} |" for n, a, b in diff]
     lines += report_matrix.culprit_section(result, markdown=True)  # when a result carries one
-    host = result.get("host") or {}
-    lines += ["", f"Host: {host.get('os', '?')} {host.get('machine', '')}, Python {host.get('python', '?')}; "
-                  f"envbisect {result.get('envbisect', '?')}; run {run.get('id')}, {len(result.get('probes') or [])} "
-                  f"probes ({result.get('executed', 0)} executed) in {result.get('duration_s', 0):.1f} s"]
-    if result.get("reproduce"):
-        lines += ["", "Reproduce with:", "", "```sh", *result["reproduce"], "```"]
+    lines += report_matrix.footer(run, f"{len(result.get('probes') or [])} probes")
     return redact("\n".join(lines) + "\n")
 
 

@@ -143,10 +143,18 @@ def markdown(run: dict, probes: list[dict], probe_table: list[str]) -> str:
         lines += [f"| {r['instant']} | {_releases(r)} | {r.get('outcome') or ''} |" for r in result.get("timeline") or []]
         lines += culprit_section(result, markdown=True)
     lines += ["", "Probes:", "", *probe_table]
+    lines += footer(run, f"{len(probes)} probe rows")
+    return redact("\n".join(lines) + "\n")
+
+
+def footer(run: dict, counted: str) -> list[str]:
+    """The closing lines of every Markdown report: host, versions, cost, and the
+    ``Reproduce with:`` block."""
+    result = run.get("result") or {}
     host = result.get("host") or {}
-    lines += ["", f"Host: {host.get('os', '?')} {host.get('machine', '')}, Python {host.get('python', '?')}; "
-                  f"envbisect {result.get('envbisect', '?')}; run {run.get('id')}, {len(probes)} probe rows "
-                  f"({result.get('executed', 0)} executed) in {result.get('duration_s', 0):.1f} s"]
+    lines = ["", f"Host: {host.get('os', '?')} {host.get('machine', '')}, Python {host.get('python', '?')}; "
+                 f"envbisect {result.get('envbisect', '?')}; run {run.get('id')}, {counted} "
+                 f"({result.get('executed', 0)} executed) in {result.get('duration_s', 0):.1f} s"]
     if result.get("reproduce"):
         lines += ["", "Reproduce with:", "", "```sh", *result["reproduce"], "```"]
-    return redact("\n".join(lines) + "\n")
+    return lines
