@@ -23,6 +23,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
+from .loopback import Loopback
+
 _ISSUE_COMMENTS = re.compile(r"^/repos/(?P<owner>[^/]+)/(?P<repo>[^/]+)/issues/(?P<number>\d+)/comments$")
 _COMMENT = re.compile(r"^/repos/(?P<owner>[^/]+)/(?P<repo>[^/]+)/issues/comments/(?P<id>\d+)$")
 
@@ -55,8 +57,7 @@ class FakeGitHub:
     hits: list[GitHubHit] = field(default_factory=list)
     _next_id: int = 1000
     _lock: threading.Lock = field(default_factory=threading.Lock)
-    _server: ThreadingHTTPServer | None = None
-    _thread: threading.Thread | None = None
+    _loop: Loopback = field(default_factory=Loopback)
 
     # -- setup -------------------------------------------------------------------
 
@@ -77,26 +78,18 @@ class FakeGitHub:
 
     def start(self) -> FakeGitHub:
         handler = type("_BoundHandler", (_Handler,), {"hub": self})
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        daemon=True, name="FakeGitHub")
-        self._thread.start()
+        server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        server.daemon_threads = True
+        self._loop.serve(server, "FakeGitHub")
         return self
 
     def stop(self) -> None:
-        server, self._server = self._server, None
-        if server is not None:
-            server.shutdown()
-            server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
+        self._loop.stop()
 
     @property
     def url(self) -> str:
         """The API base, as ``GITHUB_API_URL`` takes it."""
-        assert self._server is not None, "call start() first"
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        return f"http://127.0.0.1:{self._loop.port}"
 
     # -- queries for tests -------------------------------------------------------
 

@@ -43,6 +43,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from packaging.utils import canonicalize_name, parse_sdist_filename, parse_wheel_filename
 from packaging.version import Version
 
+from .loopback import Loopback
 from .wheels import metadata_field, read_core_metadata
 
 JSON_TYPE = "application/vnd.pypi.simple.v1+json"
@@ -147,8 +148,7 @@ class LocalIndex:
         self._project_mtime: dict[str, float] = {}
         self._clock = 0.0
         self._faults: list[tuple[int, int | None]] = []
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
+        self._loop = Loopback()
 
     # -- publishing ---------------------------------------------------------------
 
@@ -208,24 +208,16 @@ class LocalIndex:
 
     def start(self) -> LocalIndex:
         """Start serving on an OS-chosen port; returns self for chaining."""
-        if self._server is not None:
+        if self._loop.running:
             return self
         handler = type("_BoundHandler", (_Handler,), {"index": self})
-        self._server = _BoundedServer(("127.0.0.1", 0), handler)
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name=f"LocalIndex:{self.port}", daemon=True)
-        self._thread.start()
+        server = _BoundedServer(("127.0.0.1", 0), handler)
+        self._loop.serve(server, f"LocalIndex:{server.server_address[1]}")
         return self
 
     def stop(self) -> None:
         """Stop serving and release the port; safe to call twice."""
-        server, self._server = self._server, None
-        if server is not None:
-            server.shutdown()
-            server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-            self._thread = None
+        self._loop.stop()
 
     def __enter__(self) -> LocalIndex:
         return self.start()
@@ -235,9 +227,9 @@ class LocalIndex:
 
     @property
     def port(self) -> int:
-        if self._server is None:
+        if not self._loop.running:
             raise RuntimeError("LocalIndex is not running; call start() first")
-        return self._server.server_address[1]
+        return self._loop.port
 
     @property
     def base(self) -> str:
