@@ -395,6 +395,7 @@ def _root(version: bool = typer.Option(False, "--version", callback=version_call
 
 # Usage errors are click's ClickException, which newer Typer releases vendor: find the
 # class through Typer's own BadParameter so both layouts work.
+EXIT_INTERRUPTED = 130
 _CLICK_ERRORS = tuple(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
 
 
@@ -409,8 +410,9 @@ def main() -> None:
         err.print(f"error: {redact(str(exc))}", markup=False)
         sys.exit(exc.exit_code)
     except (typer.Abort, KeyboardInterrupt):
+        code = EXIT_INTERRUPTED
+    if code == EXIT_INTERRUPTED:  # Typer turns Ctrl-C into Exit(130) itself
         err.print("interrupted; run the same command again to resume where it stopped", markup=False)
-        sys.exit(130)
     sys.exit(code if isinstance(code, int) else 0)
 
 

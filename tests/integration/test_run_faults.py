@@ -168,3 +168,38 @@ def test_two_processes_building_the_same_env_wait_for_each_other(tmp_path, plant
     envs = [p for p in (cache / "envs").iterdir() if not p.name.startswith(".")]
     assert len(envs) == 1
     assert (envs[0] / "envbisect-env.json").is_file()
+
+
+def test_ctrl_c_marks_the_run_interrupted_kills_the_recipe_and_the_rerun_resumes(tmp_path, planted_index):
+    pids = tmp_path / "pids"
+    pids.mkdir()
+    recipe = write_recipe(tmp_path / "r.py", """
+        import os, sys, time, planted
+        open(os.path.join(os.environ["PLANT_DIR"], str(os.getpid())), "w").close()
+        hang = os.environ.get("HANG_FROM_THIRD") and len(os.listdir(os.environ["PLANT_DIR"])) >= 3
+        time.sleep(600 if hang else 0.5)
+        sys.exit(0 if planted.VALUE == 1 else 1)
+    """)
+    cache = tmp_path / "cache"
+    cmd = [sys.executable, "-m", "envbisect", "run", str(recipe), "--index-url", planted_index.url,
+           "--cache-dir", str(cache), "--json"]
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env=cli_env(PLANT_DIR=str(pids), HANG_FROM_THIRD="1"),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while len(list(pids.iterdir())) < 3 and time.monotonic() < deadline:  # the third probe hangs
+        time.sleep(0.05)
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, (out, err)
+    assert [ln for ln in err.splitlines() if ln.strip()] == [
+        "interrupted; run the same command again to resume where it stopped"]
+    assert out == ""
+    hung = max(pids.iterdir(), key=lambda p: p.stat().st_mtime)
+    assert not is_running(int(hung.name)), "the interrupted probe's recipe must be killed"
+    con = sqlite3.connect(cache / "results.db")
+    assert con.execute("select status from runs where id = 1").fetchone()[0] == "interrupted"
+    con.close()
+    again = _run(recipe, planted_index, cache, env=cli_env(PLANT_DIR=str(pids)))
+    assert again.returncode == 0 and again.json["run_id"] == 1 and again.json["first_bad"] == "1.6"
+    assert len(again.json["probes"]) - again.json["executed"] == 2, "the two finished probes are reused"
