@@ -146,12 +146,18 @@ class Env:
         return env_python(self.path)
 
 
+#: uv settings about *how* to talk to the network, which a user may need on their machine;
+#: every other ``UV_*`` variable (indexes, exclude-newer, resolution strategy, ...) would
+#: change *what* gets installed behind the recorded settings' back, so it is dropped.
+_KEEP_UV = frozenset({"UV_NATIVE_TLS", "UV_HTTP_TIMEOUT", "UV_CONCURRENT_DOWNLOADS", "UV_KEYRING_PROVIDER",
+                      "UV_INSECURE_HOST", "UV_HTTP_RETRIES"})
+
+
 def installer_environ(cache: Path | None) -> dict[str, str]:
     """The installers' environment: index settings come only from envbisect's own
     (recorded) configuration, never from ``UV_*``/``PIP_*`` variables or config files."""
     env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("UV_INDEX", "UV_EXTRA_INDEX", "UV_DEFAULT_INDEX", "UV_FIND_LINKS",
-                                "PIP_", "VIRTUAL_ENV", "CONDA_PREFIX"))}
+           if not k.startswith(("UV_", "PIP_", "VIRTUAL_ENV", "CONDA_PREFIX")) or k in _KEEP_UV}
     env["UV_PYTHON_DOWNLOADS"] = "never"
     env["UV_NO_CONFIG"] = "1"          # a stray uv.toml must not change what gets installed
     env["UV_NO_PROGRESS"] = "1"

@@ -6,7 +6,7 @@ import json
 import subprocess
 import sys
 
-from support.cli import PLANTED_BODY, bisect_cli, write_recipe
+from support.cli import PLANTED_BODY, bisect_cli, cli_env, write_recipe
 
 
 def _check(recipe, index, cache, *extra):
@@ -129,3 +129,13 @@ def test_python_option_finds_an_installed_interpreter_and_never_downloads(tmp_pa
     missing = bisect_cli("check", str(recipe), "--python", "3.4", "--index-url", planted_index.url,
                          "--cache-dir", str(tmp_path / "cache"), cwd=tmp_path)
     assert missing.returncode == 2 and "no Python 3.4 interpreter found" in missing.stderr
+
+
+def test_stray_uv_settings_in_the_environment_do_not_change_what_is_installed(tmp_path, planted_index):
+    """UV_EXCLUDE_NEWER (or an index strategy) in the user's shell must not silently change
+    the environments: only envbisect's recorded settings decide what gets installed."""
+    recipe = write_recipe(tmp_path / "r.py", PLANTED_BODY)
+    env = cli_env(UV_EXCLUDE_NEWER="2024-01-20T00:00:00Z")  # would hide every planted release after 1.1
+    proc = bisect_cli("check", str(recipe), "--index-url", planted_index.url, "--cache-dir", str(tmp_path / "c"),
+                      "--json", cwd=tmp_path, env=env, check_json=True)
+    assert proc.json["resolved"]["planted"] == "2.0"
