@@ -49,6 +49,13 @@ DownloadPython = typer.Option(False, "--download-python", envvar="ENVBISECT_DOWN
                               help="Let uv download a missing --python interpreter.")
 Installer = typer.Option("uv", "--installer", envvar="ENVBISECT_INSTALLER", help="uv (default) or pip (virtualenv+pip).")
 AsJson = typer.Option(False, "--json", help="Print one JSON object on stdout.")
+# How a probe is run and judged: shared by run, check and matrix.
+Timeout = typer.Option(None, "--timeout", help="Seconds per probe (default: the recipe's).")
+Regress = typer.Option("exit", "--regress", help="exit (default) | error | crash: what counts as bad.")
+Thresholds = typer.Option([], "--threshold", help="Judge by a metric, e.g. 'max_abs_diff>1e-3'.")
+Retries = typer.Option(0, "--retries", min=0, help="Run each probe N more times; disagreement = flaky.")
+NoReuse = typer.Option(False, "--no-reuse", help="Re-run probes recorded by earlier runs.")
+AllowBuild = typer.Option(False, "--allow-build", help="Let the installer build sdist-only releases (slow).")
 
 
 def _settings(cache_dir: Path | None, index_url=None, extra=(), find_links=(), python=None,
@@ -95,13 +102,13 @@ def run(
     pre: bool = typer.Option(False, "--pre", help="Include pre-releases and dev releases."),
     python: Optional[str] = Python,
     download_python: bool = DownloadPython,
-    timeout: Optional[float] = typer.Option(None, "--timeout", help="Seconds per probe (default: the recipe's)."),
-    regress: str = typer.Option("exit", "--regress", help="exit (default) | error | crash: what counts as bad."),
-    threshold: List[str] = typer.Option([], "--threshold", help="Judge by a metric, e.g. 'max_abs_diff>1e-3'."),
+    timeout: Optional[float] = Timeout,
+    regress: str = Regress,
+    threshold: List[str] = Thresholds,
     find_fix: bool = typer.Option(False, "--find-fix", help="Find the first good release after a bad one."),
-    retries: int = typer.Option(0, "--retries", min=0, help="Run each probe N more times; disagreement = flaky."),
-    no_reuse: bool = typer.Option(False, "--no-reuse", help="Re-run probes recorded by earlier runs."),
-    allow_build: bool = typer.Option(False, "--allow-build", help="Admit sdist-only releases (slow builds)."),
+    retries: int = Retries,
+    no_reuse: bool = NoReuse,
+    allow_build: bool = AllowBuild,
     installer: str = Installer,
     index_url: Optional[str] = IndexUrl,
     extra_index_url: List[str] = ExtraIndex,
@@ -176,11 +183,11 @@ def check(
     with_: List[str] = typer.Option([], "--with", help="Pin a package, e.g. tensorflow==2.18.1 (repeatable)."),
     python: Optional[str] = Python,
     download_python: bool = DownloadPython,
-    timeout: Optional[float] = typer.Option(None, "--timeout", help="Seconds (default: the recipe's)."),
-    regress: str = typer.Option("exit", "--regress", help="exit | error | crash."),
-    threshold: List[str] = typer.Option([], "--threshold", help="Judge by a metric, e.g. 'max_abs_diff>1e-3'."),
-    no_reuse: bool = typer.Option(False, "--no-reuse", help="Run even if this exact probe is recorded."),
-    allow_build: bool = typer.Option(False, "--allow-build", help="Let the installer build sdists."),
+    timeout: Optional[float] = Timeout,
+    regress: str = Regress,
+    threshold: List[str] = Thresholds,
+    no_reuse: bool = NoReuse,
+    allow_build: bool = AllowBuild,
     installer: str = Installer,
     index_url: Optional[str] = IndexUrl,
     extra_index_url: List[str] = ExtraIndex,
@@ -220,7 +227,7 @@ def versions(
     range_: Optional[str] = typer.Option(None, "--range", help="PEP 440 specifier."),
     pre: bool = typer.Option(False, "--pre", help="Include pre-releases."),
     python: Optional[str] = Python,
-    allow_build: bool = typer.Option(False, "--allow-build", help="Admit sdist-only releases."),
+    allow_build: bool = AllowBuild,
     index_url: Optional[str] = IndexUrl,
     extra_index_url: List[str] = ExtraIndex,
     find_links: List[str] = FindLinks,

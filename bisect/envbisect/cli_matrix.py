@@ -16,8 +16,9 @@ from typing import List, Optional
 import typer
 
 from envbisect import report
-from envbisect.cli import (AsJson, CacheDir, ExtraIndex, FindLinks, IndexUrl, Installer, Python, _json_view,
-                           _progress, _regress, _settings, _store, out)
+from envbisect.cli import (AllowBuild, AsJson, CacheDir, ExtraIndex, FindLinks, IndexUrl, Installer, NoReuse,
+                           Python, Regress, Retries, Thresholds, Timeout, _json_view, _progress, _regress,
+                           _settings, _store, out)
 from envbisect.index import redact
 from envbisect.matrix import Axis, MatrixRequest, run_matrix
 from envbisect.policy import Threshold
@@ -32,12 +33,12 @@ def matrix(
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Only the newest N candidates of each axis."),
     pre: bool = typer.Option(False, "--pre", help="Include pre-releases and dev releases."),
     python: Optional[str] = Python,
-    timeout: Optional[float] = typer.Option(None, "--timeout", help="Seconds per probe (default: the recipe's)."),
-    regress: str = typer.Option("exit", "--regress", help="exit (default) | error | crash: what counts as bad."),
-    threshold: List[str] = typer.Option([], "--threshold", help="Judge by a metric, e.g. 'max_abs_diff>1e-3'."),
-    retries: int = typer.Option(0, "--retries", min=0, help="Run each probe N more times; disagreement = flaky."),
-    no_reuse: bool = typer.Option(False, "--no-reuse", help="Re-run probes recorded by earlier runs."),
-    allow_build: bool = typer.Option(False, "--allow-build", help="Admit sdist-only releases (slow builds)."),
+    timeout: Optional[float] = Timeout,
+    regress: str = Regress,
+    threshold: List[str] = Thresholds,
+    retries: int = Retries,
+    no_reuse: bool = NoReuse,
+    allow_build: bool = AllowBuild,
     installer: str = Installer,
     index_url: Optional[str] = IndexUrl,
     extra_index_url: List[str] = ExtraIndex,
