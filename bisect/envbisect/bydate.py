@@ -27,35 +27,20 @@ from datetime import date, datetime, timedelta, timezone
 from packaging.utils import canonicalize_name
 
 from envbisect import __version__
+from envbisect.byversion import untestable_summary
 from envbisect.config import host_info
 from envbisect.culprits import Isolation, isolate
+from envbisect.driver import open_run
 from envbisect.errors import ConfigError, NoCandidates
 from envbisect.index import IndexClient
 from envbisect.matrix import Axis
+from envbisect.plan import Cutoff, iso, keep_visible
 from envbisect.policy import RegressMode, Threshold
 from envbisect.recipes import Recipe
+from envbisect.requests_model import Judging, exact_pins, parse_with, requirements_for, signature
 from envbisect.search import Bisection, Verdict
-from envbisect.session import Probe, Session, parse_with, requirements_for, signature
+from envbisect.session import Probe, Session
 from envbisect.versions import Target, select
-
-#: The per-package override that keeps a package's later uploads visible under a cutoff.
-FAR_FUTURE = "2100-01-01T00:00:00Z"
-
-
-def iso(moment: datetime) -> str:
-    """A cutoff as uv takes it: RFC 3339 in UTC, whole seconds."""
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def as_of(upload_time: datetime) -> str:
-    """The ``--exclude-newer`` cutoff that still includes a file uploaded at ``upload_time``."""
-    return iso(upload_time + timedelta(seconds=1))
-
-
-def keep_visible(names: Iterable[str]) -> tuple[str, ...]:
-    """``--exclude-newer-package`` values that exempt ``names`` from the cutoff."""
-    return tuple(f"{n}={FAR_FUTURE}" for n in sorted({canonicalize_name(n) for n in names}))
-
 
 def parse_when(text: str | None, flag: str, *, end_of_day: bool = False) -> datetime | None:
     """A ``--since``/``--until`` value: ``YYYY-MM-DD`` or an ISO 8601 time (UTC if naive).
@@ -190,8 +175,8 @@ def run_by_date(session: Session, req: DateRequest) -> dict:
         raise NoCandidates(f"none of {', '.join(packages)} published an installable release{window}; "
                            "widen --since/--until or name other packages with --axis")
     reqs = requirements_for(req.recipe, pins)
-    overrides = keep_visible(p.name for p in pins if any(s.operator in ("==", "===") for s in p.specifier))
-    store = session.store
+    overrides = keep_visible(exact_pins(pins))
+    judging = Judging(req.timeout, req.regress, req.thresholds, req.retries)
     sig = signature({"date": req.recipe.hash, "axes": [str(a) for a in req.axes], "since": req.since, "until": req.until,
                      "with": sorted(req.with_), "pre": req.pre, "timeout": req.timeout,
                      "regress": req.regress.value, "thresholds": [str(t) for t in req.thresholds],
@@ -199,41 +184,28 @@ def run_by_date(session: Session, req: DateRequest) -> dict:
                      "index": session.settings.index.redacted(), "installer": session.settings.installer})
     settings = {"packages": packages, "since": req.since, "until": req.until, "with": list(req.with_),
                 "timeout": req.timeout, "regress": req.regress.value}
-    run_id = session.open_run(kind="date", recipe=req.recipe, package=",".join(packages), spec=None,
-                              signature=sig, settings=settings, argv=req.argv)
-
-    def probe(label: str, requirements: list[str], **cutoff) -> Probe:
-        return session.probe(run_id, req.recipe, label, requirements, package=None, timeout=req.timeout,
-                             regress=req.regress, thresholds=req.thresholds, retries=req.retries,
-                             reuse=session.settings.reuse, **cutoff)
-
-    search = Bisection(len(timeline))
-    learned: dict[int, Probe] = {}
-    trials: list[Probe] = []  # culprit isolation's probes
-    isolation: Isolation | None = None
-    try:
-        while (i := search.next_probe()) is not None:
-            session.handler.probe_started(timeline[i].label, len(learned) + 1, len(learned) + 1 + search.remaining_estimate)
-            learned[i] = probe(timeline[i].label, reqs, exclude_newer=iso(timeline[i].cutoff),
-                               exclude_newer_package=overrides)
-            search.record(i, learned[i].judgement.verdict)
-        res = search.result()
+    labels = [t.label for t in timeline]
+    with open_run(session, kind="date", recipe=req.recipe, judging=judging, signature=sig, settings=settings,
+                  argv=req.argv, package=",".join(packages)) as run:
+        outcome = run.search(Bisection(len(timeline)), labels, lambda i: run.probe(
+            labels[i], reqs, package=None, cutoff=Cutoff(iso(timeline[i].cutoff), overrides)))
+        res, learned = outcome.result, outcome.learned
         good, bad = learned.get(res.last_old), learned.get(res.first_new)
+        trials: list[Probe] = []  # culprit isolation's probes
+        isolation: Isolation | None = None
         if req.culprits and good and bad and good.resolved and bad.resolved:
             def test(pinned: dict[str, str], changes) -> Verdict:
                 label = "culprit: " + ", ".join(c.describe() for c in changes)
-                trials.append(probe(label, [f"{n}=={v}" for n, v in sorted(pinned.items())]))
+                trials.append(run.probe(label, [f"{n}=={v}" for n, v in sorted(pinned.items())], package=None))
                 return trials[-1].judgement.verdict
             isolation = isolate(good.resolved, bad.resolved, test)
-    except BaseException:
-        store.update_run(run_id, status="interrupted")
-        raise
-    result = _result(session, req, run_id, res, timeline, learned, isolation, packages, target)
-    result["culprit_probes"] = len(trials)
-    result["executed"] += sum(p.executed for p in trials)
-    result["duration_s"] = round(time.monotonic() - started, 3)
-    store.update_run(run_id, status="done", result=result)
-    return result
+        result = _result(session, req, run.id, res, timeline, learned, isolation, packages, target)
+        if outcome.stopped:
+            result["stopped"] = {"reason": outcome.stopped, "fix": outcome.fix}
+        result["culprit_probes"] = len(trials)
+        result["executed"] += sum(p.executed for p in trials)
+        result["duration_s"] = round(time.monotonic() - started, 3)
+        return run.finish(result)
 
 
 def _result(session: Session, req: DateRequest, run_id: int, res, timeline: list[Instant],
@@ -256,8 +228,7 @@ def _result(session: Session, req: DateRequest, run_id: int, res, timeline: list
         "run_id": run_id, "kind": "date", "status": res.status.value, "packages": packages,
         "package": ", ".join(packages), "since": req.since, "until": req.until,
         "last_good": label(res.last_old), "first_bad": first_bad,
-        "untestable": [{"version": p.label, "reason": p.judgement.reason}
-                       for p in learned.values() if p.judgement.verdict is Verdict.UNTESTABLE],
+        **untestable_summary(learned.values()),
         "untestable_between": [label(i) for i in res.untestable_between],
         "flaky": [p.label for p in learned.values() if p.flaky], "timeline": rows, "probes": probes,
         "executed": sum(p.executed for p in learned.values()), "candidates": len(timeline),

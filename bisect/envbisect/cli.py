@@ -9,27 +9,30 @@ Errors a user can act on (:class:`EnvbisectError`) are printed as one line, pref
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 from typing import List, Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from envbisect import __version__, nightly, report
-from envbisect.bisection import EXIT_CODES, run_bisection
-from envbisect.config import CACHE_ENV, CachePaths, Settings, default_cache_dir
-from envbisect.errors import ConfigError, EnvbisectError
-from envbisect.index import IndexConfig, redact
-from envbisect.policy import RegressMode, Threshold
-from envbisect.progress import Progress
-from envbisect.recipes import load_recipe
-from envbisect.nightly import ChannelConfig, run_nightlies, run_with_nightlies
 from envbisect.bydate import DateRequest, date_mode, run_by_date
+from envbisect.byversion import EXIT_CODES, run_bisection
+from envbisect.checks import rerun_probe, run_check
+from envbisect.cli_matrix import matrix
+from envbisect.cli_options import (AllowBuild, AsJson, CacheDir, DownloadPython, ExtraIndex, FindLinks, IndexUrl,
+                                   Installer, NoReuse, Python, Regress, Retries, Thresholds, Timeout, deps_mode, err,
+                                   json_view, judging_for, open_store, out, progress_for, settings_for)
+from envbisect.cli_watch import attach, watch
+from envbisect.errors import ConfigError, EnvbisectError
 from envbisect.matrix import Axis
-from envbisect.session import BisectRequest, DepsMode, Session, rerun_probe, run_check
+from envbisect.nightly import ChannelConfig
+from envbisect.nightly_runs import run_nightlies, run_with_nightlies
+from envbisect.recipes import load_recipe
+from envbisect.redact import redact
+from envbisect.requests_model import BisectRequest
+from envbisect.session import Session
 from envbisect.store import Store
 from envbisect.versions import KNOWN_PLATFORMS, Target, why_empty
 
@@ -37,59 +40,6 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   help="Find the release that broke a numerical result.")
 cache_app = typer.Typer(no_args_is_help=True, help="Inspect and trim the cache directory.")
 app.add_typer(cache_app, name="cache")
-out = Console(soft_wrap=True, highlight=False)
-err = Console(stderr=True, soft_wrap=True, highlight=False)
-
-CacheDir = typer.Option(None, "--cache-dir", envvar=CACHE_ENV, help="State directory (default ./cache).")
-IndexUrl = typer.Option(None, "--index-url", help="Package index (else UV_INDEX_URL / PIP_INDEX_URL / the public index).")
-ExtraIndex = typer.Option([], "--extra-index-url", help="Additional index (repeatable).")
-FindLinks = typer.Option([], "--find-links", help="Directory or page of distributions (repeatable).")
-Python = typer.Option(None, "--python", envvar="ENVBISECT_PYTHON", help="Interpreter X.Y or path (never downloaded).")
-DownloadPython = typer.Option(False, "--download-python", envvar="ENVBISECT_DOWNLOAD_PYTHON",
-                              help="Let uv download a missing --python interpreter.")
-Installer = typer.Option("uv", "--installer", envvar="ENVBISECT_INSTALLER", help="uv (default) or pip (virtualenv+pip).")
-AsJson = typer.Option(False, "--json", help="Print one JSON object on stdout.")
-# How a probe is run and judged: shared by run, check and matrix.
-Timeout = typer.Option(None, "--timeout", help="Seconds per probe (default: the recipe's).")
-Regress = typer.Option("exit", "--regress", help="exit (default) | error | crash: what counts as bad.")
-Thresholds = typer.Option([], "--threshold", help="Judge by a metric, e.g. 'max_abs_diff>1e-3'.")
-Retries = typer.Option(0, "--retries", min=0, help="Run each probe N more times; disagreement = flaky.")
-NoReuse = typer.Option(False, "--no-reuse", help="Re-run probes recorded by earlier runs.")
-AllowBuild = typer.Option(False, "--allow-build", help="Let the installer build sdist-only releases (slow).")
-
-
-def _settings(cache_dir: Path | None, index_url=None, extra=(), find_links=(), python=None,
-              installer="uv", allow_build=False, reuse=True, download_python=False) -> Settings:
-    paths = CachePaths((Path(cache_dir) if cache_dir else default_cache_dir()).absolute()).ensure()
-    index = IndexConfig.resolve(os.environ, index_url=index_url, extra_index_urls=list(extra),
-                                find_links=list(find_links))
-    return Settings(cache=paths, index=index, python=python, installer=installer,
-                    allow_build=allow_build, reuse=reuse, download_python=download_python)
-
-
-def _regress(value: str) -> RegressMode:
-    try:
-        return RegressMode(value)
-    except ValueError:
-        raise ConfigError(f"--regress {value!r} is not a mode; use one of: "
-                          f"{', '.join(m.value for m in RegressMode)}") from None
-
-
-def _deps(value: str) -> DepsMode:
-    try:
-        return DepsMode(value)
-    except ValueError:
-        raise ConfigError(f"--deps {value!r} is not a mode; use latest or as-of-release") from None
-
-
-def _store(settings: Settings) -> Store:
-    return Store(settings.cache.db)
-
-
-def _progress(json_out: bool) -> Progress:
-    return Progress(err, enabled=err.is_terminal and not json_out)
-
-
 @app.command()
 def run(
     recipe: Path = typer.Argument(..., help="Recipe script (PEP 723)."),
@@ -139,23 +89,23 @@ def run(
     pkg = package or rec.settings.package
     if not pkg and not by_date:
         raise ConfigError(f"no package to bisect: pass --package or set package in {recipe}'s [tool.envbisect] table")
-    settings = _settings(cache_dir, index_url or rec.settings.index_url, extra_index_url, find_links,
+    settings = settings_for(cache_dir, index_url or rec.settings.index_url, extra_index_url, find_links,
                          python or rec.settings.python, installer, allow_build, not no_reuse,
                          download_python)
+    judging = judging_for(timeout, regress, threshold, retries, rec)
+    argv = [redact(a) for a in sys.argv[1:]]
     dated = DateRequest(
         recipe=rec, axes=tuple(Axis.parse(a) for a in axis), since=since, until=until,
-        with_=tuple(with_) or rec.settings.with_, pre=pre or rec.settings.pre, timeout=timeout or rec.settings.timeout,
-        regress=_regress(regress if regress != "exit" else (rec.settings.regress or "exit")),
-        thresholds=tuple(Threshold.parse(t) for t in threshold), retries=retries, argv=[redact(a) for a in sys.argv[1:]])
+        with_=tuple(with_) or rec.settings.with_, pre=pre or rec.settings.pre, timeout=judging.timeout,
+        regress=judging.regress, thresholds=judging.thresholds, retries=retries, argv=argv)
     req = BisectRequest(
         recipe=rec, package=pkg, spec=range_ if range_ is not None else rec.settings.range, good=good, bad=bad,
         verify=not no_verify, with_=tuple(with_) or rec.settings.with_, pre=pre or rec.settings.pre,
-        timeout=timeout or rec.settings.timeout, regress=_regress(regress if regress != "exit" else (rec.settings.regress or "exit")),
-        thresholds=tuple(Threshold.parse(t) for t in threshold), find_fix=find_fix, retries=retries,
-        argv=[redact(a) for a in sys.argv[1:]], deps=_deps(deps))
+        timeout=judging.timeout, regress=judging.regress, thresholds=judging.thresholds, find_fix=find_fix,
+        retries=retries, argv=argv, deps=deps_mode(deps))
     channel = ChannelConfig(nightly_index or rec.settings.nightly_index, nightly_package or rec.settings.nightly_package,
                             variant or rec.settings.variant)
-    with _store(settings) as store, _progress(json_out) as progress:
+    with open_store(settings) as store, progress_for(json_out) as progress:
         session = Session(settings, store, progress)
         if by_date:  # the timeline of the recipe's dependencies, then the culprit
             result = run_by_date(session, dated)
@@ -166,15 +116,11 @@ def run(
         else:
             result = run_bisection(session, req)
     if json_out:
-        out.print(json.dumps(_json_view(result), sort_keys=True), markup=False)
+        out.print(json.dumps(json_view(result), sort_keys=True), markup=False)
     else:
         for i, line in enumerate(report.text_summary(result)):
             out.print(line, markup=False, style="bold" if i == 0 else None)
     raise typer.Exit(EXIT_CODES.get(result["status"], 1))
-
-
-def _json_view(result: dict) -> dict:
-    return json.loads(redact(json.dumps(result, default=str)))
 
 
 @app.command()
@@ -197,16 +143,15 @@ def check(
 ) -> None:
     """Run RECIPE once in a cached environment and print its outcome and metrics."""
     rec = load_recipe(recipe)
-    settings = _settings(cache_dir, index_url or rec.settings.index_url, extra_index_url, find_links,
+    settings = settings_for(cache_dir, index_url or rec.settings.index_url, extra_index_url, find_links,
                          python or rec.settings.python, installer, allow_build, not no_reuse,
                          download_python)
-    with _store(settings) as store, _progress(json_out) as progress:
+    with open_store(settings) as store, progress_for(json_out) as progress:
         result = run_check(Session(settings, store, progress), rec, with_=tuple(with_) or rec.settings.with_,
-                           timeout=timeout or rec.settings.timeout, regress=_regress(regress),
-                           thresholds=tuple(Threshold.parse(t) for t in threshold),
+                           judging=judging_for(timeout, regress, threshold, 0, rec),
                            argv=[redact(a) for a in sys.argv[1:]])
     if json_out:
-        out.print(json.dumps(_json_view(result), sort_keys=True), markup=False)
+        out.print(json.dumps(json_view(result), sort_keys=True), markup=False)
     else:
         out.print(f"{result['outcome']}: {result['reason']}  (run {result['run_id']}"
                   f"{', reused' if result['reused'] else ''})", markup=False)
@@ -238,7 +183,7 @@ def versions(
     variant: Optional[str] = typer.Option(None, "--variant", help="Nightly build variant (cpu, cu126, ...)."),
 ) -> None:
     """List PACKAGE's candidate releases for this host (or --platform), and what was left out and why."""
-    settings = _settings(cache_dir, index_url, extra_index_url, find_links, None if platform else python,
+    settings = settings_for(cache_dir, index_url, extra_index_url, find_links, None if platform else python,
                          allow_build=allow_build)
     aimed = Target.for_platform(platform, python or f"{sys.version_info[0]}.{sys.version_info[1]}") if platform else None
     cands, excluded, target = Session(settings, None).list_versions(package, range_, pre=pre, target=aimed)  # type: ignore[arg-type]
@@ -274,7 +219,7 @@ def versions(
 def history(cache_dir: Optional[Path] = CacheDir, limit: int = typer.Option(20, "--limit"),
             json_out: bool = AsJson) -> None:
     """List recorded runs, newest first."""
-    with Store(_settings(cache_dir).cache.db) as store:
+    with Store(settings_for(cache_dir).cache.db) as store:
         runs = store.list_runs(limit)
     if json_out:
         out.print(json.dumps(runs, default=str), markup=False)
@@ -299,7 +244,7 @@ def show(run_id: int = typer.Argument(..., help="Run id (see `bisect history`)."
     """Every probe of a run: version, outcome, exit, metrics, duration, reused or run."""
     if rerun is not None:
         return _rerun(run_id, rerun, cache_dir, json_out)
-    with Store(_settings(cache_dir).cache.db) as store:
+    with Store(settings_for(cache_dir).cache.db) as store:
         run_row, probes = store.get_run(run_id), store.probes_for_run(run_id)
     if json_out:
         out.print(report.as_json(run_row, probes), markup=False)
@@ -322,11 +267,11 @@ def show(run_id: int = typer.Argument(..., help="Run id (see `bisect history`)."
 
 def _rerun(run_id: int, seq: int, cache_dir: Path | None, json_out: bool) -> None:
     """``bisect show RUN --rerun SEQ``: re-check a recorded probe without the index."""
-    settings = _settings(cache_dir)
-    with _store(settings) as store, _progress(json_out) as progress:
+    settings = settings_for(cache_dir)
+    with open_store(settings) as store, progress_for(json_out) as progress:
         result = rerun_probe(Session(settings, store, progress), run_id, seq, argv=[redact(a) for a in sys.argv[1:]])
     if json_out:
-        out.print(json.dumps(_json_view(result), sort_keys=True), markup=False)
+        out.print(json.dumps(json_view(result), sort_keys=True), markup=False)
     else:
         again = result["rerun_of"]
         out.print(f"{result['outcome']}: {result['reason']}  (probe #{again['seq']} of run {again['run']}, "
@@ -345,7 +290,7 @@ def report_cmd(run_id: int = typer.Argument(..., help="Run id."),
     """Render a run as Markdown (fit to paste in an issue) or JSON."""
     if fmt not in ("md", "json"):
         raise ConfigError(f"--format {fmt!r} is not supported; use md or json")
-    with Store(_settings(cache_dir).cache.db) as store:
+    with Store(settings_for(cache_dir).cache.db) as store:
         run_row, probes = store.get_run(run_id), store.probes_for_run(run_id)
     text = report.markdown(run_row, probes) if fmt == "md" else report.as_json(run_row, probes)
     if output:
@@ -360,7 +305,7 @@ def cache_info(cache_dir: Optional[Path] = CacheDir, json_out: bool = AsJson) ->
     """What the cache holds and how big each part is."""
     from envbisect.cachemgr import cache_info as info
 
-    data = info(_settings(cache_dir).cache)
+    data = info(settings_for(cache_dir).cache)
     if json_out:
         out.print(json.dumps(data, sort_keys=True), markup=False)
         return
@@ -374,7 +319,7 @@ def cache_prune(max_size: str = typer.Option(..., "--max-size", help="e.g. 2GB, 
     """Evict least-recently-used environments until they fit (envs in use are kept)."""
     from envbisect.cachemgr import parse_size, prune
 
-    removed, left = prune(_settings(cache_dir).cache, parse_size(max_size))
+    removed, left = prune(settings_for(cache_dir).cache, parse_size(max_size))
     out.print(f"removed {len(removed)} environment(s); {left} bytes of environments left", markup=False)
 
 
@@ -385,7 +330,7 @@ def cache_clear(cache_dir: Optional[Path] = CacheDir,
     """Delete environments, installer cache, index cache and logs (results kept unless --all)."""
     from envbisect.cachemgr import clear
 
-    removed = clear(_settings(cache_dir).cache, keep_results=keep_results)
+    removed = clear(settings_for(cache_dir).cache, keep_results=keep_results)
     out.print(f"cleared: {', '.join(removed) or 'nothing'}", markup=False)
 
 
@@ -423,11 +368,6 @@ def main() -> None:
     sys.exit(code if isinstance(code, int) else 0)
 
 
-from envbisect.cli_watch import attach, watch  # noqa: E402 - registered after the core commands
-
 app.command()(watch)
 app.command()(attach)
-
-from envbisect.cli_matrix import matrix  # noqa: E402 - registered after the core commands
-
 app.command()(matrix)

@@ -1,6 +1,6 @@
 """The ``bisect matrix`` command: the recipe over the grid of several packages' releases.
 
-Kept apart from :mod:`envbisect.cli` (which registers it at its end, like ``watch``) so
+Kept apart from :mod:`envbisect.cli` (which registers it, like ``watch``) so
 the matrix options live together. Like every command it parses options, builds
 :class:`Settings`, calls one core function (:func:`envbisect.matrix.run_matrix`) and
 renders; errors a user can act on are raised for ``cli.main`` to print on one line.
@@ -16,12 +16,11 @@ from typing import List, Optional
 import typer
 
 from envbisect import report
-from envbisect.cli import (AllowBuild, AsJson, CacheDir, ExtraIndex, FindLinks, IndexUrl, Installer, NoReuse,
-                           Python, Regress, Retries, Thresholds, Timeout, _json_view, _progress, _regress,
-                           _settings, _store, out)
-from envbisect.index import redact
+from envbisect.cli_options import (AllowBuild, AsJson, CacheDir, ExtraIndex, FindLinks, IndexUrl, Installer, NoReuse,
+                                   Python, Regress, Retries, Thresholds, Timeout, json_view, judging_for, open_store,
+                                   out, progress_for, settings_for)
+from envbisect.redact import redact
 from envbisect.matrix import Axis, MatrixRequest, run_matrix
-from envbisect.policy import Threshold
 from envbisect.recipes import load_recipe
 from envbisect.session import Session
 
@@ -51,18 +50,17 @@ def matrix(
     Combinations the resolver rejects are marked incompatible without running the recipe.
     """
     rec = load_recipe(recipe)
-    settings = _settings(cache_dir, index_url or rec.settings.index_url, extra_index_url, find_links,
+    settings = settings_for(cache_dir, index_url or rec.settings.index_url, extra_index_url, find_links,
                          python or rec.settings.python, installer, allow_build, not no_reuse)
+    judging = judging_for(timeout, regress, threshold, retries, rec)
     req = MatrixRequest(
         recipe=rec, axes=tuple(Axis.parse(a) for a in axis), with_=tuple(with_) or rec.settings.with_,
-        pre=pre or rec.settings.pre, limit=limit, timeout=timeout or rec.settings.timeout,
-        regress=_regress(regress if regress != "exit" else (rec.settings.regress or "exit")),
-        thresholds=tuple(Threshold.parse(t) for t in threshold), retries=retries,
-        argv=[redact(a) for a in sys.argv[1:]])
-    with _store(settings) as store, _progress(json_out) as progress:
+        pre=pre or rec.settings.pre, limit=limit, timeout=judging.timeout, regress=judging.regress,
+        thresholds=judging.thresholds, retries=retries, argv=[redact(a) for a in sys.argv[1:]])
+    with open_store(settings) as store, progress_for(json_out) as progress:
         result = run_matrix(Session(settings, store, progress), req)
     if json_out:
-        out.print(json.dumps(_json_view(result), sort_keys=True), markup=False)
+        out.print(json.dumps(json_view(result), sort_keys=True), markup=False)
     else:
         for i, line in enumerate(report.text_summary(result)):
             out.print(line, markup=False, style="bold" if i == 0 else None)

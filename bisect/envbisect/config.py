@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import os
 import platform
-import socket
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,6 +21,11 @@ from envbisect.errors import CacheError, ConfigError
 from envbisect.index import IndexConfig
 
 CACHE_ENV = "ENVBISECT_CACHE_DIR"
+#: envbisect's own ``ENVBISECT_*`` settings: they change how envbisect works, not what a
+#: recipe computes, so they are left out of the probe key (every other ``ENVBISECT_*``
+#: variable is in it; see :func:`envbisect.session.env_values`).
+OWN_VARIABLES = frozenset({CACHE_ENV, "ENVBISECT_PYTHON", "ENVBISECT_INSTALLER", "ENVBISECT_DOWNLOAD_PYTHON",
+                           "ENVBISECT_RESULT", "ENVBISECT_OUTPUTS", "ENVBISECT_SCHEDULER", "ENVBISECT_DEBUG"})
 DEFAULT_CACHE_DIR = Path("cache")
 INSTALLERS = ("uv", "pip")
 
@@ -99,18 +102,11 @@ class Settings:
             )
 
 
-def host_id() -> str:
-    """A stable name for this machine: probes are only reused on the host that ran them
-    (a Metal GPU result from one Mac says nothing about another)."""
-    return f"{socket.gethostname()} {platform.system()} {platform.machine()}"
-
-
 def host_info(python_version: str | None = None) -> dict[str, str]:
-    """What reports print about the host."""
+    """What reports print about the host (never its name: reports get pasted into issues,
+    and probes are matched by fingerprint, see :mod:`envbisect.host`)."""
     return {
         "os": f"{platform.system()} {platform.release()}",
         "machine": platform.machine(),
         "python": python_version or platform.python_version(),
-        "host": socket.gethostname(),
-        "executable": sys.executable,
     }

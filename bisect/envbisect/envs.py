@@ -1,18 +1,21 @@
-"""Content-addressed virtual environments, built atomically and shared safely.
+"""Content-addressed virtual environments, built atomically from a lock and shared safely.
 
-An :class:`EnvSpec` (interpreter, requirement pins, index settings, optional
-``exclude_newer`` date, host platform, installer) hashes to a key; the environment lives
-in ``<cache>/envs/<key>``. A build happens in a temporary directory beside the target
-(``.tmp-<key>-…``) and is renamed into place only once the install and the ``freeze``
-both succeeded, so a directory named by its key is always complete: a build killed
-half-way leaves only a temporary directory, which is never used and is swept away by the
-next build of that key. A per-key file lock makes two processes that need the same
-environment wait for each other rather than build it twice.
+An :class:`EnvSpec` (interpreter, the candidate's exact :class:`~envbisect.plan.Lock`,
+platform, installer) hashes to a key; the environment lives in ``<cache>/envs/<key>``.
+A build happens in a temporary directory beside the target (``.tmp-<key>-…``) and is
+renamed into place only once the install and the package listing both succeeded, so a
+directory named by its key is always complete: a build killed half-way leaves only a
+temporary directory, which is never used and is swept away by the next build of that
+key. A per-key file lock makes two processes that need the same environment wait for
+each other rather than build it twice.
 
-The default backend is uv (``uv venv --relocatable`` + ``uv pip install``), with its
+The default backend is uv (``uv venv --relocatable`` + ``uv pip sync pylock.toml``:
+exactly the locked files, by URL and hash, so no project page is consulted), with its
 cache inside the envbisect cache so installs hardlink; ``--installer pip`` uses
-virtualenv + pip instead (slower, for hosts where uv cannot run). Interpreters are never
-downloaded: ``--python X.Y`` must name an interpreter already on the machine.
+virtualenv + ``pip install --no-deps --require-hashes`` of the same pins instead. An
+installer that cannot reach the index raises :class:`~envbisect.errors.IndexUnreachable`
+(the run stops, resumable); any other failure is :class:`~envbisect.errors.InstallFailed`
+(the candidate is untestable).
 """
 
 from __future__ import annotations
@@ -22,7 +25,6 @@ import json
 import os
 import platform
 import shutil
-import subprocess
 import sys
 import time
 import uuid
@@ -33,20 +35,18 @@ from typing import Iterator
 
 from filelock import FileLock
 
+from packaging.utils import canonicalize_name
+
 from envbisect.config import CachePaths
-from envbisect.errors import ConfigError, InstallFailed
-from envbisect.index import IndexConfig, redact
+from envbisect.errors import InstallFailed
+from envbisect.index import IndexConfig
+from envbisect.installer import Interpreter, install_reason, installer_environ, run_tool, uv_bin
+from envbisect.plan import Lock, is_outage, outage
+from envbisect.redact import redact
 
 MARKER = "envbisect-env.json"
+LOCK_FILE = "pylock.toml"
 IN_USE = ".envbisect-in-use"
-_REASON_MAX = 600
-
-
-def uv_bin() -> str:
-    """The uv executable that ships with the installed ``uv`` package."""
-    from uv import find_uv_bin
-
-    return find_uv_bin()
 
 
 def host_platform() -> str:
@@ -62,49 +62,18 @@ def env_python(env: Path) -> Path:
 
 
 @dataclass(frozen=True)
-class Interpreter:
-    path: str
-    version: str
-
-
-def find_interpreter(request: str | None, *, download: bool = False) -> Interpreter:
-    """Resolve ``--python`` (``None``: the interpreter running envbisect; ``X.Y`` or a path:
-    an interpreter already installed, found by uv). Interpreters are downloaded only when
-    the user asked for it (``download``, from ``--download-python``): a bisection must not
-    fetch and run a binary nobody chose."""
-    if request is None:
-        return Interpreter(getattr(sys, "_base_executable", sys.executable) or sys.executable,
-                           platform.python_version())
-    env = installer_environ(None)
-    find = [uv_bin(), "python", "find", "--no-python-downloads", request]
-    proc = subprocess.run(find, capture_output=True, text=True, env=env, check=False)
-    if proc.returncode != 0 and download:
-        env["UV_PYTHON_DOWNLOADS"] = "automatic"
-        subprocess.run([uv_bin(), "python", "install", request], capture_output=True, text=True,
-                       env=env, check=False)
-        proc = subprocess.run(find, capture_output=True, text=True, env=env, check=False)
-    path = proc.stdout.strip()
-    if proc.returncode != 0 or not path:
-        raise ConfigError(
-            f"no Python {request} interpreter found on this machine; install it "
-            f"(e.g. `uv python install {request}`), pass --download-python, or pass another --python"
-        )
-    out = subprocess.run([path, "-c", "import platform; print(platform.python_version())"],
-                         capture_output=True, text=True, check=False)
-    return Interpreter(path, out.stdout.strip() or request)
-
-
-@dataclass(frozen=True)
 class EnvSpec:
-    """Everything that determines an environment's contents; its key is a hash of it."""
+    """Everything that determines an environment's contents; its key is a hash of it.
+
+    The key is interpreter (version and implementation) + platform + the lock's hash +
+    installer: two candidates whose requirements resolve to the same distributions share
+    one environment, and an environment is never reused once a dependency moved (its
+    lock differs). The index is not part of the key: the lock names every file by hash.
+    """
 
     interpreter: Interpreter
-    requirements: tuple[str, ...]
+    lock: Lock
     index: IndexConfig
-    exclude_newer: str | None = None
-    #: Per-package overrides of ``exclude_newer`` ("PKG=DATE"), e.g. so the bisected
-    #: package's own later uploads stay visible while its dependencies are held back.
-    exclude_newer_package: tuple[str, ...] = ()
     platform: str = host_platform()
     installer: str = "uv"
     allow_build: bool = False
@@ -113,18 +82,12 @@ class EnvSpec:
     offline: bool = False
 
     def canonical(self) -> dict:
-        # The index part is redacted: a rotated password must not change the key, and
-        # the canonical form is written into the env's marker file.
         return {
             "python": self.interpreter.version,
-            "python_path": self.interpreter.path,
-            "requirements": sorted(self.requirements),
-            "index": self.index.redacted(),
-            "exclude_newer": self.exclude_newer,
-            "exclude_newer_package": sorted(self.exclude_newer_package),
+            "implementation": self.interpreter.implementation,
             "platform": self.platform,
+            "lock": self.lock.hash,
             "installer": self.installer,
-            "allow_build": self.allow_build,
         }
 
     @property
@@ -144,41 +107,6 @@ class Env:
     @property
     def python(self) -> Path:
         return env_python(self.path)
-
-
-#: uv settings about *how* to talk to the network, which a user may need on their machine;
-#: every other ``UV_*`` variable (indexes, exclude-newer, resolution strategy, ...) would
-#: change *what* gets installed behind the recorded settings' back, so it is dropped.
-_KEEP_UV = frozenset({"UV_NATIVE_TLS", "UV_HTTP_TIMEOUT", "UV_CONCURRENT_DOWNLOADS", "UV_KEYRING_PROVIDER",
-                      "UV_INSECURE_HOST", "UV_HTTP_RETRIES"})
-
-
-def installer_environ(cache: Path | None) -> dict[str, str]:
-    """The installers' environment: index settings come only from envbisect's own
-    (recorded) configuration, never from ``UV_*``/``PIP_*`` variables or config files."""
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("UV_", "PIP_", "VIRTUAL_ENV", "CONDA_PREFIX")) or k in _KEEP_UV}
-    env["UV_PYTHON_DOWNLOADS"] = "never"
-    env["UV_NO_CONFIG"] = "1"          # a stray uv.toml must not change what gets installed
-    env["UV_NO_PROGRESS"] = "1"
-    env["PIP_CONFIG_FILE"] = os.devnull  # the pip backend ignores pip.conf, as uv does
-    env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
-    if cache is not None:
-        env["UV_CACHE_DIR"] = str(cache)
-    return env
-
-
-def install_reason(stderr: str) -> str:
-    """Condense an installer's error output to the lines a user needs."""
-    lines = [ln.rstrip() for ln in stderr.splitlines() if ln.strip()]
-    keep = [ln for ln in lines if not ln.lstrip().startswith(("Using ", "Resolved ", "Prepared ",
-                                                              "Installed ", "Audited "))]
-    text = " ".join(ln.strip() for ln in (keep or lines)[-8:])
-    return redact(text)[:_REASON_MAX] or "installer failed without a message"
-
-
-def _run(cmd: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=cwd, check=False)
 
 
 class EnvManager:
@@ -241,38 +169,43 @@ class EnvManager:
         return Env(spec.key, self.path_for(spec), resolved, time.perf_counter() - start, False)
 
     def _install(self, spec: EnvSpec, tmp: Path) -> dict[str, str]:
+        """Create the venv in ``tmp`` and install exactly the lock into it; returns what
+        ``pip list`` reports as installed. The lock is kept in the env (``pylock.toml``)."""
         env = installer_environ(self.paths.uv_cache)
-        cwd = self.root
         if spec.installer == "uv":
-            uv = uv_bin()
-            steps = [[uv, "venv", "--quiet", "--relocatable", "--python", spec.interpreter.path, str(tmp)]]
-            install = [uv, "pip", "install", "--python", str(env_python(tmp)), *spec.index.uv_args()]
-            if not spec.allow_build:
-                install.append("--no-build")
-            if spec.exclude_newer:
-                install += ["--exclude-newer", spec.exclude_newer]
-            for item in spec.exclude_newer_package:
-                install += ["--exclude-newer-package", item]
-            if spec.offline:
-                install.append("--offline")
-            steps.append(install + list(spec.requirements))
-            freeze = [uv, "pip", "freeze", "--python", str(env_python(tmp))]
+            uv, python = uv_bin(), str(env_python(tmp))
+            self._step([uv, "venv", "--quiet", "--relocatable", "--python", spec.interpreter.path, str(tmp)], env, spec)
+            (tmp / LOCK_FILE).write_text(spec.lock.text)
+            sync = [uv, "pip", "sync", str(tmp / LOCK_FILE), "--python", python, "--preview-features", "pylock",
+                    *spec.index.uv_args()]
+            sync += [] if spec.allow_build else ["--no-build"]
+            self._step(sync + (["--offline"] if spec.offline else []), env, spec)
+            listing = [uv, "pip", "list", "--format", "json", "--python", python]
         else:
-            steps = [[sys.executable, "-m", "virtualenv", "--quiet", "--python", spec.interpreter.path, str(tmp)]]
-            install = [str(env_python(tmp)), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-                       *spec.index.pip_args()]
-            if not spec.allow_build:
-                install += ["--only-binary", ":all:"]
-            steps.append(install + list(spec.requirements))
-            freeze = [str(env_python(tmp)), "-m", "pip", "freeze", "--all"]
-        for cmd in steps:
-            proc = _run(cmd, env, cwd)
-            if proc.returncode != 0:
-                raise InstallFailed(install_reason(proc.stderr or proc.stdout))
-        proc = _run(freeze, env, cwd)
+            python = str(env_python(tmp))
+            self._step([sys.executable, "-m", "virtualenv", "--quiet", "--python", spec.interpreter.path, str(tmp)],
+                       env, spec)
+            (tmp / LOCK_FILE).write_text(spec.lock.text)
+            reqs = tmp / "requirements.lock.txt"
+            reqs.write_text("\n".join(p.requirement() for p in spec.lock.pins) + "\n")
+            install = [python, "-m", "pip", "install", "--quiet", "--no-deps", "--require-hashes",
+                       *spec.index.pip_args(), "-r", str(reqs)]
+            self._step(install + ([] if spec.allow_build else ["--only-binary", ":all:"]), env, spec)
+            listing = [python, "-m", "pip", "list", "--format", "json"]
+        proc = run_tool(listing, env, self.root)
         if proc.returncode != 0:
             raise InstallFailed(install_reason(proc.stderr))
-        return parse_freeze(proc.stdout)
+        return parse_listing(proc.stdout)
+
+    def _step(self, cmd: list[str], env: dict[str, str], spec: EnvSpec) -> None:
+        """One installer command; an outage stops the run, any other failure makes the
+        candidate untestable (:class:`InstallFailed`)."""
+        proc = run_tool(cmd, env, self.root)
+        if proc.returncode != 0:
+            message = proc.stderr or proc.stdout
+            if is_outage(message):
+                raise outage(message, spec.index)
+            raise InstallFailed(install_reason(message))
 
     @contextmanager
     def in_use(self, env: Env) -> Iterator[Env]:
@@ -291,20 +224,14 @@ class EnvManager:
             mark.unlink(missing_ok=True)
 
 
-def parse_freeze(text: str) -> dict[str, str]:
-    """``name==version`` lines (and ``name @ url``) into a name -> version mapping."""
-    resolved: dict[str, str] = {}
-    for line in text.splitlines():
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        if "==" in line:
-            name, _, ver = line.partition("==")
-            resolved[name.strip().lower()] = ver.strip()
-        elif " @ " in line:
-            name, _, url = line.partition(" @ ")
-            resolved[name.strip().lower()] = redact(url.strip())
-    return resolved
+def parse_listing(text: str) -> dict[str, str]:
+    """``pip list --format json`` output (uv's or pip's) as a name -> version mapping."""
+    try:
+        rows = json.loads(text or "[]")
+    except ValueError as exc:
+        raise InstallFailed(f"the installer's package list is not JSON ({exc})") from exc
+    return {canonicalize_name(str(r["name"])): redact(str(r["version"])) for r in rows
+            if isinstance(r, dict) and "name" in r and "version" in r}
 
 
 # --- eviction ---------------------------------------------------------------------------

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 #: Exit status for bad input or usage (matches Typer/Click's own usage errors).
 EXIT_USAGE = 2
+#: Exit status when the environment failed, not the input: the index is unreachable,
+#: the disk is full, the cache is unusable. Retrying later (or elsewhere) can succeed.
+EXIT_ENVIRONMENT = 6
 
 
 class EnvbisectError(Exception):
@@ -35,7 +38,10 @@ class ConfigError(EnvbisectError):
 
 
 class IndexUnreachable(EnvbisectError):
-    """A package index could not be reached (network down, DNS, repeated 5xx)."""
+    """A package index could not be reached (network down, DNS, repeated 5xx). A run
+    that meets this mid-way is interrupted, never judged: rerun to resume."""
+
+    exit_code = EXIT_ENVIRONMENT
 
 
 class UnknownPackage(EnvbisectError):
@@ -48,6 +54,8 @@ class NoCandidates(EnvbisectError):
 
 class CacheError(EnvbisectError):
     """The cache directory cannot be created or written."""
+
+    exit_code = EXIT_ENVIRONMENT
 
 
 class InstallFailed(EnvbisectError):
@@ -65,6 +73,7 @@ class TrackerError(EnvbisectError):
 
 
 class AlreadyRunning(EnvbisectError):
-    """Another ``bisect watch`` holds the cache directory's lock."""
+    """Another ``bisect watch`` holds the cache directory's lock, or another live process
+    is working on the same run."""
 
     exit_code = 75  # EX_TEMPFAIL: try again once the other instance has stopped

@@ -3,7 +3,7 @@
 This module owns the conversation with package indexes (PEP 503 HTML and PEP 691 JSON
 "simple" pages, flat find-links pages and local directories), the on-disk HTTP cache
 that makes repeated bisections cheap (ETag / Last-Modified revalidation), retries, and
-the redaction of credentials from everything that may reach a user. It never installs
+and redacts (:mod:`envbisect.redact`) credentials from everything it says. It never installs
 anything: turning files into candidates is :mod:`envbisect.versions`' job, and
 installing them is :mod:`envbisect.envs`'.
 
@@ -37,6 +37,7 @@ from urllib3.util.retry import Retry
 
 from envbisect import __version__
 from envbisect.errors import CacheError, IndexUnreachable, UnknownPackage
+from envbisect.redact import redact, strip_credentials
 from envbisect.simple_api import (  # noqa: F401 - re-exported: callers know these as index.*
     JSON_TYPE,
     DistFile,
@@ -59,29 +60,6 @@ SIMPLE_ACCEPT = (
     "text/html;q=0.01"
 )
 _RETRY_STATUSES = (429, 500, 502, 503, 504)
-# userinfo = everything between "scheme://" and "@" that cannot belong to the host/path.
-_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^/?#@\s]+@")
-
-
-def redact(text: str) -> str:
-    """Replace the credentials of every URL inside ``text`` with ``***``.
-
-    Used at every output boundary (messages, logs, reports, the store) because index
-    URLs routinely carry tokens (``https://user:token@host/simple``).
-    """
-    return _USERINFO.sub(r"\g<scheme>***@", text)
-
-
-def _strip_credentials(url: str) -> str:
-    return _USERINFO.sub(r"\g<scheme>", url)
-
-
-def strip_credentials(url: str) -> str:
-    """``url`` without its userinfo (also a redacted ``***@``): the same index for caches
-    such as uv's, which key on the URL without credentials."""
-    return _strip_credentials(url)
-
-
 def _env_list(environ: Mapping[str, str], name: str, *, commas: bool = False) -> list[str]:
     value = environ.get(name, "")
     return (value.replace(",", " ") if commas else value).split()
@@ -346,7 +324,7 @@ class IndexClient:
             page = replace(cached, etag=etag or cached.etag, last_modified=modified or cached.last_modified)
         elif 200 <= status < 300:
             content_type = response.headers.get("Content-Type", "text/html")
-            page = _Page(response.content, content_type, _strip_credentials(response.url), etag, modified)
+            page = _Page(response.content, content_type, strip_credentials(response.url), etag, modified)
         else:
             cause = f"HTTP {status} after {self.retries} retries" if status in _RETRY_STATUSES else f"HTTP {status}"
             raise IndexUnreachable(f"cannot reach {where}: {cause}; check the network or pass --index-url")
@@ -358,7 +336,7 @@ class IndexClient:
     def _cache_path(self, url: str) -> Path | None:
         if self.cache_dir is None:
             return None
-        key = hashlib.sha256(f"{_strip_credentials(url)}\n{SIMPLE_ACCEPT}".encode()).hexdigest()
+        key = hashlib.sha256(f"{strip_credentials(url)}\n{SIMPLE_ACCEPT}".encode()).hexdigest()
         return self.cache_dir / f"{key}.page"
 
     def _cache_load(self, url: str) -> _Page | None:

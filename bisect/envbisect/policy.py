@@ -186,8 +186,9 @@ def _apply_thresholds(
     """Re-judge a run that exited 0 or 1 from its metrics.
 
     Any threshold met: BAD. None met and every metric present: GOOD. None met but some
-    metric missing or not a number: the exit-code judgement stands (a missing metric
-    cannot clear a run), with the missing names in the reason.
+    metric missing or not a number: an ERROR that is never a verdict (untestable under
+    every ``--regress`` mode): the user asked to judge by a number the recipe did not
+    give, so falling back to the exit status would silently answer another question.
     """
     if not thresholds:
         return by_exit
@@ -208,8 +209,9 @@ def _apply_thresholds(
     if not missing:
         return _decided(Outcome.GOOD, "; ".join(clear) + (overridden if exit_code != 0 else ""))
     names = ", ".join(missing)
-    note = f"metric {names} missing or not a number, threshold not applied"
-    return replace(by_exit, reason=f"{by_exit.reason}; {note}")
+    return Judgement(Outcome.ERROR, Verdict.UNTESTABLE,
+                     f"threshold metric {names} missing or not a number (recipe exited {exit_code}); "
+                     "write it to $ENVBISECT_RESULT or judge by another --threshold")
 
 
 def _metric(metrics: Mapping[str, Any], name: str) -> float | None:

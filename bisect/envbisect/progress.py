@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.progress import Progress as RichProgress
 from rich.progress import SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from envbisect.index import redact
+from envbisect.redact import redact
 from envbisect.policy import Judgement
 
 _STYLE = {"good": "green", "bad": "red", "skip": "yellow", "error": "magenta"}

@@ -29,7 +29,8 @@ _BLOCK = re.compile(r"(?m)^# /// (?P<type>[a-zA-Z0-9-]+)$\s(?P<content>(^#(| .*)
 
 #: Keys allowed in ``[tool.envbisect]``; anything else is a typo worth reporting.
 _KNOWN_KEYS = {"package", "range", "timeout", "pre", "with", "python", "index-url", "regress",
-               "nightly-index", "nightly-package", "variant"}
+               "nightly-index", "nightly-package", "variant", "env"}
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 DEFAULT_TIMEOUT = 600.0
 
@@ -50,6 +51,9 @@ class RecipeSettings:
     nightly_index: str | None = None
     nightly_package: str | None = None
     variant: str | None = None
+    #: Environment variables the recipe reads (``env = ["ADDMM_RTOL"]``): their values
+    #: are part of every probe's key, so changing one re-runs the probe.
+    env: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -129,6 +133,10 @@ def _settings(table: object, where: str) -> RecipeSettings:
     with_ = table.get("with", [])
     if isinstance(with_, str):
         with_ = [with_]
+    env = table.get("env", [])
+    if not isinstance(env, list) or not all(isinstance(n, str) and _ENV_NAME.match(n) for n in env):
+        raise RecipeError(f"{where}: [tool.envbisect] env must be a list of environment variable names, "
+                          'e.g. env = ["ADDMM_RTOL"]')
     return RecipeSettings(
         package=table.get("package"),
         range=None if rng is None else str(rng),
@@ -141,6 +149,7 @@ def _settings(table: object, where: str) -> RecipeSettings:
         nightly_index=table.get("nightly-index"),
         nightly_package=table.get("nightly-package"),
         variant=table.get("variant"),
+        env=tuple(dict.fromkeys(env)),
     )
 
 

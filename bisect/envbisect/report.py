@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 
 from envbisect import report_matrix
-from envbisect.index import redact
+from envbisect.redact import redact
 from envbisect.nightly import display as shown
 from envbisect.nightly import nights_between
 

@@ -13,7 +13,7 @@
 
 from __future__ import annotations
 
-from envbisect.index import redact
+from envbisect.redact import redact
 
 _SHORT = {"good": "good", "bad": "BAD", "skip": "skip", "error": "error", "incompatible": "incompatible"}
 

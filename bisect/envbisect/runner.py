@@ -3,7 +3,7 @@
 The runner owns the process side of a probe: a scrubbed environment (no leaked
 interpreter settings, index credentials or secrets), a fresh scratch directory as the
 working directory, output captured to files with a bounded tail kept in memory, a
-timeout that stops the *whole process group*, and the metrics file the recipe may
+timeout that stops the *whole process tree*, and the metrics file the recipe may
 write to ``$ENVBISECT_RESULT``. It never decides good or bad: that is
 :mod:`envbisect.policy`'s job, so stored raw results can be re-judged later.
 
@@ -11,8 +11,20 @@ Why files and a process group: a recipe that forks a helper which keeps stdout o
 would block a reader of a pipe forever, and a helper left running would outlive the
 probe and skew the next one. Output therefore goes to files, the recipe starts in a new
 session (its own process group) and whatever is left of that group is killed when the
-recipe ends. A descendant that calls ``setsid()`` itself escapes the group; nothing
-portable can follow it without ``/proc`` or cgroups.
+recipe ends.
+
+A descendant that calls ``setsid()`` (or ``setpgid()``) itself leaves that group, and
+once its parent exits it is reparented and no longer findable from the recipe. So while
+the recipe runs the runner polls it (every :data:`POLL_S` seconds) and remembers, with
+psutil, every descendant it has seen, by pid *and* creation time (a recycled pid is
+never signalled). Stopping the recipe signals the group and every remembered
+descendant, whichever session it is in, and whatever of them is still alive after the
+recipe exits is killed. An escaping process is therefore caught when a poll saw it
+in the recipe's tree while its ancestors there were still alive (at the polling
+interval): a grandchild that double-forks and calls ``setsid()`` between two polls,
+after its parent has already exited, can still escape. Closing that gap needs the
+runner to become a child subreaper (``PR_SET_CHILD_SUBREAPER``, Linux only) or a cgroup
+per probe, which is out of scope here.
 """
 
 from __future__ import annotations
@@ -26,10 +38,12 @@ import stat
 import subprocess
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import IO, Any
+
+import psutil
 
 from envbisect.errors import ConfigError, InstallFailed
 
@@ -58,6 +72,11 @@ LAUNCHER = (
 )
 #: Metrics files larger than this are dropped (with a note), never read whole.
 METRICS_MAX_BYTES = 64 * 1024
+#: While the recipe runs, its descendants are looked up this often (seconds), so that
+#: one leaving the process group is still known when the recipe is stopped.
+POLL_S = 0.2
+#: How long to wait for killed descendants to disappear after the recipe has exited.
+REAP_WAIT_S = 1.0
 
 # Interpreter and environment-manager settings that would make the env's python see
 # another environment's packages or startup code.
@@ -182,8 +201,9 @@ def run_recipe(
     The recipe runs in a new, empty directory under ``scratch_dir`` (removed afterwards
     unless ``keep_scratch``), with ``env`` (default: :func:`scrubbed_environ` for the
     env's ``bin``) plus ``ENVBISECT_RESULT``, stdin from /dev/null and stdout/stderr to
-    files. At ``timeout`` seconds the process group gets SIGTERM, then SIGKILL after
-    ``grace_s``. Whatever is left of the group after the recipe ends is killed too.
+    files. At ``timeout`` seconds the process group and every descendant seen so far get
+    SIGTERM, then SIGKILL after ``grace_s``. Whatever is left of the group and of those
+    descendants after the recipe ends is killed too.
 
     ``log_path`` receives a short header, then the full stdout, then the full stderr
     (each under its own ``==> stdout <==`` / ``==> stderr <==`` marker): two separate
@@ -264,35 +284,140 @@ def _run_in(
 
 
 def _wait(proc: subprocess.Popen, timeout: float, grace_s: float) -> tuple[int, bool, float]:
-    """Wait for the recipe; stop its group on timeout; always kill what is left of it.
+    """Wait for the recipe; stop its tree on timeout; always kill what is left of it.
 
-    Returns (returncode, timed_out, duration). The grace period waits for the group
-    leader only: without /proc there is no portable way to tell a live member from an
-    unreaped zombie, so once the leader is gone the rest of the group is killed at once.
+    Returns (returncode, timed_out, duration). The leader is waited for in steps of
+    :data:`POLL_S`, refreshing the set of known descendants at each step (see the module
+    docstring). On timeout the group and the known descendants get SIGTERM and the
+    leader gets ``grace_s`` to exit; then everything left gets SIGKILL.
     """
     pgid = proc.pid  # start_new_session: the recipe leads its own group
+    tree = _Tree(proc)
     start = time.monotonic()
     timed_out = False
     try:
-        try:
-            proc.wait(timeout=timeout)
-            duration = time.monotonic() - start
-        except subprocess.TimeoutExpired:
-            duration = time.monotonic() - start
+        exited = _poll(proc, tree, start + timeout)
+        duration = time.monotonic() - start
+        if not exited:
             timed_out = True
-            _signal_group(pgid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=grace_s)
-            except subprocess.TimeoutExpired:
-                pass
+            _stop(pgid, tree, signal.SIGTERM)
+            _poll(proc, tree, time.monotonic() + grace_s)
     except BaseException:
         # Ctrl-C or anything else while waiting: leave nothing running behind us.
-        _signal_group(pgid, signal.SIGKILL)
+        _stop(pgid, tree, signal.SIGKILL)
         proc.wait()
+        _kill_survivors(tree)
         raise
     # Forked helpers left behind (or ignoring SIGTERM) must not outlive the probe.
-    _signal_group(pgid, signal.SIGKILL)
-    return proc.wait(), timed_out, duration
+    _stop(pgid, tree, signal.SIGKILL)
+    returncode = proc.wait()
+    _kill_survivors(tree)
+    return returncode, timed_out, duration
+
+
+class _Tree:
+    """The recipe's descendants seen so far, as psutil processes.
+
+    psutil processes compare by (pid, creation time), and psutil checks that identity
+    again before sending a signal, so a remembered process whose pid was reused by an
+    unrelated one is never signalled. Every psutil error (the process is gone, a zombie,
+    or not ours to inspect) is taken as "nothing to do".
+    """
+
+    def __init__(self, proc: subprocess.Popen) -> None:
+        self._proc = proc
+        try:
+            self._leader: psutil.Process | None = psutil.Process(proc.pid)
+        except psutil.Error:
+            self._leader = None  # already gone: its group is all that can be signalled
+        self.known: set[psutil.Process] = set()
+
+    def refresh(self) -> None:
+        """Add the leader's current descendants and forget known ones that are gone.
+
+        Only while the leader has not been reaped: after that its pid may belong to
+        another process. Known processes missing from the new snapshot have left the
+        tree (reparented after their parent exited, or dead): they are kept while alive.
+        """
+        if self._leader is None or self._proc.returncode is not None:
+            return
+        current = _descendants(self._leader)
+        self.known = current | {p for p in self.known - current if _alive(p)}
+
+    def expand(self) -> None:
+        """Add the descendants of known processes that left the tree (orphans that kept
+        forking after the last refresh); done once, just before the final kill."""
+        for escaped in [p for p in self.known if _alive(p)]:
+            self.known |= _descendants(escaped)
+
+
+def _descendants(process: psutil.Process) -> set[psutil.Process]:
+    """``process``'s descendants now; empty when it is gone or cannot be inspected."""
+    try:
+        return set(process.children(recursive=True))
+    except psutil.Error:
+        return set()
+
+
+def _alive(process: psutil.Process) -> bool:
+    """Running and not a zombie (an orphaned zombie may never be reaped in a container
+    whose PID 1 does not reap, so it counts as gone)."""
+    try:
+        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def _poll(proc: subprocess.Popen, tree: _Tree, deadline: float) -> bool:
+    """Wait for the leader until ``deadline`` (monotonic), refreshing ``tree`` every
+    :data:`POLL_S`; True when the leader has exited (it is then reaped)."""
+    while True:
+        tree.refresh()
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return proc.poll() is not None
+        try:
+            proc.wait(timeout=min(POLL_S, remaining))
+        except subprocess.TimeoutExpired:
+            continue
+        return True
+
+
+def _stop(pgid: int, tree: _Tree, sig: int) -> None:
+    """Send ``sig`` to the recipe's process group and to every known descendant, in
+    whatever session or group it now is. The tree is refreshed first (while the leader
+    lives) so that descendants started since the last poll are included; before SIGKILL
+    the descendants of escaped ones are added too."""
+    tree.refresh()
+    if sig == signal.SIGKILL:
+        tree.expand()
+    _signal_group(pgid, sig)
+    _signal_each(tree.known, sig)
+
+
+def _signal_each(processes: Iterable[psutil.Process], sig: int) -> None:
+    """Send ``sig`` to each process; gone, zombie or foreign ones are skipped."""
+    for process in processes:
+        try:
+            process.send_signal(sig)
+        except psutil.Error:
+            pass
+
+
+def _kill_survivors(tree: _Tree, wait_s: float = REAP_WAIT_S) -> None:
+    """After the leader has exited: SIGKILL every known descendant still alive and wait
+    up to ``wait_s`` for them to go.
+
+    Not :func:`psutil.wait_procs`: it counts an orphaned zombie as alive, so where PID 1
+    never reaps orphans (some containers) it would wait out its whole timeout on every
+    probe that left a helper behind.
+    """
+    left = [p for p in tree.known if _alive(p)]
+    _signal_each(left, signal.SIGKILL)
+    deadline = time.monotonic() + wait_s
+    while left and time.monotonic() < deadline:
+        time.sleep(0.02)
+        left = [p for p in left if _alive(p)]
 
 
 def _signal_group(pgid: int, sig: int) -> None:
@@ -379,7 +504,7 @@ def _tail(path: Path, limit: int) -> str:
 def _ending(exit_code: int | None, sig: int | None, timed_out: bool, duration: float) -> str:
     """One line for the log header saying how the recipe ended."""
     if timed_out:
-        return f"timed out after {duration:.1f} s (process group stopped)"
+        return f"timed out after {duration:.1f} s (process tree stopped)"
     if sig is not None:
         return f"killed by {signal_name(sig)} after {duration:.1f} s"
     return f"exit {exit_code} after {duration:.1f} s"

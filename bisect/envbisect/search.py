@@ -11,22 +11,46 @@ with ``find_fix=True`` OLD is bad and NEW is good (find the release that fixed i
 
 The machine holds no hidden progress: every decision is recomputed from the verdicts
 it holds, so feeding a fresh :class:`Bisection` the verdicts a first one recorded
-puts it in exactly the same place. One pass over the held verdicts goes:
+puts it in exactly the same place. One pass over the held verdicts of ``[lo, hi]``
+goes (``verify=False`` skips step 1 and takes ``lo`` as OLD and ``hi`` as NEW):
 
-1. Verify the ends (unless ``verify=False``): the oldest testable candidate of
-   ``[lo, hi]`` must be OLD and the newest testable one NEW, stepping inward past
-   untestable ones. A NEW oldest end means the change predates the range; an OLD
-   newest end means it was not reproduced.
-2. Narrow the window ``(a, b)``: ``b`` is the smallest NEW index above the oldest
-   end, ``a`` the largest OLD index below ``b``. With monotone verdicts this is the
-   usual bisection window; with non-monotone ones (flaky recipes, verdicts from
-   older runs) it is still a well-defined deterministic choice with ``a < b`` and no
-   testable verdict inside, so the search always terminates.
-3. Probe the untested candidate nearest the window's midpoint; untestable ones are
-   stepped around, alternately below and above the midpoint (like
-   ``git bisect skip``). When no untested candidate is left inside the window the
-   answer is ``(a, b)``: FOUND when they are adjacent, INCONCLUSIVE with the
-   untestable candidates that separate them otherwise.
+1. Ends first: a NEW ``lo`` means the change predates the range; otherwise, while
+   ``lo`` or ``hi`` has no verdict, those two are what to probe (both at once for a
+   parallel caller). An untestable end is *not* walked past one candidate at a time:
+   a stretch of untestable releases at either end (old releases that no longer build
+   against today's dependencies, new ones that need something unreleased) is crossed
+   by the bisection in step 3, in a logarithmic number of probes.
+2. With both ends known, an OLD ``hi`` means the change was not reproduced.
+3. Otherwise pick the window from what is held: ``b`` is the smallest NEW index and
+   ``a`` the largest OLD index below ``b`` (the largest OLD overall when nothing is
+   NEW). With non-monotone verdicts (flaky recipes, verdicts from older runs) this is
+   still a well-defined deterministic choice that only shrinks, so the search always
+   terminates.
+
+   * ``a`` and ``b``: the usual window. Probe the untested candidate nearest its
+     midpoint, stepping around untestable ones alternately below and above it (like
+     ``git bisect skip``). When nothing untested is left inside, the answer is
+     ``(a, b)``: FOUND when they are adjacent, INCONCLUSIVE with the untestable
+     candidates that separate them otherwise.
+   * ``b`` but no OLD below it (``lo`` was untestable): the untestable candidates are
+     taken to be one stretch at the old end. The floor ``f`` is the largest
+     untestable index below ``b``; probe the middle of ``(f, b)``. Untestable raises
+     the floor, OLD gives ``a`` (the usual window), NEW lowers ``b``. When ``f`` and
+     ``b`` meet the answer is INCONCLUSIVE with ``first_new=b`` and
+     ``untestable_edge="old"``: every older candidate looked untestable. This is
+     never PREDATES_RANGE, which needs ``lo`` itself tested NEW.
+   * ``a`` but no NEW above it (``hi`` was untestable): the mirror image, with the
+     ceiling ``c``, the smallest untestable index above ``a``; the answer is
+     INCONCLUSIVE with ``last_old=a`` and ``untestable_edge="new"``.
+   * Neither (both ends untestable): probe the middle of the longest run of
+     consecutive untested candidates (the older run on a tie) until one is
+     testable; INCONCLUSIVE with neither answer when nothing is.
+
+Probe counts: with testable ends, or an untestable stretch at only one end, a search
+over ``N`` candidates asks at most ``ceil(log2 N) + 2`` times (the two ends, then one
+halving per probe). With both ends untestable no strategy can promise that (an
+untestable answer does not say on which side the testable candidates lie); finding
+the first testable one costs one probe per run split, then the halving resumes.
 """
 
 from __future__ import annotations
@@ -57,11 +81,12 @@ class Status(str, Enum):
 
     #: last_old and first_new are adjacent: the change is pinned to one candidate.
     FOUND = "found"
-    #: The newest testable candidate is still in the old state.
+    #: The newest candidate (hi) was tested and is still in the old state.
     NOT_REPRODUCED = "not-reproduced"
-    #: The oldest testable candidate is already in the new state.
+    #: The oldest candidate (lo) was tested and is already in the new state.
     PREDATES_RANGE = "predates-range"
-    #: Only untestable candidates separate old and new, or nothing was testable.
+    #: Only untestable candidates separate old and new, or everything on one side of
+    #: the change (see ``untestable_edge``) or on both was untestable.
     INCONCLUSIVE = "inconclusive"
 
 
@@ -78,6 +103,10 @@ class SearchResult:
     untestable_between: tuple[int, ...]
     #: Indices in [lo, hi] whose verdict the search held, in the order it learned them.
     probed: tuple[int, ...]
+    #: Set only for an INCONCLUSIVE answer with one side missing: ``"old"`` when every
+    #: candidate older than first_new was untestable (last_old is None), ``"new"`` when
+    #: every candidate newer than last_old was (first_new is None).
+    untestable_edge: str | None = None
 
 
 def terms_for(find_fix: bool) -> dict[Verdict, Term]:
@@ -95,14 +124,13 @@ def _ceil_log2(count: int) -> int:
 class _Step:
     """Where one pass over the held verdicts leaves the search.
 
-    Exactly one of three shapes: ``result`` set (done); ``ends`` non-empty (an end is
-    still unverified; these are the unknown end candidates, oldest end first); or
-    ``window`` set with the untested candidates strictly inside it.
+    Exactly one of three shapes: ``result`` set (done); ``ends`` non-empty (the ends of
+    ``[lo, hi]`` that have no verdict yet, ``lo`` first); or ``window`` set with the
+    untested candidates strictly inside it, to be probed nearest its midpoint.
     """
 
     result: SearchResult | None = None
     ends: tuple[int, ...] = ()
-    ends_left: int = 0
     window: tuple[int, int] | None = None
     untested: tuple[int, ...] = ()
 
@@ -162,7 +190,9 @@ class Bisection:
 
         ``in_flight`` are indices being tested now; they are never returned. While an
         end is unverified only the end candidates are returned (the window depends on
-        them); afterwards the indices split the window into ``k + 1`` near-equal parts.
+        them); afterwards the indices split the current window (the usual one, the
+        one-sided one beside an untestable stretch, or the longest untested run) into
+        ``k + 1`` near-equal parts.
         An empty list with an unfinished search means: wait for the in-flight results.
         ``next_probes(1)`` is always ``[next_probe()]`` when nothing is in flight.
         """
@@ -208,7 +238,7 @@ class Bisection:
         """Rough number of probes still needed, for progress display (0 when done).
 
         Unverified ends plus ``ceil(log2(untested span))``; untestable candidates found
-        later can make the real number larger.
+        later (in the middle, or both ends untestable) can make the real number larger.
         """
         step = self._plan()
         if step.result is not None:
@@ -216,7 +246,7 @@ class Bisection:
         if step.window is not None:
             return _ceil_log2(len(step.untested) + 1)
         untested = sum(1 for i in range(self.lo, self.hi + 1) if i not in self._verdicts)
-        return step.ends_left + _ceil_log2(max(untested - step.ends_left, 0) + 1)
+        return len(step.ends) + _ceil_log2(max(untested - len(step.ends), 0) + 1)
 
     # -- one pass over the held verdicts ----------------------------------------
 
@@ -228,18 +258,6 @@ class Bisection:
             return Term.NEW
         verdict = self._verdicts.get(index)
         return None if verdict is None else self._terms[verdict]
-
-    def _walk(self, indices: Iterable[int]) -> tuple[int | None, Term | None]:
-        """Step inward past untestable candidates: the first untested or testable one.
-
-        Returns ``(index, term)``; ``term`` is None for an untested index, and
-        ``(None, None)`` means every candidate walked over is untestable.
-        """
-        for index in indices:
-            term = self._term(index)
-            if term is not Term.UNTESTABLE:
-                return index, term
-        return None, None
 
     def _probed(self) -> tuple[int, ...]:
         """Held verdicts that belong to this search, in the order they were learned."""
@@ -254,53 +272,81 @@ class Bisection:
         last_old: int | None = None,
         first_new: int | None = None,
         between: tuple[int, ...] = (),
+        edge: str | None = None,
     ) -> _Step:
         return _Step(
-            result=SearchResult(status, last_old, first_new, between, self._probed())
+            result=SearchResult(status, last_old, first_new, between, self._probed(), edge)
         )
 
     def _plan(self) -> _Step:
         """Recompute where the search stands from the verdicts held (see module doc)."""
-        if self.verify:
-            oldest, old_term = self._walk(range(self.lo, self.hi + 1))
-            if oldest is None:
-                return self._done(Status.INCONCLUSIVE)
-            if old_term is None:
-                # Also offer the newest end, so parallel callers can test both at once.
-                newest, new_term = self._walk(range(self.hi, oldest, -1))
-                extra = (newest,) if newest is not None and new_term is None else ()
-                return _Step(ends=(oldest, *extra), ends_left=1 + len(extra))
-            if old_term is Term.NEW:
-                return self._done(Status.PREDATES_RANGE, first_new=oldest)
-            newest, new_term = self._walk(range(self.hi, oldest, -1))
-            if newest is None:
-                # The oldest end is the only testable candidate, and it is old.
-                return self._done(Status.NOT_REPRODUCED, last_old=oldest)
-            if new_term is None:
-                return _Step(ends=(newest,), ends_left=1)
-            if new_term is Term.OLD:
-                return self._done(Status.NOT_REPRODUCED, last_old=newest)
-        else:
-            oldest, newest = self.lo, self.hi
-        a, b = self._window(oldest, newest)
+        lo, hi = self.lo, self.hi
+        if self._term(lo) is Term.NEW:
+            # Settled whatever hi says, so hi is not asked for.
+            return self._done(Status.PREDATES_RANGE, first_new=lo)
+        ends = tuple(i for i in dict.fromkeys((lo, hi)) if self._term(i) is None)
+        if ends:
+            return _Step(ends=ends)
+        if self._term(hi) is Term.OLD:
+            return self._done(Status.NOT_REPRODUCED, last_old=hi)
+        terms = {i: self._term(i) for i in range(lo, hi + 1)}
+        b = next((i for i, t in terms.items() if t is Term.NEW), None)
+        below = range(lo, hi + 1) if b is None else range(lo, b)
+        a = next((i for i in reversed(below) if terms[i] is Term.OLD), None)
+        if a is not None and b is not None:
+            return self._between(a, b, terms)
+        if b is not None:
+            # lo is untestable (neither old nor new, and known), so a floor exists.
+            floor = next(i for i in reversed(below) if terms[i] is Term.UNTESTABLE)
+            return self._beside(floor, b, last_old=None, first_new=b, edge="old")
+        if a is not None:
+            # Likewise hi is untestable, so a ceiling exists.
+            ceiling = next(i for i in range(a + 1, hi + 1) if terms[i] is Term.UNTESTABLE)
+            return self._beside(a, ceiling, last_old=a, first_new=None, edge="new")
+        return self._longest_run(terms)
+
+    def _between(self, a: int, b: int, terms: Mapping[int, Term | None]) -> _Step:
+        """The usual window: ``a`` old, ``b`` new, only untestable verdicts inside."""
         inside = range(a + 1, b)
-        untested = tuple(i for i in inside if self._term(i) is None)
+        untested = tuple(i for i in inside if terms[i] is None)
         if untested:
             return _Step(window=(a, b), untested=untested)
-        # Everything left inside the window is untestable.
         status = Status.FOUND if b == a + 1 else Status.INCONCLUSIVE
         return self._done(status, a, b, tuple(inside))
 
-    def _window(self, oldest: int, newest: int) -> tuple[int, int]:
-        """The bisection window between a verified-old and a verified-new end.
+    def _beside(
+        self,
+        start: int,
+        stop: int,
+        *,
+        last_old: int | None,
+        first_new: int | None,
+        edge: str,
+    ) -> _Step:
+        """A one-sided window: one end testable, the other an untestable stretch's edge.
 
-        ``b`` is the smallest new index above ``oldest`` and ``a`` the largest old index
-        below ``b``; both ends qualify, so the window always exists, ``a < b``, and no
-        testable verdict lies strictly inside it, even when verdicts are not monotone.
+        Nothing inside is held (any verdict there would have moved ``start`` or
+        ``stop``), so every candidate inside is untested.
         """
-        b = next(i for i in range(oldest + 1, newest + 1) if self._term(i) is Term.NEW)
-        a = next(i for i in range(b - 1, oldest - 1, -1) if self._term(i) is Term.OLD)
-        return a, b
+        untested = tuple(range(start + 1, stop))
+        if untested:
+            return _Step(window=(start, stop), untested=untested)
+        return self._done(Status.INCONCLUSIVE, last_old, first_new, edge=edge)
+
+    def _longest_run(self, terms: Mapping[int, Term | None]) -> _Step:
+        """Nothing testable yet: the longest run of untested candidates (older on a tie)."""
+        best: tuple[int, ...] = ()
+        run: list[int] = []
+        for i, term in [*terms.items(), (self.hi + 1, Term.UNTESTABLE)]:
+            if term is None:
+                run.append(i)
+                continue
+            if len(run) > len(best):
+                best = tuple(run)
+            run = []
+        if not best:
+            return self._done(Status.INCONCLUSIVE)
+        return _Step(window=(best[0] - 1, best[-1] + 1), untested=best)
 
 
 def bisect_with(n: int, oracle: Callable[[int], Verdict], **kwargs: object) -> SearchResult:

@@ -31,7 +31,7 @@ from typing import Any
 from sqlite_utils import Database
 
 from envbisect import __version__
-from envbisect.errors import CacheError, RunNotFound
+from envbisect.errors import AlreadyRunning, CacheError, RunNotFound
 
 #: Seconds a writer waits for another process's write lock before giving up.
 BUSY_TIMEOUT_S = 30.0
@@ -64,8 +64,8 @@ TERMINAL_STATUSES = frozenset({RunStatus.DONE, RunStatus.FAILED})
 
 # Columns whose values are JSON text on disk and Python objects in memory.
 _JSON_COLUMNS = {
-    "runs": ("settings", "argv", "result", "host"),
-    "probes": ("requirements", "resolved", "metrics"),
+    "runs": ("settings", "argv", "result", "host", "owner"),
+    "probes": ("requirements", "resolved", "metrics", "env_values", "fingerprint"),
     "watches": ("state",),
 }
 # Columns stored as 0/1 and returned as bool.
@@ -117,8 +117,27 @@ def _migration_1(db: Database) -> None:
     db["attachments"].create_index(["run_id"], index_name="attachments_run")
 
 
+def _migration_2(db: Database) -> None:
+    """Exact probes: locks, probe keys, host fingerprints, run ownership and snapshots.
+
+    ``runs``: ``snapshot`` (the ``--exclude-newer`` instant every resolve of the run uses,
+    so a resume sees the same world), ``owner`` (host, pid and start time of the process
+    working on it) and ``heartbeat``. ``probes``: ``lock_hash``, ``probe_key`` (what reuse
+    matches on), ``env_values`` (the declared environment variables), ``timeout_s`` and
+    ``fingerprint`` (the host's details). ``locks``: each lock's text, by hash. Rows
+    written before this migration have no ``probe_key`` and are never reused.
+    """
+    for column, kind in (("snapshot", str), ("owner", str), ("heartbeat", str)):
+        db["runs"].add_column(column, kind)
+    for column, kind in (("lock_hash", str), ("probe_key", str), ("env_values", str), ("timeout_s", float),
+                         ("fingerprint", str)):
+        db["probes"].add_column(column, kind)
+    db["probes"].create_index(["probe_key"], index_name="probes_key")
+    db["locks"].create({"hash": str, "text": str, "created_at": str}, pk="hash", not_null=["text", "created_at"])
+
+
 #: Migration N is ``MIGRATIONS[N - 1]``; each runs once, in its own transaction.
-MIGRATIONS: list[Callable[[Database], None]] = [_migration_1]
+MIGRATIONS: list[Callable[[Database], None]] = [_migration_1, _migration_2]
 
 #: The schema version this code writes (``PRAGMA user_version`` after migrating).
 SCHEMA_VERSION: int = len(MIGRATIONS)
@@ -278,22 +297,54 @@ class Store:
         """Record a new run in status ``running`` and return its id.
 
         ``signature`` identifies "the same question asked again" so an interrupted
-        run can be found and resumed (see :meth:`find_resumable_run`).
+        run can be found and resumed (see :meth:`claim_run`).
         """
-        record = {
-            "kind": RunKind(kind), "recipe_path": recipe_path, "recipe_hash": recipe_hash,
-            "package": package, "spec": spec, "signature": signature,
-            "settings": settings, "argv": list(argv), "status": RunStatus.RUNNING,
-            "started_at": utc_now(), "envbisect_version": __version__, "host": host_info(),
-        }
         with self._write():
-            table = self._db["runs"].insert(_encode("runs", record))
-        return int(table.last_pk)
+            return self._insert_run(kind=kind, recipe_path=recipe_path, recipe_hash=recipe_hash, package=package,
+                                    spec=spec, signature=signature, settings=settings, argv=argv)
+
+    def _insert_run(self, *, kind: str, argv: list[str], **fields: Any) -> int:
+        """Insert a run row (inside the caller's write transaction); returns its id."""
+        record = {"kind": RunKind(kind), "argv": list(argv), "status": RunStatus.RUNNING, "started_at": utc_now(),
+                  "envbisect_version": __version__, "host": host_info(), **fields}
+        return int(self._db["runs"].insert(_encode("runs", record)).last_pk)
 
     def find_resumable_run(self, signature: str) -> dict | None:
         """The newest run with this signature that is ``running`` or ``interrupted``."""
         sql = "SELECT * FROM runs WHERE signature = ? AND status IN (?, ?) ORDER BY id DESC LIMIT 1"
         return self._first("runs", sql, [signature, RunStatus.RUNNING, RunStatus.INTERRUPTED])
+
+    def claim_run(self, *, owner: dict, is_alive: Callable[[dict], bool], snapshot: str | None,
+                  **run: Any) -> tuple[dict, bool]:
+        """Resume the unfinished run with ``run["signature"]`` or create one, atomically.
+
+        In one write transaction: the newest ``running``/``interrupted`` run with that
+        signature is taken over (status ``running``, ``owner`` set) unless ``is_alive``
+        says its owner still works on it, which raises :class:`AlreadyRunning`; with no
+        such run a new one is created with this ``snapshot``. Returns (the run, resumed).
+        Two processes asking at once can therefore never both work on one run.
+        """
+        with self._write():
+            found = self.find_resumable_run(run["signature"])
+            if found is not None:
+                holder = found.get("owner") or {}
+                if found["status"] == RunStatus.RUNNING and holder and is_alive(found):
+                    raise AlreadyRunning(
+                        f"run {found['id']} asks the same question and is still in progress "
+                        f"(PID {holder.get('pid')} on {holder.get('host')}); wait for it to finish, "
+                        f"follow it with `bisect show {found['id']}`, or stop that process and run again to resume"
+                    )
+                changes = {"status": RunStatus.RUNNING, "finished_at": None, "owner": owner,
+                           "heartbeat": utc_now()}
+                self._db["runs"].update(found["id"], _encode("runs", changes))
+                return self._first("runs", "SELECT * FROM runs WHERE id = ?", [found["id"]]), True
+            run_id = self._insert_run(owner=owner, snapshot=snapshot, heartbeat=utc_now(), **run)
+            return self._first("runs", "SELECT * FROM runs WHERE id = ?", [run_id]), False
+
+    def heartbeat(self, run_id: int) -> None:
+        """Stamp a run as still worked on (see :meth:`claim_run`)."""
+        with self._write():
+            self._conn.execute("UPDATE runs SET heartbeat = ? WHERE id = ?", [utc_now(), run_id])
 
     def update_run(self, run_id: int, *, status: str, result: dict | None = None) -> None:
         """Set a run's status (and result, when given; ``None`` keeps the stored one).
@@ -329,10 +380,16 @@ class Store:
 
     def add_probe(self, run_id: int, **fields: Any) -> int:
         """Record one probe of ``run_id`` and return its id; committed on return.
+        See :meth:`record_probe`."""
+        return self.record_probe(run_id, **fields)[0]
+
+    def record_probe(self, run_id: int, **fields: Any) -> tuple[int, int]:
+        """Record one probe row of ``run_id``; returns (its id, its seq). Committed on return.
 
         ``fields`` are probe columns (unknown names raise :class:`TypeError`). When
-        ``seq`` is omitted it is the next number in this run, assigned under the
-        write lock so concurrent writers never collide.
+        ``seq`` is omitted it is the next number in this run, assigned inside the same
+        write transaction as the insert, so concurrent writers never share a number.
+        Later attempts of the same candidate pass the seq the first one got.
         """
         _check_fields("add_probe", fields, self._probe_fields)
         with self._write():
@@ -343,23 +400,29 @@ class Store:
             record = {"attempt": 1, "timed_out": False, "flaky": False, **fields}
             record.update(run_id=run_id, created_at=utc_now())
             table = self._db["probes"].insert(_encode("probes", record))
-        return int(table.last_pk)
+        return int(table.last_pk), int(record["seq"])
 
-    def find_probes(self, *, recipe_hash: str, env_key: str, host: str) -> list[dict]:
-        """Every executed probe for this key, newest first, across all runs.
+    def find_reusable(self, probe_key: str) -> list[dict]:
+        """Every executed probe with this probe key, newest first, across all runs.
 
         Only rows that actually ran (``reused_from IS NULL``) and reached an outcome
         count: copies would chain, and a probe killed before it was judged has
-        nothing to reuse.
+        nothing to reuse. The caller applies the timeout rule.
         """
-        sql = ("SELECT * FROM probes WHERE recipe_hash = ? AND env_key = ? AND host = ?"
-               " AND reused_from IS NULL AND outcome IS NOT NULL ORDER BY id DESC")
-        return self._rows("probes", sql, [recipe_hash, env_key, host])
+        sql = ("SELECT * FROM probes WHERE probe_key = ? AND reused_from IS NULL AND outcome IS NOT NULL"
+               " ORDER BY id DESC")
+        return self._rows("probes", sql, [probe_key])
 
-    def find_probe(self, *, recipe_hash: str, env_key: str, host: str) -> dict | None:
-        """The newest probe :meth:`find_probes` returns, to reuse instead of re-running."""
-        rows = self.find_probes(recipe_hash=recipe_hash, env_key=env_key, host=host)
-        return rows[0] if rows else None
+    def put_lock(self, lock_hash: str, text: str) -> None:
+        """Keep a lock's text by its hash (a probe row names it by ``lock_hash``)."""
+        with self._write():
+            self._conn.execute("INSERT OR IGNORE INTO locks (hash, text, created_at) VALUES (?, ?, ?)",
+                               [lock_hash, text, utc_now()])
+
+    def get_lock(self, lock_hash: str) -> str | None:
+        """The text of a stored lock, or None."""
+        row = self._db.execute("SELECT text FROM locks WHERE hash = ?", [lock_hash]).fetchone()
+        return row[0] if row else None
 
     def mark_flaky(self, run_id: int, seq: int) -> int:
         """Flag every attempt of probe ``seq`` in a run as flaky; returns rows changed."""

@@ -31,7 +31,7 @@ from urllib3.util.retry import Retry
 
 from envbisect import __version__, report
 from envbisect.errors import ConfigError, TrackerError
-from envbisect.index import redact
+from envbisect.redact import redact
 from envbisect.store import Store
 
 DEFAULT_API_URL = "https://api.github.com"

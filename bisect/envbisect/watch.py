@@ -49,15 +49,18 @@ from pathlib import Path
 from filelock import FileLock, Timeout
 from packaging.version import Version
 
-from envbisect.bisection import run_bisection
+from envbisect.byversion import run_bisection
 from envbisect.config import CachePaths, Settings
 from envbisect.errors import AlreadyRunning, EnvbisectError, TrackerError
-from envbisect.index import IndexConfig, redact
+from envbisect.index import IndexConfig
+from envbisect.redact import redact
 from envbisect.policy import Judgement, RegressMode
 from envbisect.recipes import Recipe, load_recipe
 from envbisect.report import headline
 from envbisect.search import Verdict
-from envbisect.session import BisectRequest, Probe, Session, parse_with, requirements_for, signature
+from envbisect.driver import open_run
+from envbisect.requests_model import BisectRequest, Judging, parse_with, requirements_for, signature
+from envbisect.session import Probe, Session
 from envbisect.store import Store, utc_now
 from envbisect.trackers import TOKEN_ENV, GitHub, attach_run, parse_issue
 from envbisect.watchconfig import WatchSpec
@@ -305,22 +308,16 @@ class Watcher:
         reqs = requirements_for(ctx.recipe, parse_with(ctx.with_), ctx.package, version)
         sig = signature({"watch": ctx.spec.name, "recipe": ctx.recipe.hash, "requirements": reqs,
                          "index": ctx.session.settings.index.redacted()})
-        found = self.store.find_resumable_run(sig)
-        run_id = found["id"] if found else self.store.create_run(
-            kind="check", recipe_path=str(ctx.recipe.path), recipe_hash=ctx.recipe.hash, package=ctx.package,
-            spec=None, signature=sig, settings={"watch": ctx.spec.name, "with": list(ctx.with_), "version": version},
-            argv=["watch", ctx.spec.name])
-        ctx.session.handler.probe_started(version, 1, 1)
-        try:
-            probe = ctx.session.probe(run_id, ctx.recipe, version, reqs, package=ctx.package,
-                                      timeout=ctx.recipe.settings.timeout, regress=ctx.regress)
-        except BaseException:
-            self.store.update_run(run_id, status="interrupted")
-            raise
-        j = probe.judgement
-        self.store.update_run(run_id, status="done", result={
-            "kind": "check", "watch": ctx.spec.name, "package": ctx.package, "version": version,
-            "outcome": j.outcome.value, "verdict": j.verdict.value, "reason": j.reason, "run_id": run_id})
+        judging = Judging(ctx.recipe.settings.timeout, ctx.regress)
+        with open_run(ctx.session, kind="check", recipe=ctx.recipe, judging=judging, signature=sig,
+                      settings={"watch": ctx.spec.name, "with": list(ctx.with_), "version": version},
+                      argv=["watch", ctx.spec.name], package=ctx.package) as run:
+            ctx.session.handler.probe_started(version, 1, 1)
+            probe = run.probe(version, reqs, package=ctx.package)
+            j = probe.judgement
+            run.finish({"kind": "check", "watch": ctx.spec.name, "package": ctx.package, "version": version,
+                        "outcome": j.outcome.value, "verdict": j.verdict.value, "reason": j.reason,
+                        "snapshot": run.snapshot})
         return probe
 
     def _bisect(self, ctx: _Context, state: WatchState, *, fix: bool, old: str, new: str) -> None:

@@ -20,8 +20,10 @@ def _closed_port_url() -> str:
     return f"http://user:hunter2secret@127.0.0.1:{port}/simple"
 
 
-def _assert_one_line_error(proc, *needles):
-    assert proc.returncode == 2, (proc.returncode, proc.stdout, proc.stderr)
+def _assert_one_line_error(proc, *needles, code: int = 2):
+    """One ``error:`` line naming the problem; exit 2 for input errors, 6 when the
+    environment failed (index unreachable, cache unusable)."""
+    assert proc.returncode == code, (proc.returncode, proc.stdout, proc.stderr)
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1, proc.stderr
     assert lines[0].startswith("error: ")
@@ -109,7 +111,7 @@ def test_unreachable_index_hides_credentials(tmp_path, recipe):
     cache = tmp_path / "c"
     proc = bisect_cli("run", str(recipe), "--index-url", _closed_port_url(), "--cache-dir", str(cache),
                       cwd=tmp_path, timeout=120)
-    _assert_one_line_error(proc, "cannot reach")
+    _assert_one_line_error(proc, "cannot reach", code=6)
     assert "hunter2secret" not in proc.stderr + proc.stdout
     _nothing_recorded(cache)
 
@@ -120,14 +122,14 @@ def test_unwritable_cache_dir(tmp_path, recipe):
     ro.mkdir()
     ro.chmod(0o500)
     proc = bisect_cli("run", str(recipe), "--cache-dir", str(ro / "cache"), cwd=tmp_path)
-    _assert_one_line_error(proc, "not writable", "--cache-dir")
+    _assert_one_line_error(proc, "not writable", "--cache-dir", code=6)
 
 
 def test_cache_dir_that_is_a_file(tmp_path, recipe):
     blocker = tmp_path / "file"
     blocker.write_text("")
     proc = bisect_cli("run", str(recipe), "--cache-dir", str(blocker / "cache"), cwd=tmp_path)
-    _assert_one_line_error(proc, "not writable", "--cache-dir")
+    _assert_one_line_error(proc, "not writable", "--cache-dir", code=6)
 
 
 def test_no_verify_needs_both_ends(tmp_path, planted_index, recipe):

@@ -20,10 +20,12 @@ from support.nightly_channel import FIRST_BAD, TORCHLIKE_BODY, build_torch_chann
 
 from envbisect.config import CachePaths, Settings
 from envbisect.index import IndexClient, IndexConfig
-from envbisect.nightly import ChannelConfig, run_nightlies
+from envbisect.nightly import ChannelConfig
+from envbisect.nightly_runs import run_nightlies
 from envbisect.progress import Progress
 from envbisect.recipes import load_recipe
-from envbisect.session import BisectRequest, Session
+from envbisect.requests_model import BisectRequest
+from envbisect.session import Session
 from envbisect.store import Store
 
 USER, PASSWORD = "alice", "pw-S3cr3t-8f2b"
@@ -72,7 +74,7 @@ def test_credentials_work_and_never_leak(tmp_path, channel):
     wrong = nightly.auth_url.replace(PASSWORD, "not-the-" + PASSWORD[::-1])
     refused = bisect_cli("run", str(recipe), "--index-url", wrong, "--variant", "cpu", "--cache-dir", str(cache),
                          cwd=tmp_path)
-    assert refused.returncode == 2 and "refused access (HTTP 401)" in refused.stderr
+    assert refused.returncode == 6 and "refused access (HTTP 401)" in refused.stderr
     assert PASSWORD[::-1] not in refused.stderr + refused.stdout
     outputs += [refused.stdout, refused.stderr]
 

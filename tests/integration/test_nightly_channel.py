@@ -27,8 +27,10 @@ from support.nightly_channel import (
 
 from envbisect.config import CachePaths, Settings
 from envbisect.index import IndexConfig
-from envbisect.nightly import ChannelConfig, run_nightlies
-from envbisect.session import BisectRequest, Session, SilentHandler
+from envbisect.nightly import ChannelConfig
+from envbisect.nightly_runs import run_nightlies
+from envbisect.requests_model import BisectRequest
+from envbisect.session import Session, SilentHandler
 from envbisect.recipes import load_recipe
 from envbisect.store import Store
 

@@ -50,8 +50,12 @@ def test_hang_times_out_then_counts_as_bad_under_regress_crash(tmp_path, planted
     """, timeout=2)
     cache = tmp_path / "cache"
     default = _run(recipe, planted_index, cache)
-    assert default.json["status"] == "not-reproduced"  # timeouts are untestable by default
+    # Timeouts are untestable by default: the newer releases could not be tested, which is
+    # not the same as "not reproduced" (they were never seen to pass).
+    assert (default.json["status"], default.json["untestable_edge"]) == ("inconclusive", "new")
+    assert default.json["last_good"] == "1.5" and default.returncode == 4
     assert any("timed out" in u["reason"] for u in default.json["untestable"])
+    assert "newer than 1.5 could not be tested" in default.json["hint"]
     crash = _run(recipe, planted_index, cache, "--regress", "crash")
     assert crash.returncode == 0
     assert (crash.json["last_good"], crash.json["first_bad"]) == ("1.5", "1.6")

@@ -1,6 +1,7 @@
 """runner: real recipes in real subprocesses, with the current interpreter as the env's
-python. Covers exit statuses, timeouts and process-group kills, crashes, metrics files,
-bounded output capture and the scrubbed environment."""
+python. Covers exit statuses, timeouts and process-tree kills (including a descendant
+that left the group with setsid()), crashes, metrics files, bounded output capture and
+the scrubbed environment."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
+from support.procs import is_running
 
 from envbisect.errors import ConfigError, InstallFailed
 from envbisect.policy import Outcome, combine, judge
@@ -121,6 +123,63 @@ def test_forked_child_and_hanging_parent_are_both_stopped_by_the_timeout(tmp_pat
     result = run(tmp_path, "fork_then_hang.py", timeout=1.5, grace_s=1)
     assert result.timed_out
     assert wait_dead(result.metrics["child_pid"]) and wait_dead(result.metrics["parent_pid"])
+
+
+# The child leaves the recipe's session and group (setsid), so a signal to the group
+# misses it; it writes its pid only once setsid() has succeeded, then sleeps far past
+# any test. The recipe itself waits for that, then lingers for ``linger`` seconds.
+SETSID_RECIPE = """\
+import os, sys, time
+PID_FILE = {pid_file!r}
+if os.fork() == 0:
+    os.setsid()
+    with open(PID_FILE + ".tmp", "w") as fh:
+        fh.write(str(os.getpid()))
+    os.replace(PID_FILE + ".tmp", PID_FILE)
+    time.sleep(300)
+    os._exit(0)
+while not os.path.exists(PID_FILE):
+    time.sleep(0.01)
+time.sleep({linger})  # the runner polls its tree every 0.2 s: long enough to be seen
+sys.exit(0)
+"""
+
+
+@pytest.fixture
+def setsid_recipe(tmp_path):
+    """Write the setsid recipe for a given linger time; yields (make, read_child_pid).
+    Kills the child at teardown if it survived, so a failing test leaves nothing behind."""
+    pid_file = tmp_path / "setsid_child.pid"
+
+    def make(linger: float) -> Path:
+        recipe = tmp_path / "setsid_escape.py"
+        recipe.write_text(SETSID_RECIPE.format(pid_file=str(pid_file), linger=linger))
+        return recipe
+
+    def child_pid() -> int:
+        return int(pid_file.read_text())
+
+    yield make, child_pid
+    if pid_file.exists() and is_running(child_pid(), settle_s=0):
+        os.kill(child_pid(), signal.SIGKILL)
+
+
+def test_setsid_child_is_stopped_by_the_timeout(tmp_path, setsid_recipe):
+    make, child_pid = setsid_recipe
+    result = run_recipe(PYTHON, make(linger=60), timeout=1.5, grace_s=1,
+                        log_path=tmp_path / "logs" / "setsid.log", scratch_dir=tmp_path / "scratch")
+    assert result.timed_out and result.signal == signal.SIGTERM
+    pid = child_pid()
+    assert not is_running(pid), f"setsid child {pid} outlived the timed-out probe"
+
+
+def test_setsid_child_is_killed_after_the_recipe_exits(tmp_path, setsid_recipe):
+    make, child_pid = setsid_recipe
+    result = run_recipe(PYTHON, make(linger=1.0), timeout=20,
+                        log_path=tmp_path / "logs" / "setsid.log", scratch_dir=tmp_path / "scratch")
+    assert (result.exit_code, result.timed_out) == (0, False), result.stderr_tail
+    pid = child_pid()
+    assert not is_running(pid), f"setsid child {pid} outlived the probe"
 
 
 def test_segfault_is_reported_as_a_signal(tmp_path):

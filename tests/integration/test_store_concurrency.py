@@ -41,7 +41,7 @@ _VICTIM = textwrap.dedent(
     import sys, time
     from envbisect.store import Store
     store = Store(sys.argv[1])
-    probe_id = store.add_probe(int(sys.argv[2]), recipe_hash="rh", env_key="ek",
+    probe_id = store.add_probe(int(sys.argv[2]), recipe_hash="rh", env_key="ek", probe_key="victim-key",
                                host="victim", outcome="bad", resolved={"pkg": "2.0"})
     print(probe_id, flush=True)
     time.sleep(600)
@@ -113,8 +113,7 @@ def test_probe_survives_sigkill_right_after_add_probe(tmp_path: Path) -> None:
     assert victim.returncode == -signal.SIGKILL
 
     with Store(db) as store:
-        found = store.find_probe(recipe_hash="rh", env_key="ek", host="victim")
-        assert found is not None
+        found = store.find_reusable("victim-key")[0]
         assert found["id"] == int(line)
         assert found["resolved"] == {"pkg": "2.0"}
         assert [p["id"] for p in store.probes_for_run(run_id)] == [int(line)]

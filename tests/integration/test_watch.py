@@ -163,9 +163,9 @@ def test_watch_lifecycle_baseline_regression_dedupe_fix_and_no_token_leak(scene,
 
     # 6. A fixed release: a fix comment, separate from the regression one.
     scene.index.add(_fixed_release(wheel_dir))
-    scene.once()
+    fixed = scene.once()
     ours = scene.ours()
-    assert len(ours) == 2
+    assert len(ours) == 2, fixed.stderr
     assert "<!-- envbisect:finding fix/planted==2.1/planted_watch -->" in ours[1].body
     assert "fixed in `planted` 2.1" in ours[1].body and "last bad: 2.0" in ours[1].body
     assert len(scene.hub.comments_on("octo/demo", 7, user=None)) == 14

@@ -165,6 +165,7 @@ class LocalIndex:
             requires_python: str | None = None) -> None:
         """Publish a wheel or sdist (copied under ``root``); re-adding replaces it.
 
+        ``upload_time`` defaults to now, as a real index stamps every upload (PEP 700);
         ``requires_python`` defaults to the file's own ``Requires-Python`` metadata,
         as real indexes derive it.
         """
@@ -184,6 +185,7 @@ class LocalIndex:
         metadata = read_core_metadata(served)
         if requires_python is None:
             requires_python = metadata_field(metadata, "Requires-Python")
+        upload_time = upload_time or datetime.now(timezone.utc)
         release = Release(served, upload_time=upload_time, yanked=yanked, requires_python=requires_python)
         with self._lock:
             mtime = self._tick()

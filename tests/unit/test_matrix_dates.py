@@ -7,7 +7,8 @@ from datetime import datetime, timezone
 
 import pytest
 
-from envbisect.bydate import FAR_FUTURE, Release, as_of, date_mode, instants, keep_visible, parse_when
+from envbisect.bydate import Release, date_mode, instants, parse_when
+from envbisect.plan import FAR_FUTURE, as_of, keep_visible
 from envbisect.errors import ConfigError
 from envbisect.report import headline, markdown, text_summary
 

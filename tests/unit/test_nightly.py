@@ -11,7 +11,8 @@ from packaging.version import Version
 
 from envbisect import report
 from envbisect.errors import ConfigError, NoCandidates
-from envbisect.index import IndexConfig, redact, strip_credentials
+from envbisect.index import IndexConfig
+from envbisect.redact import redact, strip_credentials
 from envbisect.nightly import (
     Window,
     arrange,
@@ -24,7 +25,7 @@ from envbisect.nightly import (
     with_nightly_index,
 )
 from envbisect.recipes import parse_recipe_text
-from envbisect.session import requirements_for
+from envbisect.requests_model import requirements_for
 from envbisect.versions import Candidate, Reason
 
 

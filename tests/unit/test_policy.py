@@ -169,17 +169,18 @@ def test_thresholds_decide_runs_that_exited_0_or_1(exit_code, metrics, texts, ou
 @pytest.mark.parametrize(
     "metrics", [None, {}, {"max_abs_diff": "41.7"}, {"max_abs_diff": True}, {"max_abs_diff": None}]
 )
-@pytest.mark.parametrize("exit_code, outcome", [(0, Outcome.GOOD), (1, Outcome.BAD)])
-def test_missing_or_non_numeric_metric_leaves_the_exit_judgement(metrics, exit_code, outcome):
-    judgement = judge(raw(exit_code, metrics=metrics), thresholds=[Threshold.parse("max_abs_diff>1e-3")])
-    assert judgement.outcome is outcome
-    note = "metric max_abs_diff missing or not a number, threshold not applied"
-    assert judgement.reason == f"exit {exit_code}; {note}"
+@pytest.mark.parametrize("exit_code", [0, 1])
+@pytest.mark.parametrize("mode", list(RegressMode))
+def test_missing_or_non_numeric_metric_is_an_error_never_a_silent_exit_verdict(metrics, exit_code, mode):
+    # Judging by a number the recipe did not give must not fall back to the exit status.
+    judgement = judge(raw(exit_code, metrics=metrics), mode, thresholds=[Threshold.parse("max_abs_diff>1e-3")])
+    assert (judgement.outcome, judgement.verdict) == (Outcome.ERROR, U)
+    assert judgement.reason.startswith(f"threshold metric max_abs_diff missing or not a number (recipe exited {exit_code})")
 
 
 def test_one_metric_missing_cannot_clear_a_run_but_one_met_still_condemns_it():
     thresholds = [Threshold.parse("a>2"), Threshold.parse("missing>2")]
-    assert judge(raw(1, metrics={"a": 1}), thresholds=thresholds).outcome is Outcome.BAD
+    assert judge(raw(1, metrics={"a": 1}), thresholds=thresholds).outcome is Outcome.ERROR
     assert judge(raw(0, metrics={"a": 3}), thresholds=thresholds).outcome is Outcome.BAD
 
 

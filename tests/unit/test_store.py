@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from envbisect.errors import CacheError, RunNotFound
+from envbisect.errors import AlreadyRunning, CacheError, RunNotFound
 from envbisect.search import Verdict
 from envbisect.store import SCHEMA_VERSION, RunKind, Store
 
@@ -179,40 +179,69 @@ def test_add_probe_rejects_unknown_fields_and_runs(store: Store) -> None:
     assert store.probes_for_run(run_id) == []
 
 
-def test_find_probe_reuse_rules(store: Store) -> None:
+def test_find_reusable_rules(store: Store) -> None:
     run_id = _run(store)
-    key = dict(recipe_hash="rh", env_key="ek", host="h1")
-    assert store.find_probe(**key) is None
-    store.add_probe(run_id, **key, outcome=None, reason="killed before judging")
-    assert store.find_probe(**key) is None
-    old = store.add_probe(run_id, **key, outcome="good")
-    assert store.find_probe(**key)["id"] == old
-    new = store.add_probe(run_id, **key, outcome="bad")
-    store.add_probe(run_id, **key, outcome="good", reused_from=old)  # a copy, never reused
-    store.add_probe(run_id, **key, outcome=None)
-    assert store.find_probe(**key)["id"] == new
-    # Every part of the key matters.
-    assert store.find_probe(recipe_hash="rh", env_key="ek", host="h2") is None
-    assert store.find_probe(recipe_hash="rh", env_key="other", host="h1") is None
-    assert store.find_probe(recipe_hash="other", env_key="ek", host="h1") is None
+    assert store.find_reusable("k1") == []
+    store.add_probe(run_id, probe_key="k1", outcome=None, reason="killed before judging")
+    assert store.find_reusable("k1") == []
+    old = store.add_probe(run_id, probe_key="k1", outcome="good")
+    new = store.add_probe(run_id, probe_key="k1", outcome="bad")
+    store.add_probe(run_id, probe_key="k1", outcome="good", reused_from=old)  # a copy, never reused
+    store.add_probe(run_id, probe_key="k1", outcome=None)
+    assert [r["id"] for r in store.find_reusable("k1")] == [new, old]
+    assert store.find_reusable("k2") == []
+    # A row written before probe keys existed (no probe_key) is never reused.
+    store.add_probe(run_id, recipe_hash="rh", env_key="ek", host="h1", outcome="good")
+    assert [r["id"] for r in store.find_reusable("k1")] == [new, old]
 
 
-def test_find_probe_searches_across_runs(store: Store) -> None:
-    key = dict(recipe_hash="rh", env_key="ek", host="h1")
-    first = store.add_probe(_run(store), **key, outcome="good", metrics={"d": 0.0})
-    found = store.find_probe(**key)
+def test_find_reusable_searches_across_runs(store: Store) -> None:
+    first = store.add_probe(_run(store), probe_key="k", outcome="good", metrics={"d": 0.0},
+                            env_values={"ADDMM_RTOL": "1e-3"}, fingerprint={"os": "Linux"})
+    found = store.find_reusable("k")[0]
     assert found["id"] == first and found["metrics"] == {"d": 0.0}
+    assert found["env_values"] == {"ADDMM_RTOL": "1e-3"} and found["fingerprint"] == {"os": "Linux"}
 
 
-def test_find_probes_lists_every_executed_attempt_newest_first(store: Store) -> None:
-    key = dict(recipe_hash="rh", env_key="ek", host="h1")
+def test_record_probe_assigns_seq_inside_the_write_and_keeps_it_for_later_attempts(store: Store) -> None:
     run_id = _run(store)
-    first = store.add_probe(run_id, **key, seq=0, attempt=0, outcome="good")
-    second = store.add_probe(run_id, **key, seq=0, attempt=1, outcome="bad")
-    store.add_probe(run_id, **key, seq=1, reused_from=first, outcome="good")
-    store.add_probe(run_id, **key, seq=2, outcome=None)
-    assert [r["id"] for r in store.find_probes(**key)] == [second, first]
-    assert store.find_probes(recipe_hash="rh", env_key="ek", host="h2") == []
+    first_id, seq = store.record_probe(run_id, attempt=0, outcome="good")
+    _, same = store.record_probe(run_id, seq=seq, attempt=1, outcome="good")
+    _, following = store.record_probe(run_id, attempt=0, outcome="bad")
+    assert (seq, same, following) == (1, 1, 2)
+    assert [(r["seq"], r["attempt"]) for r in store.probes_for_run(run_id)] == [(1, 0), (1, 1), (2, 0)]
+
+
+def _claim(store: Store, alive: bool, signature: str = "sig") -> tuple[dict, bool]:
+    return store.claim_run(owner={"host": "h", "pid": 1}, is_alive=lambda run: alive, snapshot="2026-01-01T00:00:00Z",
+                           kind="bisect", recipe_path="r.py", recipe_hash="rh", package="p", spec=None,
+                           signature=signature, settings={}, argv=[])
+
+
+def test_claim_run_resumes_a_dead_owner_and_refuses_a_live_one(store: Store) -> None:
+    run, resumed = _claim(store, alive=False)
+    assert not resumed and run["snapshot"] == "2026-01-01T00:00:00Z" and run["owner"]["pid"] == 1
+    with pytest.raises(AlreadyRunning, match=f"run {run['id']} asks the same question"):
+        _claim(store, alive=True)
+    again, resumed = _claim(store, alive=False)
+    assert resumed and again["id"] == run["id"] and again["snapshot"] == run["snapshot"]
+    store.update_run(run["id"], status="done")
+    fresh, resumed = _claim(store, alive=True)
+    assert not resumed and fresh["id"] != run["id"]
+
+
+def test_an_interrupted_run_is_resumed_whatever_its_owner(store: Store) -> None:
+    run, _ = _claim(store, alive=False)
+    store.update_run(run["id"], status="interrupted")
+    again, resumed = _claim(store, alive=True)
+    assert resumed and again["id"] == run["id"] and again["status"] == "running"
+
+
+def test_locks_are_kept_once_by_hash(store: Store) -> None:
+    assert store.get_lock("abc") is None
+    store.put_lock("abc", "lock-version = '1.0'")
+    store.put_lock("abc", "something else")
+    assert store.get_lock("abc") == "lock-version = '1.0'"
 
 
 def test_mark_flaky_flags_every_attempt_of_one_probe(store: Store) -> None:

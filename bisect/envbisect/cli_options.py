@@ -1,0 +1,88 @@
+"""Options and helpers shared by the command modules (:mod:`envbisect.cli`,
+:mod:`envbisect.cli_matrix`, :mod:`envbisect.cli_watch`): each option is declared once,
+paired with its environment variable where it has one (as nox does).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+from envbisect.config import CACHE_ENV, CachePaths, Settings, default_cache_dir
+from envbisect.errors import ConfigError
+from envbisect.index import IndexConfig
+from envbisect.policy import RegressMode, Threshold
+from envbisect.progress import Progress
+from envbisect.redact import redact
+from envbisect.requests_model import DepsMode, Judging
+from envbisect.store import Store
+
+out = Console(soft_wrap=True, highlight=False)
+err = Console(stderr=True, soft_wrap=True, highlight=False)
+
+CacheDir = typer.Option(None, "--cache-dir", envvar=CACHE_ENV, help="State directory (default ./cache).")
+IndexUrl = typer.Option(None, "--index-url", help="Package index (else UV_INDEX_URL / PIP_INDEX_URL / the public index).")
+ExtraIndex = typer.Option([], "--extra-index-url", help="Additional index (repeatable).")
+FindLinks = typer.Option([], "--find-links", help="Directory or page of distributions (repeatable).")
+Python = typer.Option(None, "--python", envvar="ENVBISECT_PYTHON", help="Interpreter X.Y or path (never downloaded).")
+DownloadPython = typer.Option(False, "--download-python", envvar="ENVBISECT_DOWNLOAD_PYTHON",
+                              help="Let uv download a missing --python interpreter.")
+Installer = typer.Option("uv", "--installer", envvar="ENVBISECT_INSTALLER", help="uv (default) or pip (virtualenv+pip).")
+AsJson = typer.Option(False, "--json", help="Print one JSON object on stdout.")
+# How a probe is run and judged: shared by run, check and matrix.
+Timeout = typer.Option(None, "--timeout", help="Seconds per probe (default: the recipe's).")
+Regress = typer.Option("exit", "--regress", help="exit (default) | error | crash: what counts as bad.")
+Thresholds = typer.Option([], "--threshold", help="Judge by a metric, e.g. 'max_abs_diff>1e-3'.")
+Retries = typer.Option(0, "--retries", min=0, help="Run each probe N more times; disagreement = flaky.")
+NoReuse = typer.Option(False, "--no-reuse", help="Re-run probes recorded by earlier runs.")
+AllowBuild = typer.Option(False, "--allow-build", help="Let the installer build sdist-only releases (slow).")
+
+
+def settings_for(cache_dir: Path | None, index_url=None, extra=(), find_links=(), python=None,
+              installer="uv", allow_build=False, reuse=True, download_python=False) -> Settings:
+    paths = CachePaths((Path(cache_dir) if cache_dir else default_cache_dir()).absolute()).ensure()
+    index = IndexConfig.resolve(os.environ, index_url=index_url, extra_index_urls=list(extra),
+                                find_links=list(find_links))
+    return Settings(cache=paths, index=index, python=python, installer=installer,
+                    allow_build=allow_build, reuse=reuse, download_python=download_python)
+
+
+def regress_mode(value: str) -> RegressMode:
+    try:
+        return RegressMode(value)
+    except ValueError:
+        raise ConfigError(f"--regress {value!r} is not a mode; use one of: "
+                          f"{', '.join(m.value for m in RegressMode)}") from None
+
+
+def deps_mode(value: str) -> DepsMode:
+    try:
+        return DepsMode(value)
+    except ValueError:
+        raise ConfigError(f"--deps {value!r} is not a mode; use latest or as-of-release") from None
+
+
+def open_store(settings: Settings) -> Store:
+    return Store(settings.cache.db)
+
+
+def progress_for(json_out: bool) -> Progress:
+    return Progress(err, enabled=err.is_terminal and not json_out)
+
+
+def judging_for(timeout: float | None, regress: str, thresholds: list[str], retries: int, recipe) -> Judging:
+    """The judging settings from the shared options, falling back to the recipe's own."""
+    mode = regress if regress != "exit" else (recipe.settings.regress or "exit")
+    if timeout is not None and not timeout > 0:
+        raise ConfigError(f"--timeout {timeout:g} is not a positive number of seconds; pass e.g. --timeout 600")
+    return Judging(timeout or recipe.settings.timeout, regress_mode(mode), tuple(Threshold.parse(t) for t in thresholds),
+                   retries)
+
+
+def json_view(result: dict) -> dict:
+    """A result as printed with ``--json``: credentials redacted."""
+    return json.loads(redact(json.dumps(result, default=str)))

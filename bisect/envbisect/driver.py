@@ -1,0 +1,277 @@
+"""The one run driver: open or resume a run, own its bookkeeping, drive a search.
+
+Every kind of run (release bisection, date bisection, nightlies, matrix, check, watch)
+goes through :func:`open_run`, which
+
+* checks the recipe compiles with the env's interpreter (a syntax error costs no env);
+* claims the run atomically (:meth:`envbisect.store.Store.claim_run`): an unfinished run
+  with the same signature is resumed, with its stored snapshot, unless the process that
+  owns it is alive (same host: pid and start time; another host: a heartbeat younger
+  than :data:`STALE_AFTER_S`), in which case the second process is refused with one line;
+* keeps the run's heartbeat fresh while it works;
+* marks the run ``interrupted`` on any exception (Ctrl-C, an index outage, a bug) and
+  ``done`` through :meth:`ActiveRun.finish`.
+
+:meth:`ActiveRun.probe` is the only way a run probes: a candidate this run already
+recorded (a resumed run) is read back from its own rows, never copied again, and an
+attempt sequence cut short continues where it stopped. :meth:`ActiveRun.search` drives a
+:class:`~envbisect.search.Bisection` seeded (``known=``) with the run's own verdicts, and
+stops early when both ends of the range are untestable for the same reason.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+import psutil
+
+from envbisect.errors import RecipeError
+from envbisect.plan import Cutoff, keep_visible
+from envbisect.policy import Judgement, Outcome, combine, judge
+from envbisect.recipes import Recipe
+from envbisect.requests_model import Judging, exact_names
+from envbisect.search import Bisection, SearchResult, Status, Verdict
+from envbisect.session import Probe, Session
+from envbisect.store import RunStatus, Store
+
+#: A run owned by a process on another host is taken over once its heartbeat is older.
+STALE_AFTER_S = 120.0
+HEARTBEAT_S = 20.0
+
+
+def snapshot_now() -> str:
+    """The ``--exclude-newer`` instant a new run resolves "latest" under: the next whole
+    second in UTC, so a file uploaded in the second the run started is inside it."""
+    return datetime.fromtimestamp(int(time.time()) + 1, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def this_owner() -> dict:
+    """Who works on a run: host name (only to tell whether the pid is ours to check), pid,
+    and the process start time (so a recycled pid is not mistaken for the owner)."""
+    return {"host": socket.gethostname(), "pid": os.getpid(), "started": psutil.Process().create_time()}
+
+
+def owner_alive(run: dict) -> bool:
+    """Whether the process recorded as the run's owner still works on it."""
+    holder = run.get("owner") or {}
+    if holder.get("host") != socket.gethostname():
+        beat = run.get("heartbeat")
+        return bool(beat) and time.time() - datetime.fromisoformat(beat).timestamp() < STALE_AFTER_S
+    try:
+        proc = psutil.Process(int(holder.get("pid") or 0))
+        return abs(proc.create_time() - float(holder.get("started") or 0)) < 1.0 and \
+            proc.status() != psutil.STATUS_ZOMBIE
+    except (psutil.Error, ValueError):
+        return False
+
+
+def check_syntax(recipe: Recipe, python: str) -> None:
+    """Compile the recipe with the interpreter the envs use: a syntax error is one line,
+    before any environment is built."""
+    code = "import sys; compile(open(sys.argv[1], 'rb').read(), sys.argv[1], 'exec')"
+    proc = subprocess.run([python, "-c", code, str(recipe.path)], capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        lines = [ln.strip() for ln in proc.stderr.splitlines() if ln.strip()]
+        where = next((ln for ln in lines if ln.startswith("File ")), "")
+        line = re.search(r"line (\d+)", where)
+        raise RecipeError(f"recipe {recipe.shown} does not compile"
+                          f"{' (line ' + line.group(1) + ')' if line else ''}: {lines[-1] if lines else 'error'}; "
+                          "fix the recipe (no environment was built)")
+
+
+class _Heartbeat:
+    """Refreshes a run's heartbeat from a thread with its own store connection."""
+
+    def __init__(self, store: Store, run_id: int) -> None:
+        self._stop = threading.Event()
+        self._thread = None
+        if store.path is not None:
+            self._thread = threading.Thread(target=self._beat, args=(store.path, run_id), daemon=True,
+                                            name=f"envbisect-heartbeat-{run_id}")
+            self._thread.start()
+
+    def _beat(self, path, run_id: int) -> None:
+        with Store(path) as store:
+            while not self._stop.wait(HEARTBEAT_S):
+                store.heartbeat(run_id)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+def reason_family(reason: str, label: str) -> str:
+    """A reason with the candidate's own name and the measured durations taken out, so
+    the same failure on two candidates reads the same."""
+    text = reason.replace(label, "{candidate}") if label else reason
+    return re.sub(r"timed out after [\d.]+ s", "timed out", text)
+
+
+def fix_for(reason: str) -> str:
+    """What to do when every candidate fails the same way."""
+    if "timed out" in reason:
+        return "the recipe hangs or needs longer: fix it, or raise --timeout"
+    if "exit 125" in reason:
+        return "the recipe cannot test on this machine (exit 125): run it where its hardware is"
+    if reason.startswith("install failed"):
+        return "no candidate installs here: check the --with pins, --python and the index"
+    if reason.startswith("uncaught"):
+        return "the recipe crashes before it tests anything: run `bisect check` on it and fix it"
+    return "run `bisect check` on the recipe to see why, and fix it"
+
+
+@dataclass
+class SearchOutcome:
+    """A finished (or stopped) search: its answer, what it learned, and why it stopped early."""
+
+    result: SearchResult
+    learned: dict[int, Probe] = field(default_factory=dict)
+    #: Set when both ends were untestable for the same reason: that reason and the fix.
+    stopped: str | None = None
+    fix: str | None = None
+
+
+class ActiveRun:
+    """A claimed run: probing through its own memory of what it recorded."""
+
+    def __init__(self, session: Session, row: dict, resumed: bool, recipe: Recipe, judging: Judging) -> None:
+        self.session = session
+        self.id: int = row["id"]
+        self.snapshot: str | None = row.get("snapshot")
+        self.resumed = resumed
+        self.recipe = recipe
+        self.judging = judging
+        self._rows: dict[str, list[dict]] = {}
+        for r in session.store.probes_for_run(self.id):
+            self._rows.setdefault(r["version"] or "", []).append(r)
+
+    def latest(self, requirements: list[str]) -> Cutoff:
+        """(See below.) A run without a snapshot (its index publishes no upload times)
+        resolves each candidate as of now."""
+        if self.snapshot is None:
+            return Cutoff()
+        return self._latest(requirements)
+
+    def _latest(self, requirements: list[str]) -> Cutoff:
+        """The run's snapshot as a resolve cutoff (``--deps latest``). Packages pinned with
+        ``==`` (the candidate, exact ``--with`` pins) are exempt: envbisect listed them
+        itself, and a release uploaded within the snapshot's second (or ahead of this
+        machine's clock) must stay installable."""
+        return Cutoff(self.snapshot, keep_visible(exact_names(requirements)))
+
+    def recorded(self, label: str) -> Probe | None:
+        """This run's complete record of ``label`` (all attempts, or an install failure)."""
+        rows = self._group(label)
+        if not rows or (len(rows) < self.judging.attempts and _ran(rows[0])):
+            return None
+        judgements = [judge(r, self.judging.regress, self.judging.thresholds) for r in rows] if _ran(rows[0]) \
+            else [_stored_judgement(rows[0])]
+        verdict, flaky = combine(judgements)
+        return Probe(label, verdict, flaky, True, 0, rows[0].get("resolved") or {}, rows[0].get("metrics"),
+                     rows[0]["seq"])
+
+    def _group(self, label: str) -> list[dict]:
+        rows = self._rows.get(label) or []
+        first = rows[0]["seq"] if rows else None
+        return [r for r in rows if r["seq"] == first]
+
+    def rows(self, label: str) -> list[dict]:
+        """This run's rows for ``label`` (its first attempt sequence)."""
+        return list(self._group(label))
+
+    def probe(self, label: str, requirements: list[str], *, package: str | None, cutoff: Cutoff | None = None,
+              files: tuple = (), lock=None) -> Probe:
+        """The outcome for ``label``: this run's own record when it has one, else a probe."""
+        known = self.recorded(label)
+        if known is not None:
+            self.session.handler.probe_finished(label, known.judgement, True)
+            return known
+        probe = self.session.probe(self.id, self.recipe, label, requirements, package=package,
+                                   judging=self.judging, cutoff=cutoff or self.latest(requirements), files=files,
+                                   prior=self._group(label), lock=lock)
+        self._rows[label] = [r for r in self.session.store.probes_for_run(self.id) if r["seq"] == probe.seq]
+        return probe
+
+    def search(self, search: Bisection, labels: list[str], probe_at: Callable[[int], Probe]) -> SearchOutcome:
+        """Drive ``search`` over candidates named ``labels``; ``probe_at(i)`` probes one.
+
+        The run's own records seed the search first (a resumed run asks nothing twice).
+        When both ends of the range came out untestable for the same reason, the search
+        stops with that reason instead of walking the candidates in between.
+        """
+        learned: dict[int, Probe] = {}
+        for i, label in enumerate(labels):
+            if search.lo <= i <= search.hi and (known := self.recorded(label)) is not None:
+                learned[i] = known
+                search.record(i, known.judgement.verdict)
+        while (i := search.next_probe()) is not None:
+            if (stop := self._both_ends_fail(search, labels, learned)) is not None:
+                return stop
+            self.session.handler.probe_started(labels[i], len(learned) + 1,
+                                               len(learned) + 1 + search.remaining_estimate)
+            learned[i] = probe_at(i)
+            search.record(i, learned[i].judgement.verdict)
+        return SearchOutcome(search.result(), learned)
+
+    @staticmethod
+    def _both_ends_fail(search: Bisection, labels: list[str], learned: dict[int, Probe]) -> SearchOutcome | None:
+        ends = [learned.get(search.lo), learned.get(search.hi)]
+        if not search.verify or search.lo == search.hi or None in ends:
+            return None
+        if any(p.judgement.verdict is not Verdict.UNTESTABLE for p in ends):
+            return None
+        families = {reason_family(p.judgement.reason, labels[i]) for p, i in zip(ends, (search.lo, search.hi))}
+        if len(families) != 1:
+            return None
+        reason = ends[0].judgement.reason
+        result = SearchResult(Status.INCONCLUSIVE, None, None, (), tuple(learned))
+        return SearchOutcome(result, learned, stopped=reason, fix=fix_for(reason))
+
+    def finish(self, result: dict) -> dict:
+        """Store the result and mark the run done."""
+        result.setdefault("run_id", self.id)
+        self.session.store.update_run(self.id, status=RunStatus.DONE.value, result=result)
+        return result
+
+
+def _ran(row: dict) -> bool:
+    return bool(row.get("log_path") or row.get("timed_out") or row.get("exit_code") is not None
+                or row.get("signal") is not None)
+
+
+def _stored_judgement(row: dict) -> Judgement:
+    return Judgement(Outcome(row["outcome"]), Verdict(row["verdict"]), row.get("reason") or "")
+
+
+@contextmanager
+def open_run(session: Session, *, kind: str, recipe: Recipe, judging: Judging, signature: str, settings: dict,
+             argv: list[str], package: str | None = None, spec: str | None = None,
+             snapshot: str | None = None) -> Iterator[ActiveRun]:
+    """Claim (resume or create) a run and yield it; see the module docstring.
+
+    ``snapshot`` is the instant "latest" dependencies are resolved as of, for every
+    candidate of the run (None: no snapshot, each resolve as of now). A resumed run keeps
+    the snapshot it was created with."""
+    check_syntax(recipe, session.interpreter.path)
+    row, resumed = session.store.claim_run(
+        owner=this_owner(), is_alive=owner_alive, snapshot=snapshot, kind=kind,
+        recipe_path=str(recipe.path), recipe_hash=recipe.hash, package=package, spec=spec, signature=signature,
+        settings=dict(settings, judging=judging.as_dict()), argv=argv)
+    if resumed:
+        session.handler.note(f"resuming run {row['id']} (index snapshot {row.get('snapshot')})")
+    beat = _Heartbeat(session.store, row["id"])
+    try:
+        yield ActiveRun(session, row, resumed, recipe, judging)
+    except BaseException:
+        session.store.update_run(row["id"], status=RunStatus.INTERRUPTED.value)
+        raise
+    finally:
+        beat.stop()

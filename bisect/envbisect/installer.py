@@ -1,0 +1,101 @@
+"""The installers' side: which uv, which interpreter, and the environment they run in.
+
+Shared by :mod:`envbisect.plan` (resolving) and :mod:`envbisect.envs` (building). The
+installers see index settings only from envbisect's own recorded configuration: stray
+``UV_*``/``PIP_*`` variables and config files would change *what* gets installed behind
+the recorded settings' back. Interpreters are never downloaded unless the user asked
+(``--download-python``): a bisection must not fetch and run a binary nobody chose.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from envbisect.errors import ConfigError
+from envbisect.redact import redact
+
+_REASON_MAX = 600
+
+#: uv settings about *how* to talk to the network, which a user may need on their machine;
+#: every other ``UV_*`` variable (indexes, exclude-newer, resolution strategy, ...) would
+#: change *what* gets installed behind the recorded settings' back, so it is dropped.
+_KEEP_UV = frozenset({"UV_NATIVE_TLS", "UV_HTTP_TIMEOUT", "UV_CONCURRENT_DOWNLOADS", "UV_KEYRING_PROVIDER",
+                      "UV_INSECURE_HOST", "UV_HTTP_RETRIES"})
+
+
+def uv_bin() -> str:
+    """The uv executable that ships with the installed ``uv`` package."""
+    from uv import find_uv_bin
+
+    return find_uv_bin()
+
+
+def installer_environ(cache: Path | None) -> dict[str, str]:
+    """The installers' environment: index settings come only from envbisect's own
+    (recorded) configuration, never from ``UV_*``/``PIP_*`` variables or config files."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("UV_", "PIP_", "VIRTUAL_ENV", "CONDA_PREFIX")) or k in _KEEP_UV}
+    env["UV_PYTHON_DOWNLOADS"] = "never"
+    env["UV_NO_CONFIG"] = "1"          # a stray uv.toml must not change what gets installed
+    env["UV_NO_PROGRESS"] = "1"
+    env["PIP_CONFIG_FILE"] = os.devnull  # the pip backend ignores pip.conf, as uv does
+    env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
+    if cache is not None:
+        env["UV_CACHE_DIR"] = str(cache)
+    return env
+
+
+def install_reason(stderr: str) -> str:
+    """Condense an installer's error output to the lines a user needs."""
+    lines = [ln.rstrip() for ln in stderr.splitlines() if ln.strip()]
+    keep = [ln for ln in lines if not ln.lstrip().startswith(("Using ", "Resolved ", "Prepared ",
+                                                              "Installed ", "Audited ", "warning: The `--pylock`"))]
+    text = " ".join(ln.strip() for ln in (keep or lines)[-8:])
+    return redact(text)[:_REASON_MAX] or "installer failed without a message"
+
+
+def run_tool(cmd: list[str], env: dict[str, str], cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """Run an installer command, capturing its output as text; never raises on failure."""
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=cwd, check=False)
+
+
+@dataclass(frozen=True)
+class Interpreter:
+    """A Python that environments are built from: its path, version and implementation."""
+
+    path: str
+    version: str
+    implementation: str = "cpython"
+
+
+_DESCRIBE = "import platform, sys; print(platform.python_version(), sys.implementation.name)"
+
+
+def find_interpreter(request: str | None, *, download: bool = False) -> Interpreter:
+    """Resolve ``--python`` (``None``: the interpreter running envbisect; ``X.Y`` or a path:
+    an interpreter already installed, found by uv). Interpreters are downloaded only when
+    the user asked for it (``download``, from ``--download-python``)."""
+    if request is None:
+        return Interpreter(getattr(sys, "_base_executable", sys.executable) or sys.executable,
+                           platform.python_version(), sys.implementation.name)
+    env = installer_environ(None)
+    find = [uv_bin(), "python", "find", "--no-python-downloads", request]
+    proc = run_tool(find, env)
+    if proc.returncode != 0 and download:
+        env["UV_PYTHON_DOWNLOADS"] = "automatic"
+        run_tool([uv_bin(), "python", "install", request], env)
+        proc = run_tool(find, env)
+    path = proc.stdout.strip()
+    if proc.returncode != 0 or not path:
+        raise ConfigError(
+            f"no Python {request} interpreter found on this machine; install it "
+            f"(e.g. `uv python install {request}`), pass --download-python, or pass another --python"
+        )
+    out = subprocess.run([path, "-c", _DESCRIBE], capture_output=True, text=True, check=False)
+    version, _, implementation = out.stdout.strip().partition(" ")
+    return Interpreter(path, version or request, implementation or "cpython")

@@ -1,0 +1,189 @@
+"""Plan a probe: resolve a candidate's requirements into an exact lock, before any install.
+
+A probe's verdict is only as good as the identity of what was installed. The unpinned
+requirement strings (``tensorflow==2.16.1``, ``numpy``) say nothing about what ``numpy``
+was on the day; the lock does. :class:`Planner` asks uv to resolve the requirements for
+the env's interpreter into a PEP 751 ``pylock.toml`` (every distribution pinned, with the
+exact file URL and sha256), and :class:`Lock` is that text plus its canonical form:
+``name==version`` with the hashes of its files, hashed into :attr:`Lock.hash`. The file
+URLs are left out of the hash (a mirror or a loopback port serving the same bytes is the
+same environment); a file re-uploaded under the same version has another sha256, so its
+lock differs.
+
+Why resolve against fresh pages: envbisect revalidates its own listing of the index
+(:mod:`envbisect.index`), but uv keeps its own cache of project pages. Every resolve
+passes ``--refresh`` (a revalidation: unchanged pages cost a 304), so a release that
+envbisect listed is never missing from uv's view, and the lock's file URLs mean the
+install step needs no project page at all.
+
+Three endings: a :class:`Lock`; :class:`Unresolvable` (the resolver's reason: the
+candidate is untestable, at the cost of a resolve); or :class:`~envbisect.errors.IndexUnreachable`
+raised when the index could not be reached (an outage stops the run, it is never a
+verdict on a candidate).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import subprocess
+import sys
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+from packaging.utils import canonicalize_name
+
+from envbisect.errors import IndexUnreachable
+from envbisect.installer import install_reason, installer_environ, uv_bin
+from envbisect.index import IndexConfig
+from envbisect.redact import redact
+
+#: Installer messages that mean "the network or the index failed", not "this candidate
+#: cannot be installed": uv's connection errors, DNS, timeouts, 5xx after its retries.
+_OUTAGE = re.compile(
+    r"connection refused|error sending request|request failed after \d+ retr|dns error|"
+    r"failed to lookup address|name or service not known|network is unreachable|connection reset|"
+    r"operation timed out|timed out after|server error \(5\d\d|\b50[0234] (internal server error|"
+    r"bad gateway|service unavailable|gateway timeout)|tcp connect error",
+    re.IGNORECASE,
+)
+
+
+def is_outage(message: str) -> bool:
+    """Whether an installer's error text says the index/network failed (see :data:`_OUTAGE`)."""
+    return bool(_OUTAGE.search(message))
+
+
+def outage(message: str, index: IndexConfig) -> IndexUnreachable:
+    """The one-line error that stops a run when the index went away mid-run."""
+    where = redact(index.index_url)
+    return IndexUnreachable(
+        f"the package index {where} stopped answering ({install_reason(message)[:200]}); "
+        "the run is interrupted, nothing was recorded for this candidate: run the same command again "
+        "once the index is reachable to resume"
+    )
+
+
+@dataclass(frozen=True)
+class Pin:
+    """One locked distribution: name, version and the sha256 of each of its files."""
+
+    name: str
+    version: str
+    hashes: tuple[str, ...]
+
+    def requirement(self) -> str:
+        """``name==version --hash=sha256:…`` (for pip's ``--require-hashes``)."""
+        return " ".join([f"{self.name}=={self.version}", *(f"--hash=sha256:{h}" for h in self.hashes)])
+
+
+@dataclass(frozen=True)
+class Lock:
+    """An exact resolution: the ``pylock.toml`` text uv wrote and its canonical pins."""
+
+    text: str
+    pins: tuple[Pin, ...]
+
+    @property
+    def hash(self) -> str:
+        """Hash of the canonical pins (names, versions, file hashes; not the URLs)."""
+        canon = [[p.name, p.version, list(p.hashes)] for p in self.pins]
+        return hashlib.sha256(json.dumps(canon).encode()).hexdigest()[:20]
+
+    @property
+    def versions(self) -> dict[str, str]:
+        return {p.name: p.version for p in self.pins}
+
+    @classmethod
+    def from_text(cls, text: str) -> Lock:
+        """Parse a ``pylock.toml``; :class:`ValueError` when it is not one."""
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise ValueError(f"not a pylock.toml: {exc}") from exc
+        pins = []
+        for package in data.get("packages") or []:
+            files = [*(package.get("wheels") or []), *([package["sdist"]] if package.get("sdist") else [])]
+            hashes = tuple(sorted(str(f.get("hashes", {}).get("sha256", "")) for f in files))
+            pins.append(Pin(canonicalize_name(package["name"]), str(package.get("version", "")), hashes))
+        return cls(text, tuple(sorted(pins, key=lambda p: p.name)))
+
+
+@dataclass(frozen=True)
+class Unresolvable:
+    """The resolver's answer when no set of distributions satisfies the requirements."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class Cutoff:
+    """``--exclude-newer`` for a resolve: the run's snapshot, a candidate's upload time
+    (``--deps as-of-release``) or a date instant, with per-package exemptions."""
+
+    exclude_newer: str | None = None
+    exclude_newer_package: tuple[str, ...] = ()
+
+    def args(self) -> list[str]:
+        args = ["--exclude-newer", self.exclude_newer] if self.exclude_newer else []
+        for item in self.exclude_newer_package:
+            args += ["--exclude-newer-package", item]
+        return args
+
+
+#: The per-package override that keeps a package's later uploads visible under a cutoff.
+FAR_FUTURE = "2100-01-01T00:00:00Z"
+
+
+def iso(moment: datetime) -> str:
+    """A cutoff as uv takes it: RFC 3339 in UTC, whole seconds."""
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def as_of(upload_time: datetime) -> str:
+    """The ``--exclude-newer`` cutoff that still includes a file uploaded at ``upload_time``."""
+    return iso(upload_time + timedelta(seconds=1))
+
+
+def keep_visible(names: Iterable[str]) -> tuple[str, ...]:
+    """``--exclude-newer-package`` values that exempt ``names`` from the cutoff."""
+    return tuple(f"{n}={FAR_FUTURE}" for n in sorted({canonicalize_name(n) for n in names}))
+
+
+class Planner:
+    """Resolves requirement lists into locks for one interpreter and one index view."""
+
+    def __init__(self, python: str, index: IndexConfig, uv_cache: Path, *, allow_build: bool = False) -> None:
+        self.python = python
+        self.index = index
+        self.uv_cache = uv_cache
+        self.allow_build = allow_build
+        #: How many resolves this planner ran (the benchmark and fail-fast tests read it).
+        self.resolves = 0
+
+    def lock(self, requirements: list[str] | tuple[str, ...], cutoff: Cutoff = Cutoff()) -> Lock | Unresolvable:
+        """Resolve ``requirements`` as of ``cutoff`` (see the module docstring)."""
+        cmd = [uv_bin(), "pip", "compile", "-", "--format", "pylock.toml", "--python", self.python,
+               "--quiet", "--no-header", "--refresh", *self.index.uv_args(), *cutoff.args()]
+        if not self.allow_build:
+            cmd.append("--no-build")
+        self.resolves += 1
+        proc = subprocess.run(cmd, input="\n".join(requirements) + "\n", capture_output=True, text=True,
+                              env=installer_environ(self.uv_cache), check=False)
+        if proc.returncode != 0:
+            message = proc.stderr or proc.stdout
+            if is_outage(message):
+                raise outage(message, self.index)
+            return Unresolvable(install_reason(message))
+        try:
+            return Lock.from_text(proc.stdout)
+        except ValueError as exc:
+            return Unresolvable(f"the resolver wrote no lock ({exc})")

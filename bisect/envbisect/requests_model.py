@@ -1,0 +1,133 @@
+"""What a run is asked: the request models and the helpers that turn them into requirements.
+
+Plain data, no I/O: :class:`Judging` (how each probe is run and judged),
+:class:`BisectRequest` (``bisect run`` by version), :class:`DepsMode`, and the rules that
+build a candidate's requirement list from the recipe, ``--with`` pins and the candidate.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from enum import Enum
+
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import canonicalize_name
+from packaging.version import InvalidVersion, Version
+
+from envbisect.errors import ConfigError
+from envbisect.policy import RegressMode, Threshold
+from envbisect.recipes import Recipe
+
+
+@dataclass(frozen=True)
+class Judging:
+    """How every probe of a run is run and judged (stored with the run)."""
+
+    timeout: float = 600.0
+    regress: RegressMode = RegressMode.EXIT
+    thresholds: tuple[Threshold, ...] = ()
+    retries: int = 0
+
+    @property
+    def attempts(self) -> int:
+        return 1 + self.retries
+
+    def as_dict(self) -> dict:
+        return {"timeout": self.timeout, "regress": self.regress.value, "retries": self.retries,
+                "thresholds": [str(t) for t in self.thresholds]}
+
+
+class DepsMode(str, Enum):
+    """``--deps``: how a bisection resolves the recipe's dependencies other than the
+    bisected package (see the README's "Combinations, dates and culprits")."""
+
+    #: The newest compatible versions as of the run's snapshot, for every candidate.
+    LATEST = "latest"
+    #: As of each candidate's upload time (uv --exclude-newer), the candidate exempt.
+    AS_OF_RELEASE = "as-of-release"
+
+
+@dataclass
+class BisectRequest:
+    recipe: Recipe
+    package: str
+    spec: str | None = None
+    good: str | None = None
+    bad: str | None = None
+    verify: bool = True
+    with_: tuple[str, ...] = ()
+    pre: bool = False
+    timeout: float = 600.0
+    regress: RegressMode = RegressMode.EXIT
+    thresholds: tuple[Threshold, ...] = ()
+    find_fix: bool = False
+    retries: int = 0
+    argv: list[str] = field(default_factory=list)
+    #: Nightly channels (envbisect.nightly): the build variant to use, nightlies only,
+    #: the window between two releases, and packages the bisected one replaces in the
+    #: recipe's dependencies (tensorflow when bisecting tf-nightly).
+    variant: str | None = None
+    nightly: bool = False
+    window: object | None = None
+    replaces: tuple[str, ...] = ()
+    #: How the recipe's other dependencies are chosen for each candidate (--deps).
+    deps: DepsMode = DepsMode.LATEST
+
+    @property
+    def judging(self) -> Judging:
+        return Judging(self.timeout, self.regress, self.thresholds, self.retries)
+
+
+def parse_with(items: tuple[str, ...] | list[str]) -> list[Requirement]:
+    """``--with PKG==VER`` (or ``--with PKG``) values as requirements."""
+    out = []
+    for item in items:
+        try:
+            out.append(Requirement(item))
+        except InvalidRequirement as exc:
+            raise ConfigError(f"--with {item!r} is not a requirement ({exc}); use e.g. --with numpy==1.26.4") from exc
+    return out
+
+
+def exact_pins(pins: list[Requirement]) -> list[str]:
+    """Names of the ``--with`` pins that fix one version (``==``/``===``)."""
+    return [p.name for p in pins if any(s.operator in ("==", "===") for s in p.specifier)]
+
+
+def exact_names(requirements: list[str]) -> list[str]:
+    """Names of the requirement strings that pin one version (``name==1.2``)."""
+    out = []
+    for text in requirements:
+        try:
+            out += exact_pins([Requirement(text)])
+        except InvalidRequirement:
+            continue
+    return out
+
+
+def requirements_for(recipe: Recipe, pins: list[Requirement], package: str | None = None,
+                     version: str | None = None, drop: tuple[str, ...] = ()) -> list[str]:
+    """The recipe's dependencies with ``package==version`` and the ``--with`` pins replacing
+    the recipe's own requirement for those packages (and for those in ``drop``)."""
+    pinned = {canonicalize_name(p.name) for p in pins} | {canonicalize_name(d) for d in drop}
+    if package:
+        pinned.add(canonicalize_name(package))
+    reqs = [str(d) for d in recipe.dependencies if canonicalize_name(d.name) not in pinned]
+    if package and version:
+        reqs.append(f"{package}=={version}")
+    reqs += [str(p) for p in pins]
+    return reqs
+
+
+def signature(payload: dict) -> str:
+    """A short hash identifying "the same question asked again" (resume by signature)."""
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:24]
+
+
+def as_version(text: str, flag: str) -> Version:
+    try:
+        return Version(text)
+    except InvalidVersion as exc:
+        raise ConfigError(f"{flag} {text!r} is not a version; use a release number such as 2.16.1") from exc
