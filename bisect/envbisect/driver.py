@@ -74,17 +74,21 @@ def owner_alive(run: dict) -> bool:
         return False
 
 
+_COMPILE = ("import sys\n"
+            "try:\n"
+            "    compile(open(sys.argv[1], 'rb').read(), sys.argv[1], 'exec')\n"
+            "except SyntaxError as e:\n"
+            "    print(e.lineno or 0, type(e).__name__ + ': ' + str(e.msg)); sys.exit(1)\n")
+
+
 def check_syntax(recipe: Recipe, python: str) -> None:
     """Compile the recipe with the interpreter the envs use: a syntax error is one line,
     before any environment is built."""
-    code = "import sys; compile(open(sys.argv[1], 'rb').read(), sys.argv[1], 'exec')"
-    proc = subprocess.run([python, "-c", code, str(recipe.path)], capture_output=True, text=True, check=False)
+    proc = subprocess.run([python, "-c", _COMPILE, str(recipe.path)], capture_output=True, text=True, check=False)
     if proc.returncode != 0:
-        lines = [ln.strip() for ln in proc.stderr.splitlines() if ln.strip()]
-        where = next((ln for ln in lines if ln.startswith("File ")), "")
-        line = re.search(r"line (\d+)", where)
-        raise RecipeError(f"recipe {recipe.shown} does not compile"
-                          f"{' (line ' + line.group(1) + ')' if line else ''}: {lines[-1] if lines else 'error'}; "
+        line, _, message = proc.stdout.strip().partition(" ")
+        where = f" (line {line})" if line.isdigit() and line != "0" else ""
+        raise RecipeError(f"recipe {recipe.shown} does not compile{where}: {message or proc.stderr.strip()[-200:]}; "
                           "fix the recipe (no environment was built)")
 
 
@@ -111,8 +115,10 @@ class _Heartbeat:
 def reason_family(reason: str, label: str) -> str:
     """A reason with the candidate's own name and the measured durations taken out, so
     the same failure on two candidates reads the same."""
-    text = reason.replace(label, "{candidate}") if label else reason
-    return re.sub(r"timed out after [\d.]+ s", "timed out", text)
+    text = re.sub(r"timed out after [\d.]+ s", "timed out", reason)
+    if not label:
+        return text
+    return re.sub(rf"(?<![\w.]){re.escape(label)}(?![\w])", "{candidate}", text)
 
 
 def fix_for(reason: str) -> str:

@@ -48,6 +48,13 @@ def headline(result: dict) -> str:
     if status == "inconclusive" and old and new:
         between = ", ".join(shown(v) for v in result.get("untestable_between") or [])
         return f"{pkg}: changed between {old} and {new}; untestable in between: {between or 'none'}"
+    old_word, new_word = ("bad", "good") if result.get("find_fix") else ("good", "bad")
+    if result.get("stopped"):
+        return f"{pkg}: inconclusive: both ends of the range failed the same way, nothing else was tried"
+    if result.get("untestable_edge") == "old" and new:
+        return f"{pkg}: inconclusive: {new} is {new_word}, and the older releases could not be tested"
+    if result.get("untestable_edge") == "new" and old:
+        return f"{pkg}: inconclusive: {old} is {old_word}, and the newer releases could not be tested"
     return f"{pkg}: {_STATUS_TEXT.get(status, status)}"
 
 
@@ -126,9 +133,7 @@ def markdown(run: dict, probes: list[dict]) -> str:
                  f"for {result.get('target', '?')}" + (f", with {', '.join(result['with'])}" if result.get("with") else ""))
     lines.append(f"- **Result:** {result.get('status')} — {old_key.replace('_', ' ')} **{result.get(old_key) or '—'}**, "
                  f"{new_key.replace('_', ' ')} **{result.get(new_key) or '—'}**")
-    if result.get("untestable"):
-        items = "; ".join(f"{u['version']} ({u['reason']})" for u in result["untestable"])
-        lines.append(f"- **Untestable:** {items}")
+    lines += [f"- **{line.split(':', 1)[0]}:**{line.split(':', 1)[1]}" for line in caveats(result)]
     if result.get("flaky"):
         lines.append(f"- **Flaky (runs disagreed, never used as a boundary):** {', '.join(result['flaky'])}")
     lines += [f"- {line}" for line in nightly_lines(result)]
@@ -169,14 +174,45 @@ def nightly_lines(result: dict) -> list[str]:
     return lines
 
 
+def versions_text(versions: list[str], limit: int = 6) -> str:
+    """``1.0, 1.1 and 1.2``; long lists shortened to their ends."""
+    shown_ = [shown(v) for v in versions]
+    if len(shown_) > limit:
+        shown_ = [*shown_[:limit - 2], f"… ({len(versions) - limit + 1} more)", shown_[-1]]
+    return shown_[0] if len(shown_) == 1 else f"{', '.join(shown_[:-1])} and {shown_[-1]}"
+
+
+def caveats(result: dict) -> list[str]:
+    """What limits the answer, one line each: an early stop, untestable candidates
+    grouped by reason, releases left out between the boundary, and the hint."""
+    lines = []
+    stopped = result.get("stopped")
+    if stopped:
+        lines.append(f"stopped: both ends of the range are untestable for the same reason ({stopped['reason']}); "
+                     f"{stopped['fix']}")
+    groups = result.get("untestable_groups")
+    if groups is None:  # results stored before reasons were grouped
+        groups = [{"reason": u["reason"], "versions": [u["version"]]} for u in result.get("untestable") or []]
+    for g in groups:
+        lines.append(f"untestable: {versions_text(g['versions'])}: {g['reason']}")
+    between = result.get("excluded_between") or []
+    if between:
+        old_key, new_key = boundary_keys(result)
+        reasons = sorted({e["reason"] for e in between})
+        lines.append(f"not tested: {versions_text([e['version'] for e in between])} ({', '.join(reasons)}) "
+                     f"lie between {shown(result.get(old_key))} and {shown(result.get(new_key))}")
+    if result.get("hint"):
+        lines.append(f"hint: {result['hint']}")
+    return lines
+
+
 def text_summary(result: dict) -> list[str]:
     """The lines ``bisect run`` (and ``bisect matrix``) print at the end."""
     if result.get("kind") in COMBO_KINDS:
         return report_matrix.text_lines(result)
     lines = [headline(result)]
     lines += [f"  {line}" for line in nightly_lines(result)]
-    for u in result.get("untestable") or []:
-        lines.append(f"  untestable {shown(u['version'])}: {u['reason']}")
+    lines += [f"  {line}" for line in caveats(result)]
     if result.get("flaky"):
         lines.append(f"  flaky (runs disagreed): {', '.join(result['flaky'])}")
     lines.append(f"  probes: {len(result.get('probes') or [])} used, {result.get('executed', 0)} executed, "

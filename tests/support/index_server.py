@@ -208,12 +208,15 @@ class LocalIndex:
 
     # -- serving ------------------------------------------------------------------
 
-    def start(self) -> LocalIndex:
-        """Start serving on an OS-chosen port; returns self for chaining."""
+    def start(self, port: int = 0) -> LocalIndex:
+        """Start serving on ``port`` (0: an OS-chosen one); returns self for chaining.
+
+        After :meth:`stop`, ``start(port=old_port)`` serves the same files at the same URL
+        again (an index that comes back after an outage)."""
         if self._loop.running:
             return self
         handler = type("_BoundHandler", (_Handler,), {"index": self})
-        server = _BoundedServer(("127.0.0.1", 0), handler)
+        server = _BoundedServer(("127.0.0.1", port), handler)
         self._loop.serve(server, f"LocalIndex:{server.server_address[1]}")
         return self
 
