@@ -9,6 +9,8 @@ For each size N (default 64 and 256) it serves N releases of ``benchpkg`` on 127
 * a warm ``bisect run --no-reuse`` on the same cache (every env cached, every probe
   re-run): wall time. Both are repeated R times (``--repeat``, each cold run on a fresh
   cache) and the median is reported, because the machine is small and shared;
+* the resolve of each probed candidate into its lock (``Session.lock``: ``uv pip compile
+  --refresh`` against the index), median, and its share of a cold probe (cold run / probes);
 * warm env materialisation through the library (``EnvManager.ensure`` of a spec that
   already exists, built exactly as the session builds it), median over the probed
   versions; each must be a cache hit;
@@ -40,10 +42,12 @@ from pathlib import Path
 from _index import PACKAGE, REPO, Fixture, build_fixture, clean_environ
 
 from envbisect.config import CachePaths, Settings
-from envbisect.envs import EnvManager, find_interpreter, host_platform
+from envbisect.envs import EnvManager, host_platform
+from envbisect.installer import find_interpreter
 from envbisect.index import IndexConfig
 from envbisect.recipes import load_recipe
-from envbisect.session import Session, requirements_for
+from envbisect.requests_model import requirements_for
+from envbisect.session import Session
 from envbisect.store import Store
 
 MATERIALISE_TARGET_S = 0.3
@@ -67,6 +71,7 @@ class SizeResult:
     warm_runs: list[float] = field(default_factory=list)
     warm_executed: list[int] = field(default_factory=list)  # probes each warm run re-ran
     materialise_s: list[float] = field(default_factory=list)
+    resolve_s: list[float] = field(default_factory=list)
     hits: int = 0
     naive_measured_s: float | None = None
     naive_measured: int = 0
@@ -112,27 +117,33 @@ def bisect_run(fx: Fixture, cache: Path, *extra: str) -> tuple[dict, float]:
         raise RunFailed(f"{' '.join(['bisect run', *extra])} exited {proc.returncode}: {' | '.join(tail)}") from None
 
 
-def materialise(fx: Fixture, cache: Path, versions: list[str]) -> tuple[list[float], int]:
-    """Time ``EnvManager.ensure`` for envs the cold run built; (seconds each, cache hits).
+def materialise(fx: Fixture, cache: Path, versions: list[str]) -> tuple[list[float], list[float], int]:
+    """Time the two steps of a probe's environment for the envs the cold run built:
+    the resolve into a lock (``Session.lock``: ``uv pip compile --refresh`` against the
+    index) and ``EnvManager.ensure`` of the spec keyed on that lock. Returns (resolve
+    seconds each, ensure seconds each, cache hits).
 
     The spec comes from the session's own code, as ``bisect run`` makes it: the recipe's
-    dependencies with the candidate pinned (``requirements_for``) through
-    ``Session.env_spec``, with the settings the CLI builds from the same environment the
-    subprocess ran in. Any difference would change the key and show up here as a miss
-    (a fresh build), never as a flattering figure."""
+    dependencies with the candidate pinned (``requirements_for``), resolved and keyed by
+    ``Session.lock`` / ``Session.env_spec`` with the settings the CLI builds from the same
+    environment the subprocess ran in. Any difference would change the key and show up
+    here as a miss (a fresh build), never as a flattering figure."""
     recipe = load_recipe(fx.recipe)
     paths = CachePaths(cache)
     settings = Settings(cache=paths, index=IndexConfig.resolve(clean_environ(), index_url=fx.index.url))
-    with Store(None) as store:  # env_spec needs no store; the session wants one
+    with Store(None) as store:  # locks are kept in a throwaway store
         session = Session(settings, store)
-        times, hits = [], 0
+        resolves, times, hits = [], [], 0
         for version in versions:
             reqs = requirements_for(recipe, [], PACKAGE, version)
             start = time.perf_counter()
-            env = EnvManager(paths).ensure(session.env_spec(reqs))
+            lock = session.lock(reqs)
+            resolves.append(time.perf_counter() - start)
+            start = time.perf_counter()
+            env = EnvManager(paths).ensure(session.env_spec(lock))
             times.append(time.perf_counter() - start)
             hits += env.reused
-    return times, hits
+    return resolves, times, hits
 
 
 def naive_loop(fx: Fixture, work: Path, versions: list[str]) -> tuple[float, list[str]]:
@@ -184,7 +195,7 @@ def measure(n: int, seed: int, naive_sample: int | None, repeat: int) -> SizeRes
         try:
             for i in range(repeat):
                 bisect_pair(fx, root / f"cache-{i}", res)
-            res.materialise_s, res.hits = materialise(fx, root / "cache-0", res.probes)
+            res.resolve_s, res.materialise_s, res.hits = materialise(fx, root / "cache-0", res.probes)
             sample = res.probes[:naive_sample] if naive_sample else res.probes
             res.naive_measured_s, res.naive_wrong = naive_loop(fx, root, sample)
             res.naive_measured = len(sample)
@@ -210,6 +221,7 @@ def _runs(values: list, spec: str = ".2f") -> str:
 def rows_for(r: SizeResult) -> list[tuple[str, str, str]]:
     """(figure, value, PASS/FAIL or '') rows of the table for one N."""
     med = statistics.median(r.materialise_s) if r.materialise_s else None
+    resolve = statistics.median(r.resolve_s) if r.resolve_s else None
     naive_note = ("" if r.naive_measured == len(r.probes)
                   else f" (extrapolated from {r.naive_measured}/{len(r.probes)} probes)")
     return [
@@ -219,6 +231,8 @@ def rows_for(r: SizeResult) -> list[tuple[str, str, str]]:
         ("cold bisect run, median (s)", _fmt(r.cold_s, ".2f") + f"  (of {_runs(r.cold_runs)})", ""),
         ("warm bisect run --no-reuse, median (s)", _fmt(r.warm_s, ".2f") + f"  (of {_runs(r.warm_runs)};"
          f" probes re-run: {_runs(r.warm_executed, 'd')})", ""),
+        ("resolve into a lock per candidate, median (ms)", _fmt(resolve and resolve * 1000, ".0f")
+         + (f"  ({resolve / (r.cold_s / len(r.probes)):.0%} of a cold probe)" if resolve and r.cold_s else ""), ""),
         ("warm env materialisation, median (ms)", _fmt(med and med * 1000, ".1f")
          + f"  ({r.hits}/{len(r.materialise_s)} hits)",
          _verdict(med < MATERIALISE_TARGET_S and r.hits == len(r.materialise_s) if med is not None else None)),
