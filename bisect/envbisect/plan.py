@@ -11,10 +11,15 @@ same environment); a file re-uploaded under the same version has another sha256,
 lock differs.
 
 Why resolve against fresh pages: envbisect revalidates its own listing of the index
-(:mod:`envbisect.index`), but uv keeps its own cache of project pages. Every resolve
-passes ``--refresh`` (a revalidation: unchanged pages cost a 304), so a release that
-envbisect listed is never missing from uv's view, and the lock's file URLs mean the
-install step needs no project page at all.
+(:mod:`envbisect.index`), but uv keeps its own cache of project pages, which may be days
+old. A :class:`Planner` therefore has uv revalidate (``--refresh-package``; an unchanged
+page costs a 304) every package the first time one of its resolves involves it: the
+requirement names before the resolve, and any package the lock pins that was not
+refreshed yet in a second pass. Every page a lock is built from is thus at least as new
+as the planner (created after envbisect's own listing), and a release that envbisect
+listed is never missing from uv's view; later resolves of the same run reuse the pages
+without asking again (a run resolves as of its fixed snapshot anyway). The lock's file
+URLs mean the install step needs no project page at all.
 
 Three endings: a :class:`Lock`; :class:`Unresolvable` (the resolver's reason: the
 candidate is untestable, at the cost of a resolve); or :class:`~envbisect.errors.IndexUnreachable`
@@ -39,6 +44,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
+from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
 from envbisect.errors import IndexUnreachable
@@ -117,6 +123,17 @@ class Lock:
         return cls(text, tuple(sorted(pins, key=lambda p: p.name)))
 
 
+def _names(requirements) -> list[str]:
+    """The project names of requirement strings (unparsable ones are left to the resolver)."""
+    out = []
+    for text in requirements:
+        try:
+            out.append(Requirement(text).name)
+        except InvalidRequirement:
+            continue
+    return out
+
+
 @dataclass(frozen=True)
 class Unresolvable:
     """The resolver's answer when no set of distributions satisfies the requirements."""
@@ -168,11 +185,25 @@ class Planner:
         self.allow_build = allow_build
         #: How many resolves this planner ran (the benchmark and fail-fast tests read it).
         self.resolves = 0
+        #: Packages whose pages uv revalidated for this planner (see the module docstring).
+        self.fresh: set[str] = set()
 
     def lock(self, requirements: list[str] | tuple[str, ...], cutoff: Cutoff = Cutoff()) -> Lock | Unresolvable:
         """Resolve ``requirements`` as of ``cutoff`` (see the module docstring)."""
+        names = {canonicalize_name(n) for n in _names(requirements)}
+        result = self._compile(requirements, cutoff, names - self.fresh)
+        self.fresh |= names
+        stale = {p.name for p in result.pins} - self.fresh if isinstance(result, Lock) else set()
+        if stale:  # a dependency seen for the first time: resolve again with its page revalidated
+            result = self._compile(requirements, cutoff, stale)
+            self.fresh |= stale
+        return result
+
+    def _compile(self, requirements, cutoff: Cutoff, refresh: set[str]) -> Lock | Unresolvable:
         cmd = [uv_bin(), "pip", "compile", "-", "--format", "pylock.toml", "--python", self.python,
-               "--quiet", "--no-header", "--refresh", *self.index.uv_args(), *cutoff.args()]
+               "--quiet", "--no-header", *self.index.uv_args(), *cutoff.args()]
+        for name in sorted(refresh):
+            cmd += ["--refresh-package", name]
         if not self.allow_build:
             cmd.append("--no-build")
         self.resolves += 1
