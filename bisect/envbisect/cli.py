@@ -9,6 +9,7 @@ Errors a user can act on (:class:`EnvbisectError`) are printed as one line, pref
 from __future__ import annotations
 
 import json
+import signal
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -23,7 +24,8 @@ from envbisect.checks import rerun_probe, run_check
 from envbisect.cli_matrix import matrix
 from envbisect.cli_options import (AllowBuild, AsJson, CacheDir, DownloadPython, ExtraIndex, FindLinks, IndexUrl,
                                    Installer, NoReuse, Python, Regress, Retries, Thresholds, Timeout, deps_mode, err,
-                                   json_view, judging_for, open_store, out, progress_for, settings_for)
+                                   judging_for, open_store, out, print_json, progress_for, run_id_argument,
+                                   settings_for)
 from envbisect.cli_watch import attach, watch
 from envbisect.errors import ConfigError, EnvbisectError
 from envbisect.matrix import Axis
@@ -116,7 +118,7 @@ def run(
         else:
             result = run_bisection(session, req)
     if json_out:
-        out.print(json.dumps(json_view(result), sort_keys=True), markup=False)
+        print_json(result)
     else:
         for i, line in enumerate(report.text_summary(result)):
             out.print(line, markup=False, style="bold" if i == 0 else None)
@@ -151,12 +153,12 @@ def check(
                            judging=judging_for(timeout, regress, threshold, 0, rec),
                            argv=[redact(a) for a in sys.argv[1:]])
     if json_out:
-        out.print(json.dumps(json_view(result), sort_keys=True), markup=False)
+        print_json(result)
     else:
         out.print(f"{result['outcome']}: {result['reason']}  (run {result['run_id']}"
                   f"{', reused' if result['reused'] else ''})", markup=False)
         if result.get("metrics"):
-            out.print("metrics: " + json.dumps(result["metrics"], sort_keys=True), markup=False)
+            out.print("metrics: " + report.dumps(result["metrics"], sort_keys=True), markup=False)
         if result.get("metrics_note"):
             out.print(f"note: {result['metrics_note']}", markup=False)
         if result.get("resolved"):
@@ -222,7 +224,7 @@ def history(cache_dir: Optional[Path] = CacheDir, limit: int = typer.Option(20, 
     with Store(settings_for(cache_dir).cache.db) as store:
         runs = store.list_runs(limit)
     if json_out:
-        out.print(json.dumps(runs, default=str), markup=False)
+        print_json(runs)
         return
     table = Table()
     for col in ("run", "kind", "recipe", "package", "status", "answer", "probes", "started"):
@@ -237,7 +239,7 @@ def history(cache_dir: Optional[Path] = CacheDir, limit: int = typer.Option(20, 
 
 
 @app.command()
-def show(run_id: int = typer.Argument(..., help="Run id (see `bisect history`)."),
+def show(run_id: int = run_id_argument("Run id (see `bisect history`)."),
          cache_dir: Optional[Path] = CacheDir, json_out: bool = AsJson,
          rerun: Optional[int] = typer.Option(None, "--rerun", metavar="SEQ", help="Run probe SEQ (the # column) "
                                              "again from the cache, offline; exits like `bisect check`.")) -> None:
@@ -271,7 +273,7 @@ def _rerun(run_id: int, seq: int, cache_dir: Path | None, json_out: bool) -> Non
     with open_store(settings) as store, progress_for(json_out) as progress:
         result = rerun_probe(Session(settings, store, progress), run_id, seq, argv=[redact(a) for a in sys.argv[1:]])
     if json_out:
-        out.print(json.dumps(json_view(result), sort_keys=True), markup=False)
+        print_json(result)
     else:
         again = result["rerun_of"]
         out.print(f"{result['outcome']}: {result['reason']}  (probe #{again['seq']} of run {again['run']}, "
@@ -283,7 +285,7 @@ def _rerun(run_id: int, seq: int, cache_dir: Path | None, json_out: bool) -> Non
 
 
 @app.command("report")
-def report_cmd(run_id: int = typer.Argument(..., help="Run id."),
+def report_cmd(run_id: int = run_id_argument("Run id."),
                fmt: str = typer.Option("md", "--format", help="md | json"),
                output: Optional[Path] = typer.Option(None, "-o", "--output", help="Write to a file."),
                cache_dir: Optional[Path] = CacheDir) -> None:
@@ -307,7 +309,7 @@ def cache_info(cache_dir: Optional[Path] = CacheDir, json_out: bool = AsJson) ->
 
     data = info(settings_for(cache_dir).cache)
     if json_out:
-        out.print(json.dumps(data, sort_keys=True), markup=False)
+        print_json(data)
         return
     for key, value in data.items():
         out.print(f"{key}: {value}", markup=False)
@@ -351,10 +353,32 @@ EXIT_INTERRUPTED = 130
 _CLICK_ERRORS = tuple(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
 
 
+class Terminated(BaseException):
+    """SIGTERM or SIGHUP arrived (a CI cancellation, ``timeout``, a closed SSH session):
+    unwound like Ctrl-C, so the recipe is killed and the run left ``interrupted``. A
+    BaseException so that no ``except Exception`` on the way swallows it."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _terminate(signum: int, frame: object) -> None:
+    signal.signal(signum, signal.SIG_IGN)  # a second signal must not interrupt the cleanup
+    raise Terminated(signum)
+
+
 def main() -> None:
-    """Console entry point: one-line errors with their exit codes, 130 on Ctrl-C."""
+    """Console entry point: one-line errors with their exit codes; 130 on Ctrl-C and
+    128 + N on SIGTERM/SIGHUP, each leaving a resumable run."""
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _terminate)
     try:
         code = app(standalone_mode=False)
+    except Terminated as stop:
+        err.print(f"interrupted by {signal.Signals(stop.signum).name}; run the same command again to resume "
+                  "where it stopped", markup=False)
+        sys.exit(128 + stop.signum)
     except _CLICK_ERRORS as exc:
         exc.show()
         sys.exit(exc.exit_code)

@@ -8,7 +8,6 @@ renders; errors a user can act on are raised for ``cli.main`` to print on one li
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -17,7 +16,7 @@ import typer
 
 from envbisect import report
 from envbisect.cli_options import (AllowBuild, AsJson, CacheDir, ExtraIndex, FindLinks, IndexUrl, Installer, NoReuse,
-                                   Python, Regress, Retries, Thresholds, Timeout, json_view, judging_for, open_store,
+                                   Python, Regress, Retries, Thresholds, Timeout, print_json, judging_for, open_store,
                                    out, progress_for, settings_for)
 from envbisect.redact import redact
 from envbisect.matrix import Axis, MatrixRequest, run_matrix
@@ -60,7 +59,7 @@ def matrix(
     with open_store(settings) as store, progress_for(json_out) as progress:
         result = run_matrix(Session(settings, store, progress), req)
     if json_out:
-        out.print(json.dumps(json_view(result), sort_keys=True), markup=False)
+        print_json(result)
     else:
         for i, line in enumerate(report.text_summary(result)):
             out.print(line, markup=False, style="bold" if i == 0 else None)

@@ -5,19 +5,18 @@ paired with its environment variable where it has one (as nox does).
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 import typer
 from rich.console import Console
 
+from envbisect import report
 from envbisect.config import CACHE_ENV, CachePaths, Settings, default_cache_dir
-from envbisect.errors import ConfigError
+from envbisect.errors import ConfigError, RunNotFound
 from envbisect.index import IndexConfig
 from envbisect.policy import RegressMode, Threshold
 from envbisect.progress import Progress
-from envbisect.redact import redact
 from envbisect.requests_model import DepsMode, Judging
 from envbisect.store import Store
 
@@ -83,6 +82,18 @@ def judging_for(timeout: float | None, regress: str, thresholds: list[str], retr
                    retries)
 
 
-def json_view(result: dict) -> dict:
-    """A result as printed with ``--json``: credentials redacted."""
-    return json.loads(redact(json.dumps(result, default=str)))
+def print_json(value) -> None:
+    """Print one strict JSON document on stdout (credentials redacted, no NaN)."""
+    out.print(report.dumps(value, sort_keys=True), markup=False)
+
+
+def _run_id(value: int) -> int:
+    """A run id SQLite can hold (a larger number is simply not a run, not an overflow)."""
+    if value is not None and not 0 < value < 2 ** 63:
+        raise RunNotFound(f"no run {value}; run ids are positive numbers, list runs with `bisect history`")
+    return value
+
+
+def run_id_argument(help_text: str):
+    """The RUN argument of ``show``, ``report`` and ``attach``."""
+    return typer.Argument(..., help=help_text, callback=_run_id)

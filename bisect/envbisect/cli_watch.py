@@ -14,6 +14,7 @@ from typing import Optional
 
 import typer
 
+from envbisect.cli_options import run_id_argument
 from envbisect.config import CACHE_ENV, CachePaths, Settings, default_cache_dir
 from envbisect.index import IndexConfig
 from envbisect.store import Store
@@ -46,7 +47,7 @@ def watch(
 
 
 def attach(
-    run_id: int = typer.Argument(..., help="Run id of a finished bisection (see `bisect history`)."),
+    run_id: int = run_id_argument("Run id of a finished bisection (see `bisect history`)."),
     issue: str = typer.Option(..., "--issue", help="owner/repo#N or the issue's URL."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the comment instead of posting it."),
     cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", envvar=CACHE_ENV, help="State directory."),

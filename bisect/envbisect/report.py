@@ -10,6 +10,7 @@ boundary, the host, and a ``Reproduce with:`` block.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 from envbisect import report_matrix
@@ -222,9 +223,28 @@ def text_summary(result: dict) -> list[str]:
     return [redact(line) for line in lines]
 
 
+def finite(value):
+    """``value`` with every NaN / infinite float replaced by the string ``"NaN"``,
+    ``"Infinity"`` or ``"-Infinity"``: JSON has no such numbers, and Python's default
+    output (bare ``NaN``) is rejected by strict parsers. Stored metrics keep the floats,
+    so a NaN still judges as a divergence."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite(v) for v in value]
+    return value
+
+
+def dumps(value, **options) -> str:
+    """Strict JSON for output (see :func:`finite`), credentials redacted."""
+    return redact(json.dumps(finite(value), allow_nan=False, default=str, **options))
+
+
 def as_json(run: dict, probes: list[dict]) -> str:
     payload = dict(run.get("result") or {}, run=run, probe_rows=probes)
-    return redact(json.dumps(payload, indent=2, sort_keys=True, default=str))
+    return dumps(payload, indent=2, sort_keys=True)
 
 
 def write(text: str, path: Path | None) -> None:

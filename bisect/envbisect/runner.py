@@ -433,14 +433,20 @@ def _signal_group(pgid: int, sig: int) -> None:
 def read_metrics(path: Path) -> tuple[dict | None, str | None]:
     """Read the recipe's metrics file: (the JSON object, None) or (None, why it was
     dropped). A missing file is (None, None). Never reads more than the cap plus one
-    byte and never raises: bad metrics must not cost the probe its exit status."""
+    byte and never raises: bad metrics must not cost the probe its exit status.
+
+    Only a regular file is read: the path is checked with ``lstat`` (a symlink or a FIFO
+    the recipe put there is refused) and opened non-blocking without following links, so
+    a FIFO swapped in between the check and the open cannot hang envbisect either."""
     try:
-        fh = open(path, "rb")
+        if not stat.S_ISREG(os.lstat(path).st_mode):
+            return None, "metrics path is not a regular file"
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0))
     except FileNotFoundError:
         return None, None
     except OSError as exc:
         return None, f"metrics file cannot be read: {exc.strerror or exc}"
-    with fh:
+    with os.fdopen(fd, "rb") as fh:
         info = os.fstat(fh.fileno())
         if not stat.S_ISREG(info.st_mode):
             return None, "metrics path is not a regular file"

@@ -128,10 +128,17 @@ class Session:
         self.store = store
         self.handler = handler or SilentHandler()
         self.envs = EnvManager(settings.cache)
-        self.fingerprint = fingerprint()
-        self.host = fingerprint_id(self.fingerprint)
         self._interpreter: Interpreter | None = None
         self._planner: Planner | None = None
+
+    @property
+    def fingerprint(self) -> dict[str, str]:
+        """This host's fingerprint (detected once per process, on first use)."""
+        return fingerprint()
+
+    @property
+    def host(self) -> str:
+        return fingerprint_id(self.fingerprint)
 
     # --- candidates ----------------------------------------------------------------
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import platform
 import sqlite3
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -243,9 +244,23 @@ class Store:
         self._conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
         self._conn.execute("PRAGMA foreign_keys = ON")
         if self.path is not None:
-            self._db.enable_wal()
+            self._enable_wal()
             # FULL: a committed probe survives power loss, not just a killed process.
             self._conn.execute("PRAGMA synchronous = FULL")
+
+    def _enable_wal(self) -> None:
+        """Switch the file to WAL mode. Two processes opening a new database at once
+        (two runs started together) can get "database is locked" from the switch at
+        once, without the busy timeout being applied, so it is retried for as long."""
+        deadline = time.monotonic() + BUSY_TIMEOUT_S
+        while True:
+            try:
+                self._db.enable_wal()
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
 
     def _user_version(self) -> int:
         return int(self._conn.execute("PRAGMA user_version").fetchone()[0])

@@ -46,6 +46,30 @@ def test_check_bad_metrics_are_a_note_not_a_crash(tmp_path, planted_index):
     assert "not valid JSON" in res["metrics_note"]
 
 
+def _strict(text: str):
+    """Parse JSON the way strict parsers do: NaN and Infinity are not JSON."""
+    def refuse(name: str):
+        raise ValueError(f"not JSON: {name}")
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_nan_and_infinite_metrics_are_valid_json_and_still_a_divergence(tmp_path, planted_index):
+    recipe = write_recipe(tmp_path / "r.py", """
+        import json, os
+        json.dump({"max_abs_diff": float("nan"), "big": float("inf"), "ok": 0.5},
+                  open(os.environ["ENVBISECT_RESULT"], "w"))
+    """)
+    cache = tmp_path / "cache"
+    proc = bisect_cli("check", str(recipe), "--index-url", planted_index.url, "--cache-dir", str(cache), "--json",
+                      "--threshold", "max_abs_diff>1e-3", cwd=tmp_path)
+    res = _strict(proc.stdout)
+    assert res["metrics"] == {"max_abs_diff": "NaN", "big": "Infinity", "ok": 0.5}
+    assert res["outcome"] == "bad" and proc.returncode == 1, "a NaN metric is a divergence, never a pass"
+    report = bisect_cli("report", str(res["run_id"]), "--format", "json", "--cache-dir", str(cache), cwd=tmp_path)
+    assert _strict(report.stdout)["probe_rows"][0]["metrics"]["max_abs_diff"] == "NaN"
+    _strict(bisect_cli("show", str(res["run_id"]), "--json", "--cache-dir", str(cache), cwd=tmp_path).stdout)
+
+
 def test_check_missing_import_is_an_error_with_the_message(tmp_path, planted_index):
     recipe = write_recipe(tmp_path / "r.py", """
         import planted

@@ -157,3 +157,10 @@ def test_package_without_wheels_here_names_platforms_and_the_alternative(tmp_pat
                           deps=("corepkg", "metalplug; sys_platform == 'darwin'"))
     proc = bisect_cli("run", str(recipe), "--index-url", index.url, "--cache-dir", str(tmp_path / "c"), cwd=tmp_path)
     _assert_one_line_error(proc, "no release of metalplug", "macos-arm64", "--package corepkg")
+
+
+@pytest.mark.parametrize("command", ["show", "report"])
+@pytest.mark.parametrize("run_id", ["99999999999999999999999", "0"])
+def test_run_ids_sqlite_cannot_hold_are_no_run_not_an_overflow(tmp_path, command, run_id):
+    proc = bisect_cli(command, run_id, "--cache-dir", str(tmp_path / "cache"), cwd=tmp_path)
+    _assert_one_line_error(proc, f"no run {run_id}", "bisect history")

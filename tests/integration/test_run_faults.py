@@ -15,6 +15,8 @@ import sys
 import time
 
 
+import pytest
+
 from support.cli import bisect_cli, cli_env, write_recipe
 from support.procs import is_running
 
@@ -174,7 +176,14 @@ def test_two_processes_building_the_same_env_wait_for_each_other(tmp_path, plant
     assert (envs[0] / "envbisect-env.json").is_file()
 
 
-def test_ctrl_c_marks_the_run_interrupted_kills_the_recipe_and_the_rerun_resumes(tmp_path, planted_index):
+@pytest.mark.parametrize("sig, code, line", [
+    (signal.SIGINT, 130, "interrupted; run the same command again to resume where it stopped"),
+    # CI cancellations, `timeout` and closed SSH sessions send these: handled like Ctrl-C.
+    (signal.SIGTERM, 143, "interrupted by SIGTERM; run the same command again to resume where it stopped"),
+    (signal.SIGHUP, 129, "interrupted by SIGHUP; run the same command again to resume where it stopped"),
+])
+def test_a_stop_signal_marks_the_run_interrupted_kills_the_recipe_and_the_rerun_resumes(
+        tmp_path, planted_index, sig, code, line):
     pids = tmp_path / "pids"
     pids.mkdir()
     recipe = write_recipe(tmp_path / "r.py", """
@@ -193,11 +202,10 @@ def test_ctrl_c_marks_the_run_interrupted_kills_the_recipe_and_the_rerun_resumes
     while len(list(pids.iterdir())) < 3 and time.monotonic() < deadline:  # the third probe hangs
         time.sleep(0.05)
     time.sleep(0.3)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sig)
     out, err = proc.communicate(timeout=30)
-    assert proc.returncode == 130, (out, err)
-    assert [ln for ln in err.splitlines() if ln.strip()] == [
-        "interrupted; run the same command again to resume where it stopped"]
+    assert proc.returncode == code, (out, err)
+    assert [ln for ln in err.splitlines() if ln.strip()] == [line]
     assert out == ""
     hung = max(pids.iterdir(), key=lambda p: p.stat().st_mtime)
     assert not is_running(int(hung.name)), "the interrupted probe's recipe must be killed"

@@ -201,6 +201,9 @@ def test_metrics_object_is_read(tmp_path):
         ("metrics_bad_json.py", "metrics file is not valid JSON: "),
         ("metrics_not_object.py", "metrics file holds a list, not a JSON object"),
         ("metrics_huge.py", "metrics file is 3 MiB, over the 64 KiB cap"),
+        # A FIFO once hung envbisect forever in the metrics read (fatal for the daemon).
+        ("metrics_fifo.py", "metrics path is not a regular file"),
+        ("metrics_symlink.py", "metrics path is not a regular file"),
     ],
 )
 def test_bad_metrics_are_dropped_with_a_note_and_keep_the_exit_status(tmp_path, name, note):
