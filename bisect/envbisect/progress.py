@@ -1,7 +1,9 @@
 """Live progress for long runs, rendered with rich on stderr (silent when not a TTY).
 
 Implements the session's ``Handler``: current version, probe n of about N (the search's
-own estimate), elapsed time; one line per finished probe stays on screen.
+own estimate), elapsed time; one line per finished probe stays on screen. Labels and
+reasons are foreign text (recipe output, installer errors): they are never parsed as rich
+markup, so a ``[/3]`` in a recipe's last stderr line prints as it is.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import time
 from rich.console import Console
 from rich.progress import Progress as RichProgress
 from rich.progress import SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.text import Text
 
 from envbisect.redact import redact
 from envbisect.policy import Judgement
@@ -30,7 +33,8 @@ class Progress:
 
     def __enter__(self) -> Progress:
         if self.enabled:
-            self._bar = RichProgress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+            self._bar = RichProgress(SpinnerColumn(), TextColumn("{task.description}", markup=False),
+                                     TimeElapsedColumn(),
                                      console=self.console, transient=True)
             self._bar.start()
             self._task = self._bar.add_task("starting", total=None)
@@ -46,10 +50,10 @@ class Progress:
 
     def probe_finished(self, label: str, judgement: Judgement, reused: bool) -> None:
         if self.enabled:
-            style = _STYLE.get(judgement.outcome.value, "")
-            src = " (recorded)" if reused else ""
-            self.console.print(f"  {label}: [{style}]{judgement.outcome.value}[/] {redact(judgement.reason)}{src}",
-                               highlight=False)
+            line = Text(f"  {label}: ")
+            line.append(judgement.outcome.value, style=_STYLE.get(judgement.outcome.value, ""))
+            line.append(f" {redact(judgement.reason)}{' (recorded)' if reused else ''}")
+            self.console.print(line, highlight=False)
 
     def note(self, message: str) -> None:
         if self.enabled:
