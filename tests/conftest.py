@@ -112,14 +112,15 @@ def wheel_dir(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def local_index(tmp_path: Path) -> Iterator[Callable[..., LocalIndex]]:
-    """Factory: ``local_index(flavour="both", auth=None)`` -> a started LocalIndex.
+    """Factory: ``local_index(flavour="both", auth=None, page_max_age=0)`` -> a started LocalIndex.
 
     Every index it starts is stopped at teardown.
     """
     started: list[LocalIndex] = []
 
-    def make(*, flavour: str = "both", auth: tuple[str, str] | None = None) -> LocalIndex:
-        index = LocalIndex(tmp_path / f"index-{len(started)}", flavour=flavour, auth=auth).start()
+    def make(*, flavour: str = "both", auth: tuple[str, str] | None = None, page_max_age: int = 0) -> LocalIndex:
+        index = LocalIndex(tmp_path / f"index-{len(started)}", flavour=flavour, auth=auth,
+                           page_max_age=page_max_age).start()
         started.append(index)
         return index
 

@@ -38,6 +38,12 @@ from envbisect.session import Session
 from envbisect.store import Store
 from envbisect.versions import KNOWN_PLATFORMS, Target, why_empty
 
+#: ``bisect check`` (and ``show --rerun``) exit with the recipe's own contract, and with
+#: EXIT_CHECK_ERROR when it errored (crash, timeout, uncaught exception): never 4, which
+#: means "inconclusive" for a bisection.
+CHECK_EXIT = {"good": 0, "bad": 1, "skip": 125}
+EXIT_CHECK_ERROR = 8
+
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Find the release that broke a numerical result.")
 cache_app = typer.Typer(no_args_is_help=True, help="Inspect and trim the cache directory.")
@@ -165,7 +171,7 @@ def check(
             out.print("resolved: " + ", ".join(f"{k}=={v}" for k, v in sorted(result["resolved"].items())), markup=False)
         if result["outcome"] == "error" and result.get("stderr_tail"):
             out.print("stderr (tail):\n" + result["stderr_tail"][-1200:], markup=False)
-    raise typer.Exit({"good": 0, "bad": 1, "skip": 125}.get(result["outcome"], 4))
+    raise typer.Exit(CHECK_EXIT.get(result["outcome"], EXIT_CHECK_ERROR))
 
 
 @app.command()
@@ -281,7 +287,7 @@ def _rerun(run_id: int, seq: int, cache_dir: Path | None, json_out: bool) -> Non
                   f"run {result['run_id']})", markup=False)
         if result["recipe_changed"]:
             out.print("note: the recipe changed since that run; this is the current recipe's answer", markup=False)
-    raise typer.Exit({"good": 0, "bad": 1, "skip": 125}.get(result["outcome"], 4))
+    raise typer.Exit(CHECK_EXIT.get(result["outcome"], EXIT_CHECK_ERROR))
 
 
 @app.command("report")

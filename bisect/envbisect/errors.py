@@ -12,6 +12,8 @@ EXIT_USAGE = 2
 #: Exit status when the environment failed, not the input: the index is unreachable,
 #: the disk is full, the cache is unusable. Retrying later (or elsewhere) can succeed.
 EXIT_ENVIRONMENT = 6
+#: Exit status when the issue tracker refused or could not be reached.
+EXIT_TRACKER = 7
 
 
 class EnvbisectError(Exception):
@@ -69,7 +71,7 @@ class RunNotFound(EnvbisectError):
 class TrackerError(EnvbisectError):
     """An issue tracker refused or could not be reached; the finding stays queued."""
 
-    exit_code = 1
+    exit_code = EXIT_TRACKER
 
 
 class AlreadyRunning(EnvbisectError):

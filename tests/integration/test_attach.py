@@ -46,7 +46,7 @@ def _attach(tmp, cache, run_id, issue, env, *extra: str):
 
 
 def _one_line_error(proc, *needles: str) -> None:
-    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert proc.returncode == 7, proc.stdout + proc.stderr  # the issue-tracker class
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
     for needle in needles:

@@ -76,7 +76,7 @@ def test_check_missing_import_is_an_error_with_the_message(tmp_path, planted_ind
         import numpy_that_is_not_declared
     """)
     proc = _check(recipe, planted_index, tmp_path / "cache")
-    assert proc.returncode == 4
+    assert proc.returncode == 8, "an error is not 'inconclusive' (4)"
     assert proc.json["outcome"] == "error"
     assert "numpy_that_is_not_declared" in proc.json["stderr_tail"]
     assert proc.json["reason"] == "uncaught ModuleNotFoundError: No module named 'numpy_that_is_not_declared'"

@@ -61,17 +61,20 @@ class Dists:
 
     toypkg: dict[str, Path]
     toypkg_1_0_rebuilt: Path  # toypkg-1.0-py3-none-any.whl again, with VALUE = 2
+    toypkg_1_0_needs_dep: Path  # toypkg-1.0-py3-none-any.whl again, good, with Requires-Dist: dep
     dep: dict[str, Path]
 
 
 @pytest.fixture(scope="module")
 def dists(tmp_path_factory: pytest.TempPathFactory) -> Dists:
     dest = tmp_path_factory.mktemp("exact-dists")
-    toypkg = {v: build_wheel(dest, "toypkg", v, files=_module("toypkg", v, 2 if Version(v) >= Version(FIRST_BAD) else 1))
+    toypkg = {v: build_wheel(dest, "toypkg", v, files=_module("toypkg", v, 1 + (Version(v) >= Version(FIRST_BAD))))
               for v in TOY_VERSIONS}
     rebuilt = build_wheel(dest / "rebuilt", "toypkg", "1.0", files=_module("toypkg", "1.0", 2))
+    needs_dep = build_wheel(dest / "needs-dep", "toypkg", "1.0", files=_module("toypkg", "1.0", 1),
+                            requires_dist=["dep"])
     dep = {v: build_wheel(dest, "dep", v, files=_module("dep", v, int(float(v)))) for v in ("1.0", "2.0")}
-    return Dists(toypkg, rebuilt, dep)
+    return Dists(toypkg, rebuilt, needs_dep, dep)
 
 
 class World:
@@ -86,7 +89,8 @@ class World:
     def publish_toypkg(self, *versions: str, now: bool = False) -> None:
         """Publish toypkg releases, dated in the past (``now``: stamped now, as an upload is)."""
         for v in versions:
-            self.index.add(self.dists.toypkg[v], upload_time=None if now else PAST + timedelta(days=TOY_VERSIONS.index(v)))
+            dated = PAST + timedelta(days=TOY_VERSIONS.index(v))
+            self.index.add(self.dists.toypkg[v], upload_time=None if now else dated)
 
     def publish_dep(self, version: str, upload_time: datetime | None = None) -> None:
         self.index.add(self.dists.dep[version], upload_time=upload_time)
@@ -97,15 +101,13 @@ class World:
                **kwargs) -> Path:
         return write_recipe(self.tmp / name, body, package="toypkg", deps=deps, **kwargs)
 
-    def argv(self, command: str, recipe: Path, *extra: str, cache: Path | None = None) -> list[str]:
-        return [command, str(recipe), "--index-url", self.index.url, "--cache-dir", str(cache or self.cache),
-                "--json", *extra]
+    def argv(self, command: str, recipe: Path, *extra: str) -> list[str]:
+        return [command, str(recipe), "--index-url", self.index.url, "--cache-dir", str(self.cache), "--json", *extra]
 
-    def cli(self, command: str, recipe: Path, *extra: str, cache: Path | None = None, env: dict | None = None,
+    def cli(self, command: str, recipe: Path, *extra: str, env: dict | None = None,
             expect: int | None = None) -> dict:
         """``bisect COMMAND RECIPE --json ...`` against this world; its JSON answer."""
-        proc = bisect_cli(*self.argv(command, recipe, *extra, cache=cache), cwd=self.tmp, env=env,
-                          check_json=True)
+        proc = bisect_cli(*self.argv(command, recipe, *extra), cwd=self.tmp, env=env, check_json=True)
         if expect is not None:
             assert proc.returncode == expect, proc.stdout + proc.stderr
         return proc.json
@@ -115,8 +117,8 @@ class World:
 
     # -- the store -------------------------------------------------------------------
 
-    def query(self, sql: str, params: tuple = (), *, cache: Path | None = None) -> list[dict]:
-        con = sqlite3.connect((cache or self.cache) / "results.db")
+    def query(self, sql: str, params: tuple = ()) -> list[dict]:
+        con = sqlite3.connect(self.cache / "results.db")
         con.row_factory = sqlite3.Row
         try:
             return [dict(r) for r in con.execute(sql, params)]
@@ -133,7 +135,10 @@ class World:
 
 @pytest.fixture
 def world(tmp_path, local_index, dists) -> World:
-    return World(tmp_path, local_index(), dists)
+    """A world whose index lets clients keep project pages for ten minutes, as PyPI does
+    (``max-age=600``): with the stock ``max-age=0`` uv revalidates every page by itself,
+    which would hide a stale uv cache."""
+    return World(tmp_path, local_index(page_max_age=600), dists)
 
 
 def _resolved_dep(rows: list[dict]) -> set[str | None]:
@@ -153,13 +158,20 @@ def _wait_for(predicate, timeout: float, proc: subprocess.Popen) -> None:
 # ---------------------------------------------------------------------------------- 1
 
 
-def test_dependency_published_after_a_check_is_seen_by_the_next(world):
-    """Defect: the env key hashed the unpinned requirement ``dep``, so once an env had
-    been built with dep 1.0, every later check reused that env (and its verdict) after
-    dep 2.0 was published: the regression in dep 2.0 was never seen."""
-    world.publish_toypkg("1.0")
+@pytest.mark.parametrize("via", ["declared", "transitive"])
+def test_dependency_published_after_a_check_is_seen_by_the_next(world, via):
+    """Defect: the env key hashed the unpinned requirement ``dep`` (and uv resolved it
+    from its cached project page), so once an env had been built with dep 1.0, every
+    later check reused that env and its verdict after dep 2.0 was published: the
+    regression in dep 2.0 was never seen. ``transitive``: the recipe names only
+    toypkg, which requires dep, so dep's page is one the requirements never name."""
+    if via == "declared":
+        world.publish_toypkg("1.0")
+        recipe = world.recipe(TOY_DEP_BODY)
+    else:
+        world.index.add(world.dists.toypkg_1_0_needs_dep, upload_time=PAST)
+        recipe = world.recipe(TOY_DEP_BODY, deps=("toypkg",))
     world.publish_dep("1.0", PAST)
-    recipe = world.recipe(TOY_DEP_BODY)
     before = world.check(recipe, expect=0)
     assert (before["outcome"], before["resolved"]["dep"], before["reused"]) == ("good", "1.0", False)
 
@@ -252,8 +264,8 @@ def test_resumed_run_keeps_its_snapshot_and_a_new_run_takes_a_new_one(world):
 OLD, NEW = TOY_VERSIONS[:21], TOY_VERSIONS[21:]  # 1.0–1.20 (all good), 1.21–1.30
 
 
-def _no_untestable(world: World, cache: Path) -> None:
-    rows = world.query("select version, verdict, reason from probes", cache=cache)
+def _no_untestable(world: World) -> None:
+    rows = world.query("select version, verdict, reason from probes")
     assert rows and not [r for r in rows if r["verdict"] == "untestable"], rows
 
 
@@ -268,7 +280,7 @@ def test_releases_published_after_uv_cached_the_page_are_bisected(world):
     res = world.cli("run", recipe, "--good", "1.20", expect=0)
     assert (res["last_good"], res["first_bad"]) == ("1.26", FIRST_BAD)
     assert res["untestable"] == []
-    _no_untestable(world, world.cache)
+    _no_untestable(world)
 
 
 def test_watch_bisects_releases_published_after_its_baseline(world):
@@ -294,7 +306,7 @@ def test_watch_bisects_releases_published_after_its_baseline(world):
     found = once()
     assert f"found: first bad release of toypkg: {FIRST_BAD} (last good: 1.26)" in found, found
     assert "no issue configured" in found
-    _no_untestable(world, world.cache)
+    _no_untestable(world)
 
 
 # ---------------------------------------------------------------------------------- 4

@@ -181,6 +181,7 @@ def test_two_identical_concurrent_runs_never_share_a_run_or_duplicate_probes(tmp
         assert (result["last_good"], result["first_bad"]) == ("1.5", "1.6")
         assert_one_row_per_probe(lab.db, result["run_id"], result)
     assert {r["id"] for r in runs(lab.db)} == {r["run_id"] for r in results}, "a stray run was left behind"
+    assert query(lab.db, "SELECT run_id, seq, attempt FROM probes GROUP BY 1, 2, 3 HAVING COUNT(*) > 1") == []
     assert len(rows(lab.db)) == sum(len(r["probes"]) for r in results)
 
 
@@ -280,7 +281,8 @@ def test_503_burst_that_outlasts_uvs_retries_interrupts_the_run(tmp_path, plante
     out, err = proc.communicate(timeout=WAIT_S)
     assert proc.returncode == 6, (out, err)
     burst = index.log[hits:]
-    assert [h.status for h in burst] == [503, 503] and all(h.path.startswith("/simple/planted") for h in burst)
+    assert [h.status for h in burst] == [503, 503], burst
+    assert all(h.path.startswith("/simple/planted") for h in burst), f"the burst missed the resolve: {burst}"
     line, = error_lines(err)
     assert line.startswith("error: the package index") and "stopped answering" in line and "503" in line, line
     run, = runs(lab.db)

@@ -133,12 +133,17 @@ class LocalIndex:
     request and ``log`` the same with status and headers.
     """
 
-    def __init__(self, root: Path, *, flavour: str = "both", auth: tuple[str, str] | None = None) -> None:
+    def __init__(self, root: Path, *, flavour: str = "both", auth: tuple[str, str] | None = None,
+                 page_max_age: int = 0) -> None:
+        """``page_max_age``: the ``Cache-Control: max-age`` of project pages. 0 (the default)
+        makes clients revalidate every page; PyPI serves 600, which lets uv keep a page
+        for ten minutes without asking, the setting under which a stale uv cache shows."""
         if flavour not in FLAVOURS:
             raise ValueError(f"flavour must be one of {FLAVOURS}, not {flavour!r}")
         self.root = Path(root)
         self.flavour = flavour
         self.auth = auth
+        self.page_max_age = page_max_age
         self.requests: list[tuple[str, str]] = []
         self.log: list[Hit] = []
         self._files_dir = self.root / "files"
@@ -445,6 +450,8 @@ class _Handler(BaseHTTPRequestHandler):
         etag = f'"{hashlib.sha256(body).hexdigest()[:32]}"'
         headers = {"ETag": etag, "Last-Modified": email.utils.formatdate(mtime, usegmt=True),
                    "Cache-Control": "max-age=0, must-revalidate"}
+        if self.index.page_max_age and self.path.startswith("/simple/"):
+            headers["Cache-Control"] = f"max-age={self.index.page_max_age}, public"
         if self.index.flavour == "both":
             headers["Vary"] = "Accept"
         if self._not_modified(etag, mtime):
