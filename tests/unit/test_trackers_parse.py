@@ -83,7 +83,7 @@ def test_error_for_each_status_is_one_actionable_line(status, headers, cls, need
     assert type(err) is cls
     assert needle in str(err) and "commenting on octo/demo#7" in str(err)
     assert "\n" not in str(err) and ";" in str(err), "one line naming the problem and the fix"
-    assert err.exit_code == 1
+    assert err.exit_code == 7  # the issue-tracker class of exit codes
 
 
 def test_token_is_read_at_use_time_and_only_put_in_the_header():
