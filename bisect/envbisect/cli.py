@@ -17,10 +17,7 @@ from typing import List, Optional
 import typer
 from rich.table import Table
 
-from envbisect import __version__, nightly, report
-from envbisect.bydate import DateRequest, date_mode, run_by_date
-from envbisect.byversion import EXIT_CODES, run_bisection
-from envbisect.checks import rerun_probe, run_check
+from envbisect import __version__
 from envbisect.cli_matrix import matrix
 from envbisect.cli_options import (AllowBuild, AsJson, CacheDir, DownloadPython, ExtraIndex, FindLinks, IndexUrl,
                                    Installer, NoReuse, Python, Regress, Retries, Thresholds, Timeout, deps_mode, err,
@@ -28,15 +25,12 @@ from envbisect.cli_options import (AllowBuild, AsJson, CacheDir, DownloadPython,
                                    settings_for)
 from envbisect.cli_watch import attach, watch
 from envbisect.errors import ConfigError, EnvbisectError
-from envbisect.matrix import Axis
-from envbisect.nightly import ChannelConfig
-from envbisect.nightly_runs import run_nightlies, run_with_nightlies
 from envbisect.recipes import load_recipe
 from envbisect.redact import redact
-from envbisect.requests_model import BisectRequest
-from envbisect.session import Session
-from envbisect.store import Store
 from envbisect.versions import KNOWN_PLATFORMS, Target, why_empty
+
+# The run modules (search, probing, store, reports) are imported inside the commands
+# that use them: `bisect --help` and argument errors never pay for them.
 
 #: ``bisect check`` (and ``show --rerun``) exit with the recipe's own contract, and with
 #: EXIT_CHECK_ERROR when it errored (crash, timeout, uncaught exception): never 4, which
@@ -91,6 +85,15 @@ def run(
                                    "(repeatable; default: the recipe's dependencies)."),
 ) -> None:
     """Bisect PACKAGE's releases (or, --by date, the days) for the first one where RECIPE fails."""
+    from envbisect import report
+    from envbisect.bydate import DateRequest, date_mode, run_by_date
+    from envbisect.byversion import EXIT_CODES, run_bisection
+    from envbisect.matrix import Axis
+    from envbisect.nightly import ChannelConfig
+    from envbisect.nightly_runs import run_nightlies, run_with_nightlies
+    from envbisect.requests_model import BisectRequest
+    from envbisect.session import Session
+
     rec = load_recipe(recipe)
     by_date = date_mode(by, since=since, until=until, axis=axis, deps=deps, package=package, good=good, bad=bad,
                         find_fix=find_fix)
@@ -150,6 +153,10 @@ def check(
     json_out: bool = AsJson,
 ) -> None:
     """Run RECIPE once in a cached environment and print its outcome and metrics."""
+    from envbisect import report
+    from envbisect.checks import run_check
+    from envbisect.session import Session
+
     rec = load_recipe(recipe)
     settings = settings_for(cache_dir, index_url or rec.settings.index_url, extra_index_url, find_links,
                          python or rec.settings.python, installer, allow_build, not no_reuse,
@@ -191,6 +198,9 @@ def versions(
     variant: Optional[str] = typer.Option(None, "--variant", help="Nightly build variant (cpu, cu126, ...)."),
 ) -> None:
     """List PACKAGE's candidate releases for this host (or --platform), and what was left out and why."""
+    from envbisect import nightly, report
+    from envbisect.session import Session
+
     settings = settings_for(cache_dir, index_url, extra_index_url, find_links, None if platform else python,
                          allow_build=allow_build)
     aimed = Target.for_platform(platform, python or f"{sys.version_info[0]}.{sys.version_info[1]}") if platform else None
@@ -227,6 +237,9 @@ def versions(
 def history(cache_dir: Optional[Path] = CacheDir, limit: int = typer.Option(20, "--limit"),
             json_out: bool = AsJson) -> None:
     """List recorded runs, newest first."""
+    from envbisect import report
+    from envbisect.store import Store
+
     with Store(settings_for(cache_dir).cache.db) as store:
         runs = store.list_runs(limit)
     if json_out:
@@ -250,6 +263,9 @@ def show(run_id: int = run_id_argument("Run id (see `bisect history`)."),
          rerun: Optional[int] = typer.Option(None, "--rerun", metavar="SEQ", help="Run probe SEQ (the # column) "
                                              "again from the cache, offline; exits like `bisect check`.")) -> None:
     """Every probe of a run: version, outcome, exit, metrics, duration, reused or run."""
+    from envbisect import report
+    from envbisect.store import Store
+
     if rerun is not None:
         return _rerun(run_id, rerun, cache_dir, json_out)
     with Store(settings_for(cache_dir).cache.db) as store:
@@ -275,6 +291,10 @@ def show(run_id: int = run_id_argument("Run id (see `bisect history`)."),
 
 def _rerun(run_id: int, seq: int, cache_dir: Path | None, json_out: bool) -> None:
     """``bisect show RUN --rerun SEQ``: re-check a recorded probe without the index."""
+    from envbisect import report
+    from envbisect.checks import rerun_probe
+    from envbisect.session import Session
+
     settings = settings_for(cache_dir)
     with open_store(settings) as store, progress_for(json_out) as progress:
         result = rerun_probe(Session(settings, store, progress), run_id, seq, argv=[redact(a) for a in sys.argv[1:]])
@@ -296,6 +316,9 @@ def report_cmd(run_id: int = run_id_argument("Run id."),
                output: Optional[Path] = typer.Option(None, "-o", "--output", help="Write to a file."),
                cache_dir: Optional[Path] = CacheDir) -> None:
     """Render a run as Markdown (fit to paste in an issue) or JSON."""
+    from envbisect import report
+    from envbisect.store import Store
+
     if fmt not in ("md", "json"):
         raise ConfigError(f"--format {fmt!r} is not supported; use md or json")
     with Store(settings_for(cache_dir).cache.db) as store:

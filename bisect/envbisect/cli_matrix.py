@@ -14,14 +14,11 @@ from typing import List, Optional
 
 import typer
 
-from envbisect import report
 from envbisect.cli_options import (AllowBuild, AsJson, CacheDir, ExtraIndex, FindLinks, IndexUrl, Installer, NoReuse,
                                    Python, Regress, Retries, Thresholds, Timeout, print_json, judging_for, open_store,
                                    out, progress_for, settings_for)
 from envbisect.redact import redact
-from envbisect.matrix import Axis, MatrixRequest, run_matrix
 from envbisect.recipes import load_recipe
-from envbisect.session import Session
 
 
 def matrix(
@@ -48,6 +45,10 @@ def matrix(
 
     Combinations the resolver rejects are marked incompatible without running the recipe.
     """
+    from envbisect import report
+    from envbisect.matrix import Axis, MatrixRequest, run_matrix
+    from envbisect.session import Session
+
     rec = load_recipe(recipe)
     settings = settings_for(cache_dir, index_url or rec.settings.index_url, extra_index_url, find_links,
                          python or rec.settings.python, installer, allow_build, not no_reuse)

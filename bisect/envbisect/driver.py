@@ -25,6 +25,7 @@ import os
 import re
 import socket
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -82,14 +83,24 @@ _COMPILE = ("import sys\n"
 
 
 def check_syntax(recipe: Recipe, python: str) -> None:
-    """Compile the recipe with the interpreter the envs use: a syntax error is one line,
-    before any environment is built."""
-    proc = subprocess.run([python, "-c", _COMPILE, str(recipe.path)], capture_output=True, text=True, check=False)
-    if proc.returncode != 0:
+    """Compile the recipe with the interpreter the envs use (in this process when that is
+    the interpreter running envbisect): a syntax error is one line, before any
+    environment is built."""
+    if os.path.realpath(python) == os.path.realpath(sys.executable) or python == getattr(sys, "_base_executable", ""):
+        try:
+            compile(recipe.text, str(recipe.path), "exec")
+            return
+        except SyntaxError as exc:
+            message, line = f"{type(exc).__name__}: {exc.msg}", str(exc.lineno or 0)
+    else:
+        proc = subprocess.run([python, "-c", _COMPILE, str(recipe.path)], capture_output=True, text=True, check=False)
+        if proc.returncode == 0:
+            return
         line, _, message = proc.stdout.strip().partition(" ")
-        where = f" (line {line})" if line.isdigit() and line != "0" else ""
-        raise RecipeError(f"recipe {recipe.shown} does not compile{where}: {message or proc.stderr.strip()[-200:]}; "
-                          "fix the recipe (no environment was built)")
+        message = message or proc.stderr.strip()[-200:]
+    where = f" (line {line})" if line.isdigit() and line != "0" else ""
+    raise RecipeError(f"recipe {recipe.shown} does not compile{where}: {message}; "
+                      "fix the recipe (no environment was built)")
 
 
 class _Heartbeat:
@@ -104,7 +115,10 @@ class _Heartbeat:
             self._thread.start()
 
     def _beat(self, path, run_id: int) -> None:
+        if self._stop.wait(HEARTBEAT_S):  # a short run never opens a second connection
+            return
         with Store(path) as store:
+            store.heartbeat(run_id)
             while not self._stop.wait(HEARTBEAT_S):
                 store.heartbeat(run_id)
 
