@@ -36,9 +36,10 @@ from pathlib import Path
 from _index import REPO, clean_environ
 
 from envbisect.config import CachePaths
-from envbisect.envs import EnvManager, EnvSpec, find_interpreter
+from envbisect.envs import EnvManager, EnvSpec
 from envbisect.index import IndexConfig
-from envbisect.matrix import resolve
+from envbisect.installer import find_interpreter
+from envbisect.plan import Lock, Planner
 from support.cli import write_recipe
 from support.index_server import LocalIndex
 from support.wheels import build_wheel
@@ -111,16 +112,17 @@ def matrix_case(root: Path, k: int) -> dict:
         # In-process: a resolve of each incompatible cell vs a cold install of a compatible one.
         paths = CachePaths(root / "cache2").ensure()
         interp, config = find_interpreter(None), IndexConfig(index.url)
+        planner = Planner(interp.path, config, paths.uv_cache)
         resolves = []
         for i in range(1, k + 1):
             j = i % k + 1
-            spec = EnvSpec(interp, (f"core=={i}.0", f"plugin=={j}.0"), config)
             started = time.perf_counter()
-            outcome = resolve(spec, paths.uv_cache)
+            outcome = planner.lock([f"core=={i}.0", f"plugin=={j}.0"])
             resolves.append(time.perf_counter() - started)
-            assert not outcome.ok, outcome
+            assert not isinstance(outcome, Lock), outcome
+        lock = planner.lock(["core==1.0", "plugin==1.0"])
         started = time.perf_counter()
-        EnvManager(paths).ensure(EnvSpec(interp, ("core==1.0", "plugin==1.0"), config))
+        EnvManager(paths).ensure(EnvSpec(interp, lock, config))
         install = time.perf_counter() - started
     finally:
         index.stop()
