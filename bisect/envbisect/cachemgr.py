@@ -12,7 +12,7 @@ import shutil
 
 from envbisect.config import CachePaths
 from envbisect.envs import EnvCache, EnvEntry, dir_size
-from envbisect.errors import ConfigError
+from envbisect.errors import ConfigError, DiskFull
 
 _UNITS = {"": 1, "B": 1, "K": 1024, "KB": 1024, "KIB": 1024, "M": 1024**2, "MB": 1024**2, "MIB": 1024**2,
           "G": 1024**3, "GB": 1024**3, "GIB": 1024**3, "T": 1024**4, "TB": 1024**4, "TIB": 1024**4}
@@ -72,3 +72,18 @@ def clear(paths: CachePaths, *, keep_results: bool = True) -> list[str]:
                 db.unlink()
         removed.append("results database")
     return removed
+
+
+def disk_full(paths: CachePaths, cause: str) -> DiskFull:
+    """The one-line error for a full disk: where, how much is free, and how much a run
+    needs (the largest environment in the cache, the best estimate of the next one)."""
+    try:
+        free = shutil.disk_usage(paths.root).free
+    except OSError:
+        free = 0
+    sizes = [e.size for e in EnvCache(paths.envs).entries()] if paths.envs.is_dir() else []
+    need = max(sizes, default=0) or 50 * 1024**2
+    return DiskFull(f"no space left for the cache directory {paths.root} ({human(free)} free, a run needs about "
+                    f"{human(need)} more for the next environment and its logs; {cause}): free some space "
+                    "(`bisect cache prune --max-size ...`) or pass --cache-dir on another disk, then run the same "
+                    "command again to resume; nothing recorded was lost")

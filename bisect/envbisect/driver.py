@@ -21,8 +21,10 @@ stops early when both ends of the range are untestable for the same reason.
 
 from __future__ import annotations
 
+import errno
 import os
 import re
+import sqlite3
 import socket
 import subprocess
 import sys
@@ -35,7 +37,8 @@ from datetime import datetime, timezone
 
 import psutil
 
-from envbisect.errors import RecipeError
+from envbisect.cachemgr import disk_full
+from envbisect.errors import CacheError, DiskFull, EnvbisectError, RecipeError
 from envbisect.plan import Cutoff, keep_visible
 from envbisect.policy import Judgement, Outcome, combine, judge
 from envbisect.recipes import Recipe
@@ -290,8 +293,27 @@ def open_run(session: Session, *, kind: str, recipe: Recipe, judging: Judging, s
     beat = _Heartbeat(session.store, row["id"])
     try:
         yield ActiveRun(session, row, resumed, recipe, judging)
-    except BaseException:
-        session.store.update_run(row["id"], status=RunStatus.INTERRUPTED.value)
+    except BaseException as exc:
+        try:
+            session.store.update_run(row["id"], status=RunStatus.INTERRUPTED.value)
+        except EnvbisectError:
+            pass  # a full disk may refuse even this; the run stays resumable as "running" with a dead owner
+        if is_disk_full(exc):
+            raise disk_full(session.settings.cache, _short(exc)) from None
         raise
     finally:
         beat.stop()
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """Whether ``exc`` says the disk is full: ENOSPC/EDQUOT anywhere, SQLite's "database
+    or disk is full", or an installer that said so."""
+    if isinstance(exc, DiskFull):
+        return True
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    return isinstance(exc, (sqlite3.OperationalError, CacheError)) and "full" in str(exc)
+
+
+def _short(exc: BaseException) -> str:
+    return (exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc))[:160]

@@ -41,7 +41,7 @@ from envbisect.config import CachePaths
 from envbisect.errors import InstallFailed
 from envbisect.index import IndexConfig
 from envbisect.installer import Interpreter, install_reason, installer_environ, run_tool, uv_bin
-from envbisect.plan import Lock, is_outage, outage
+from envbisect.plan import Lock, check_disk_full, is_outage, outage
 from envbisect.redact import redact
 
 MARKER = "envbisect-env.json"
@@ -203,6 +203,7 @@ class EnvManager:
         proc = run_tool(cmd, env, self.root)
         if proc.returncode != 0:
             message = proc.stderr or proc.stdout
+            check_disk_full(message)
             if is_outage(message):
                 raise outage(message, spec.index)
             raise InstallFailed(install_reason(message))

@@ -60,6 +60,10 @@ class CacheError(EnvbisectError):
     exit_code = EXIT_ENVIRONMENT
 
 
+class DiskFull(CacheError):
+    """The disk holding the cache directory is full: the run is interrupted, not judged."""
+
+
 class InstallFailed(EnvbisectError):
     """An environment could not be built. Sessions turn this into an untestable probe."""
 

@@ -47,7 +47,7 @@ else:  # pragma: no cover - Python 3.10
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
-from envbisect.errors import IndexUnreachable
+from envbisect.errors import DiskFull, IndexUnreachable
 from envbisect.installer import install_reason, installer_environ, uv_bin
 from envbisect.index import IndexConfig
 from envbisect.redact import redact
@@ -61,6 +61,18 @@ _OUTAGE = re.compile(
     r"bad gateway|service unavailable|gateway timeout)|tcp connect error",
     re.IGNORECASE,
 )
+
+
+#: Installer messages that mean the disk is full (never a verdict on a candidate either).
+_DISK_FULL = re.compile(r"no space left on device|os error 28|disk quota exceeded|database or disk is full",
+                        re.IGNORECASE)
+
+
+def check_disk_full(message: str) -> None:
+    """Raise :class:`DiskFull` when an installer's message says the disk is full; the run
+    driver turns it into one line naming the cache directory and the space it needs."""
+    if _DISK_FULL.search(message):
+        raise DiskFull(f"no space left on device ({install_reason(message)[:160]})")
 
 
 def is_outage(message: str) -> bool:
@@ -211,6 +223,7 @@ class Planner:
                               env=installer_environ(self.uv_cache), check=False)
         if proc.returncode != 0:
             message = proc.stderr or proc.stdout
+            check_disk_full(message)
             if is_outage(message):
                 raise outage(message, self.index)
             return Unresolvable(install_reason(message))
