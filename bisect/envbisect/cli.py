@@ -17,7 +17,7 @@ from typing import List, Optional
 import typer
 from rich.table import Table
 
-from envbisect import __version__
+from envbisect import __version__, crashlog
 from envbisect.cli_matrix import matrix
 from envbisect.cli_options import (AllowBuild, AsJson, CacheDir, DownloadPython, ExtraIndex, FindLinks, IndexUrl,
                                    Installer, NoReuse, Python, Regress, Retries, Thresholds, Timeout, deps_mode, err,
@@ -372,8 +372,11 @@ def version_callback(value: bool) -> None:
 
 
 @app.callback()
-def _root(version: bool = typer.Option(False, "--version", callback=version_callback, is_eager=True)) -> None:
+def _root(version: bool = typer.Option(False, "--version", callback=version_callback, is_eager=True),
+          debug: bool = typer.Option(False, "--debug", envvar=crashlog.DEBUG_ENV,
+                                     help="Print the traceback of an unexpected error instead of logging it.")) -> None:
     """Find the release that broke a numerical result."""
+    crashlog.debug = debug
 
 
 # Usage errors are click's ClickException, which newer Typer releases vendor: find the
@@ -416,6 +419,11 @@ def main() -> None:
         sys.exit(exc.exit_code)
     except (typer.Abort, KeyboardInterrupt):
         code = EXIT_INTERRUPTED
+    except Exception as exc:  # a bug: one line and a log, never a bare traceback
+        if crashlog.debugging():
+            raise
+        err.print(crashlog.one_line(exc, crashlog.write(exc)), markup=False)
+        sys.exit(crashlog.EXIT_BUG)
     if code == EXIT_INTERRUPTED:  # Typer turns Ctrl-C into Exit(130) itself
         err.print("interrupted; run the same command again to resume where it stopped", markup=False)
     sys.exit(code if isinstance(code, int) else 0)

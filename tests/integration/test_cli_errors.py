@@ -6,10 +6,12 @@ from __future__ import annotations
 import os
 import socket
 import sqlite3
+import subprocess
+import sys
 
 import pytest
 
-from support.cli import PLANTED_BODY, bisect_cli, write_recipe
+from support.cli import PLANTED_BODY, bisect_cli, cli_env, write_recipe
 
 
 def _closed_port_url() -> str:
@@ -164,3 +166,34 @@ def test_package_without_wheels_here_names_platforms_and_the_alternative(tmp_pat
 def test_run_ids_sqlite_cannot_hold_are_no_run_not_an_overflow(tmp_path, command, run_id):
     proc = bisect_cli(command, run_id, "--cache-dir", str(tmp_path / "cache"), cwd=tmp_path)
     _assert_one_line_error(proc, f"no run {run_id}", "bisect history")
+
+
+_BUG = """
+import sys
+import envbisect.cli as cli
+def boom(*args, **kwargs):
+    raise RuntimeError("internal bug near http://user:hunter2secret@127.0.0.1/simple")
+cli.load_recipe = boom  # an unexpected exception inside a command, as a bug would raise
+sys.argv = ["bisect", *sys.argv[1:]]
+cli.main()
+"""
+
+
+@pytest.mark.parametrize("debug", [False, True])
+def test_an_unexpected_exception_is_one_line_and_a_log_or_the_traceback_with_debug(tmp_path, debug):
+    (tmp_path / "cache" / "logs").mkdir(parents=True)
+    args = ["--debug"] if debug else []
+    proc = subprocess.run([sys.executable, "-c", _BUG, *args, "check", "r.py"], cwd=tmp_path, env=cli_env(),
+                          capture_output=True, text=True, timeout=60)
+    logs = list((tmp_path / "cache" / "logs").glob("envbisect-crash-*.log"))
+    if debug:
+        assert proc.returncode == 1 and "Traceback" in proc.stderr and "internal bug" in proc.stderr
+        assert logs == []
+        return
+    assert proc.returncode == 70
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: envbisect failed unexpectedly (RuntimeError"), proc.stderr
+    assert [str(p) for p in logs] and str(logs[0]) in lines[0] and "--debug" in lines[0]
+    text = logs[0].read_text()
+    assert "Traceback" in text and "boom" in text
+    assert "hunter2secret" not in proc.stderr + text
