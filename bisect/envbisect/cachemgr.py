@@ -10,9 +10,11 @@ from __future__ import annotations
 import re
 import shutil
 
+from envbisect import procs
 from envbisect.config import CachePaths
 from envbisect.envs import EnvCache, EnvEntry, dir_size
 from envbisect.errors import ConfigError, DiskFull
+from envbisect.runner import SCRATCH_PREFIX
 
 _UNITS = {"": 1, "B": 1, "K": 1024, "KB": 1024, "KIB": 1024, "M": 1024**2, "MB": 1024**2, "MIB": 1024**2,
           "G": 1024**3, "GB": 1024**3, "GIB": 1024**3, "T": 1024**4, "TB": 1024**4, "TIB": 1024**4}
@@ -50,7 +52,23 @@ def cache_info(paths: CachePaths) -> dict:
 
 
 def prune(paths: CachePaths, max_bytes: int) -> tuple[list[EnvEntry], int]:
+    sweep(paths)
     return EnvCache(paths.envs).prune(max_bytes)
+
+
+def sweep(paths: CachePaths, *, wait: bool = True) -> int:
+    """Remove what killed processes left behind: probe scratch directories and half-built
+    environments whose creator (pid and start time in the name) is gone; never those of
+    a live process. Done at the start of every run (``wait=False``: a build directory
+    whose key is locked is left to its builder) and by ``bisect cache prune``. Returns
+    how many directories went; an error removing one is not an error of the run."""
+    removed = len(procs.sweep_dirs(paths.scratch, SCRATCH_PREFIX))
+    if paths.envs.is_dir():
+        try:
+            removed += EnvCache(paths.envs).sweep_temporaries(wait=wait)
+        except OSError:
+            pass
+    return removed
 
 
 def clear(paths: CachePaths, *, keep_results: bool = True) -> list[str]:

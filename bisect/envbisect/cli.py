@@ -17,7 +17,7 @@ from typing import List, Optional
 import typer
 from rich.table import Table
 
-from envbisect import __version__, crashlog
+from envbisect import __version__, crashlog, reexec
 from envbisect.cli_matrix import matrix
 from envbisect.cli_options import (AllowBuild, AsJson, CacheDir, DownloadPython, ExtraIndex, FindLinks, IndexUrl,
                                    Installer, NoReuse, Python, Regress, Retries, Thresholds, Timeout, deps_mode, err,
@@ -403,6 +403,7 @@ def _terminate(signum: int, frame: object) -> None:
 def main() -> None:
     """Console entry point: one-line errors with their exit codes; 130 on Ctrl-C and
     128 + N on SIGTERM/SIGHUP, each leaving a resumable run."""
+    reexec.harden()  # first: secrets out of this process's environment and argv (see reexec)
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, _terminate)
     try:

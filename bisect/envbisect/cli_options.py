@@ -5,13 +5,12 @@ paired with its environment variable where it has one (as nox does).
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import typer
 from rich.console import Console
 
-from envbisect import report
+from envbisect import report, secrets
 from envbisect.config import CACHE_ENV, CachePaths, Settings, default_cache_dir
 from envbisect.errors import ConfigError, RunNotFound
 from envbisect.index import IndexConfig
@@ -44,7 +43,7 @@ AllowBuild = typer.Option(False, "--allow-build", help="Let the installer build 
 def settings_for(cache_dir: Path | None, index_url=None, extra=(), find_links=(), python=None,
               installer="uv", allow_build=False, reuse=True, download_python=False) -> Settings:
     paths = CachePaths((Path(cache_dir) if cache_dir else default_cache_dir()).absolute()).ensure()
-    index = IndexConfig.resolve(os.environ, index_url=index_url, extra_index_urls=list(extra),
+    index = IndexConfig.resolve(secrets.environ(), index_url=index_url, extra_index_urls=list(extra),
                                 find_links=list(find_links))
     return Settings(cache=paths, index=index, python=python, installer=installer,
                     allow_build=allow_build, reuse=reuse, download_python=download_python)

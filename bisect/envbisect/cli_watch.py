@@ -8,12 +8,12 @@ are raised as :class:`EnvbisectError` for ``cli.main`` to print on one line.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Optional
 
 import typer
 
+from envbisect import secrets
 from envbisect.cli_options import run_id_argument
 from envbisect.config import CACHE_ENV, CachePaths, Settings, default_cache_dir
 from envbisect.index import IndexConfig
@@ -25,7 +25,7 @@ from envbisect.watchconfig import DEFAULT_CONFIG, load_config
 
 def _settings(cache_dir: Path | None, installer: str = "uv") -> Settings:
     paths = CachePaths((Path(cache_dir) if cache_dir else default_cache_dir()).absolute()).ensure()
-    return Settings(cache=paths, index=IndexConfig.resolve(os.environ), installer=installer)
+    return Settings(cache=paths, index=IndexConfig.resolve(secrets.environ()), installer=installer)
 
 
 def watch(
@@ -54,7 +54,8 @@ def attach(
 ) -> None:
     """Post RUN's finding as a comment on an issue (updated in place if already posted).
 
-    Uses GITHUB_TOKEN and GITHUB_API_URL (default: the public GitHub API).
+    Uses GITHUB_TOKEN (or the file named by GITHUB_TOKEN_FILE, or $CREDENTIALS_DIRECTORY/github_token)
+    and GITHUB_API_URL (default: the public GitHub API; https only, except to a loopback host).
     """
     ref = parse_issue(issue)
     with Store(_settings(cache_dir).cache.db) as store:

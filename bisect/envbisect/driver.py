@@ -3,6 +3,8 @@
 Every kind of run (release bisection, date bisection, nightlies, matrix, check, watch)
 goes through :func:`open_run`, which
 
+* removes what killed runs left behind: scratch directories and half-built environments
+  named after a process that is gone (:func:`envbisect.cachemgr.sweep`);
 * checks the recipe compiles with the env's interpreter (a syntax error costs no env);
 * claims the run atomically (:meth:`envbisect.store.Store.claim_run`): an unfinished run
   with the same signature is resumed, with its stored snapshot, unless the process that
@@ -26,7 +28,6 @@ import os
 import re
 import sqlite3
 import socket
-import subprocess
 import sys
 import threading
 import time
@@ -37,7 +38,8 @@ from datetime import datetime, timezone
 
 import psutil
 
-from envbisect.cachemgr import disk_full
+from envbisect import procs
+from envbisect.cachemgr import disk_full, sweep
 from envbisect.errors import CacheError, DiskFull, EnvbisectError, RecipeError
 from envbisect.plan import Cutoff, keep_visible
 from envbisect.policy import Judgement, Outcome, combine, judge
@@ -96,7 +98,7 @@ def check_syntax(recipe: Recipe, python: str) -> None:
         except SyntaxError as exc:
             message, line = f"{type(exc).__name__}: {exc.msg}", str(exc.lineno or 0)
     else:
-        proc = subprocess.run([python, "-c", _COMPILE, str(recipe.path)], capture_output=True, text=True, check=False)
+        proc = procs.run([python, "-c", _COMPILE, str(recipe.path)], capture_output=True, text=True, check=False)
         if proc.returncode == 0:
             return
         line, _, message = proc.stdout.strip().partition(" ")
@@ -283,6 +285,9 @@ def open_run(session: Session, *, kind: str, recipe: Recipe, judging: Judging, s
     ``snapshot`` is the instant "latest" dependencies are resolved as of, for every
     candidate of the run (None: no snapshot, each resolve as of now). A resumed run keeps
     the snapshot it was created with."""
+    # What killed runs left behind (scratch directories, half-built environments of dead
+    # processes) goes first; a live process's never does (envbisect.procs).
+    sweep(session.settings.cache, wait=False)
     check_syntax(recipe, session.interpreter.path)
     row, resumed = session.store.claim_run(
         owner=this_owner(), is_alive=owner_alive, snapshot=snapshot, kind=kind,

@@ -6,8 +6,10 @@ A build happens in a temporary directory beside the target (``.tmp-<key>-…``) 
 renamed into place only once the install and the package listing both succeeded, so a
 directory named by its key is always complete: a build killed half-way leaves only a
 temporary directory, which is never used and is swept away by the next build of that
-key. A per-key file lock makes two processes that need the same environment wait for
-each other rather than build it twice.
+key or the next run (its name carries the builder's pid and start time, so a live
+builder's is never touched; the installers die with envbisect, :mod:`envbisect.procs`).
+A per-key file lock makes two processes that need the same environment wait for each
+other rather than build it twice.
 
 The default backend is uv (``uv venv --relocatable`` + ``uv pip sync pylock.toml``:
 exactly the locked files, by URL and hash, so no project page is consulted), with its
@@ -33,10 +35,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from filelock import FileLock
+from filelock import FileLock, Timeout
 
 from packaging.utils import canonicalize_name
 
+from envbisect import procs
 from envbisect.config import CachePaths
 from envbisect.errors import InstallFailed
 from envbisect.index import IndexConfig
@@ -155,7 +158,9 @@ class EnvManager:
     def _build(self, spec: EnvSpec) -> Env:
         for stale in self.root.glob(f".tmp-{spec.key}-*"):
             shutil.rmtree(stale, ignore_errors=True)
-        tmp = self.root / f".tmp-{spec.key}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        # Named after this process (pid and start time): EnvCache.sweep_temporaries keeps it
+        # while we run and removes it once we are gone, whatever the key's lock says.
+        tmp = self.root / f".tmp-{spec.key}-{procs.owner_stamp()}-{uuid.uuid4().hex[:6]}"
         start = time.perf_counter()
         try:
             resolved = self._install(spec, tmp)
@@ -171,13 +176,12 @@ class EnvManager:
     def _install(self, spec: EnvSpec, tmp: Path) -> dict[str, str]:
         """Create the venv in ``tmp`` and install exactly the lock into it; returns what
         ``pip list`` reports as installed. The lock is kept in the env (``pylock.toml``)."""
-        env = installer_environ(self.paths.uv_cache)
+        env = installer_environ(self.paths.uv_cache, spec.index, installer=spec.installer)  # indexes too
         if spec.installer == "uv":
             uv, python = uv_bin(), str(env_python(tmp))
             self._step([uv, "venv", "--quiet", "--relocatable", "--python", spec.interpreter.path, str(tmp)], env, spec)
             (tmp / LOCK_FILE).write_text(spec.lock.text)
-            sync = [uv, "pip", "sync", str(tmp / LOCK_FILE), "--python", python, "--preview-features", "pylock",
-                    *spec.index.uv_args()]
+            sync = [uv, "pip", "sync", str(tmp / LOCK_FILE), "--python", python, "--preview-features", "pylock"]
             sync += [] if spec.allow_build else ["--no-build"]
             self._step(sync + (["--offline"] if spec.offline else []), env, spec)
             listing = [uv, "pip", "list", "--format", "json", "--python", python]
@@ -189,7 +193,7 @@ class EnvManager:
             reqs = tmp / "requirements.lock.txt"
             reqs.write_text("\n".join(p.requirement() for p in spec.lock.pins) + "\n")
             install = [python, "-m", "pip", "install", "--quiet", "--no-deps", "--require-hashes",
-                       *spec.index.pip_args(), "-r", str(reqs)]
+                       "-r", str(reqs)]
             self._step(install + ([] if spec.allow_build else ["--only-binary", ":all:"]), env, spec)
             listing = [python, "-m", "pip", "list", "--format", "json"]
         proc = run_tool(listing, env, self.root)
@@ -309,15 +313,29 @@ class EnvCache:
             shutil.rmtree(trash, ignore_errors=True)
         return True
 
-    def sweep_temporaries(self) -> int:
-        """Remove leftovers of builds that were killed half-way (their locks are free)."""
+    def sweep_temporaries(self, *, wait: bool = True) -> int:
+        """Remove leftovers of builds and removals that were killed half-way.
+
+        A build directory ``.tmp-<key>-<pid>-<start>-<random>`` is kept while the process
+        it names runs (same pid *and* start time: :func:`envbisect.procs.is_leftover`); any
+        other one (its builder died, or an older envbisect named it without a start time)
+        and every ``.trash-<key>-…`` is removed under its key's lock, so never under a
+        build of that key. Without ``wait`` (the sweep at the start of a run) a leftover
+        whose lock is busy is skipped: that key's builder removes it itself."""
         removed = 0
+        locks = self.root / ".locks"
         for tmp in list(self.root.glob(".tmp-*")) + list(self.root.glob(".trash-*")):
             key = tmp.name.split("-")[1]
-            with FileLock(str(self.root / ".locks" / f"{key}.lock")):
-                if tmp.exists():
-                    shutil.rmtree(tmp, ignore_errors=True)
-                    removed += 1
+            if procs.is_leftover(tmp.name, f".tmp-{key}-") is False:
+                continue  # its builder is alive
+            locks.mkdir(parents=True, exist_ok=True)
+            try:
+                with FileLock(str(locks / f"{key}.lock"), timeout=-1 if wait else 0):
+                    if tmp.exists():
+                        shutil.rmtree(tmp, ignore_errors=True)
+                        removed += 1
+            except Timeout:
+                continue
         return removed
 
     def prune(self, max_bytes: int) -> tuple[list[EnvEntry], int]:

@@ -46,6 +46,11 @@ class IndexUnreachable(EnvbisectError):
     exit_code = EXIT_ENVIRONMENT
 
 
+class IndexInvalid(IndexUnreachable):
+    """A package index answered with a page that cannot be read (malformed PEP 691 JSON):
+    as unusable as an unreachable one, and it is the index that must be fixed."""
+
+
 class UnknownPackage(EnvbisectError):
     """The index has no project of that name."""
 

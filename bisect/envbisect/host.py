@@ -32,6 +32,8 @@ import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from envbisect import procs
+
 #: The keys of every fingerprint, in display order.
 KEYS = ("os", "os_release", "libc", "machine", "cpu", "gpu")
 #: Seconds allowed to ``nvidia-smi`` (it can stall for a long time on a wedged driver).
@@ -282,7 +284,7 @@ def _run(argv: Sequence[str], timeout: float) -> _Done | None:
     and what it started), and the wait after the kill is bounded too: a program stuck
     in the kernel (a wedged GPU driver) cannot be killed at once and must not hang us."""
     try:
-        proc = subprocess.Popen(
+        proc = procs.popen(  # dies with envbisect; never taken for an adopted orphan
             list(argv),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,

@@ -69,6 +69,17 @@ def _dedupe(items: Sequence[str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(item for item in items if item))
 
 
+def _list_safe(link: str, pip: bool) -> str:
+    """A find-links location that survives its installer's list splitting (see
+    :meth:`IndexConfig.installer_env`): unchanged unless it contains the separator, else
+    a ``file:`` URL (local paths) or the URL with that separator percent-encoded."""
+    if not (re.search(r"\s", link) if pip else "," in link):
+        return link
+    if "://" not in link and not link.startswith("file:"):
+        return Path(link).absolute().as_uri()
+    return re.sub(r"\s", lambda m: f"%{ord(m.group(0)):02X}", link) if pip else link.replace(",", "%2C")
+
+
 @dataclass(frozen=True)
 class IndexConfig:
     """Where packages come from: one main index, extra indexes and find-links."""
@@ -107,21 +118,26 @@ class IndexConfig:
         extra = tuple(e for e in _dedupe([u.rstrip("/") for u in [*extra_index_urls, *extras]]) if e != main)
         return cls(main, extra, _dedupe([*find_links, *links]))
 
-    def _args(self) -> list[str]:
-        args = ["--index-url", self.index_url]
-        for url in self.extra_index_urls:
-            args += ["--extra-index-url", url]
-        for link in self.find_links:
-            args += ["--find-links", link]
-        return args
+    def installer_env(self, installer: str = "uv") -> dict[str, str]:
+        """The variables that make uv (or, for ``"pip"``, pip) see exactly the indexes
+        listed here: the same as ``--index-url``, repeated ``--extra-index-url`` (in order:
+        uv consults the first extra first) and ``--find-links``.
 
-    def uv_args(self) -> list[str]:
-        """Flags that make ``uv pip install`` see exactly the indexes listed here."""
-        return self._args()
-
-    def pip_args(self) -> list[str]:
-        """Flags for the pip fallback backend (pip spells these options like uv)."""
-        return self._args()
+        Index settings travel in the installer's environment, never on its command line:
+        argv is readable by every local user (``ps``), and index URLs may carry
+        credentials. uv splits its lists on spaces (indexes) and commas (find-links), pip
+        on whitespace, so a find-links location containing its separator is given as a
+        percent-encoded URL.
+        """
+        pip = installer == "pip"
+        env = {"PIP_INDEX_URL" if pip else "UV_INDEX_URL": self.index_url}
+        if self.extra_index_urls:
+            env["PIP_EXTRA_INDEX_URL" if pip else "UV_EXTRA_INDEX_URL"] = " ".join(self.extra_index_urls)
+        if self.find_links:
+            separator = " " if pip else ","
+            links = [_list_safe(link, pip) for link in self.find_links]
+            env["PIP_FIND_LINKS" if pip else "UV_FIND_LINKS"] = separator.join(links)
+        return env
 
     def redacted(self) -> dict:
         """A JSON-able description safe to print or store (credentials replaced)."""

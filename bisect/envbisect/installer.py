@@ -16,7 +16,9 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from envbisect import procs
 from envbisect.errors import ConfigError
+from envbisect.index import IndexConfig
 from envbisect.redact import redact
 
 _REASON_MAX = 600
@@ -35,11 +37,16 @@ def uv_bin() -> str:
     return find_uv_bin()
 
 
-def installer_environ(cache: Path | None) -> dict[str, str]:
+def installer_environ(cache: Path | None, index: IndexConfig | None = None, *,
+                      installer: str = "uv") -> dict[str, str]:
     """The installers' environment: index settings come only from envbisect's own
-    (recorded) configuration, never from ``UV_*``/``PIP_*`` variables or config files."""
+    (recorded) configuration ``index``, never from ``UV_*``/``PIP_*`` variables or config
+    files, and reach the installer here, not on its command line (credentials in argv are
+    visible to every local user)."""
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("UV_", "PIP_", "VIRTUAL_ENV", "CONDA_PREFIX")) or k in _KEEP_UV}
+    if index is not None:
+        env.update(index.installer_env(installer))
     env["UV_PYTHON_DOWNLOADS"] = "never"
     env["UV_NO_CONFIG"] = "1"          # a stray uv.toml must not change what gets installed
     env["UV_NO_PROGRESS"] = "1"
@@ -60,8 +67,10 @@ def install_reason(stderr: str) -> str:
 
 
 def run_tool(cmd: list[str], env: dict[str, str], cwd: Path | None = None) -> subprocess.CompletedProcess:
-    """Run an installer command, capturing its output as text; never raises on failure."""
-    return subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=cwd, check=False)
+    """Run an installer command, capturing its output as text; never raises on failure.
+    The installer dies with envbisect (:func:`envbisect.procs.run`): a kill -9 of envbisect
+    must not leave a uv writing into a build directory the next run sweeps."""
+    return procs.run(cmd, capture_output=True, text=True, env=env, cwd=cwd, check=False)
 
 
 @dataclass(frozen=True)
@@ -96,6 +105,6 @@ def find_interpreter(request: str | None, *, download: bool = False) -> Interpre
             f"no Python {request} interpreter found on this machine; install it "
             f"(e.g. `uv python install {request}`), pass --download-python, or pass another --python"
         )
-    out = subprocess.run([path, "-c", _DESCRIBE], capture_output=True, text=True, check=False)
+    out = procs.run([path, "-c", _DESCRIBE], capture_output=True, text=True, check=False)
     version, _, implementation = out.stdout.strip().partition(" ")
     return Interpreter(path, version or request, implementation or "cpython")

@@ -32,7 +32,6 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import subprocess
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -47,6 +46,7 @@ else:  # pragma: no cover - Python 3.10
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
+from envbisect import procs
 from envbisect.errors import DiskFull, IndexUnreachable
 from envbisect.installer import install_reason, installer_environ, uv_bin
 from envbisect.index import IndexConfig
@@ -213,14 +213,14 @@ class Planner:
 
     def _compile(self, requirements, cutoff: Cutoff, refresh: set[str]) -> Lock | Unresolvable:
         cmd = [uv_bin(), "pip", "compile", "-", "--format", "pylock.toml", "--python", self.python,
-               "--quiet", "--no-header", *self.index.uv_args(), *cutoff.args()]
+               "--quiet", "--no-header", *cutoff.args()]  # the indexes: in the environment
         for name in sorted(refresh):
             cmd += ["--refresh-package", name]
         if not self.allow_build:
             cmd.append("--no-build")
         self.resolves += 1
-        proc = subprocess.run(cmd, input="\n".join(requirements) + "\n", capture_output=True, text=True,
-                              env=installer_environ(self.uv_cache), check=False)
+        proc = procs.run(cmd, input="\n".join(requirements) + "\n", capture_output=True, text=True,
+                         env=installer_environ(self.uv_cache, self.index), check=False)
         if proc.returncode != 0:
             message = proc.stderr or proc.stdout
             check_disk_full(message)

@@ -13,11 +13,21 @@ import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from packaging.requirements import InvalidRequirement, Requirement
-from packaging.specifiers import InvalidSpecifier, SpecifierSet
+from packaging.requirements import Requirement
+from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
 
 from envbisect.errors import RecipeError
+from envbisect.schema import (
+    DEFAULT_TIMEOUT,
+    EnvbisectTable,
+    Issue,
+    KeyLines,
+    ScriptBlock,
+    did_you_mean,
+    keys_of,
+    validate,
+)
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -27,12 +37,8 @@ else:  # pragma: no cover - Python 3.10
 # The reference regular expression from PEP 723.
 _BLOCK = re.compile(r"(?m)^# /// (?P<type>[a-zA-Z0-9-]+)$\s(?P<content>(^#(| .*)$\s)+)^# ///$")
 
-#: Keys allowed in ``[tool.envbisect]``; anything else is a typo worth reporting.
-_KNOWN_KEYS = {"package", "range", "timeout", "pre", "with", "python", "index-url", "regress",
-               "nightly-index", "nightly-package", "variant", "env"}
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-
-DEFAULT_TIMEOUT = 600.0
+#: Keys allowed in ``[tool.envbisect]`` (the schema's); anything else is a typo worth reporting.
+_KNOWN_KEYS = frozenset(keys_of(EnvbisectTable))
 
 
 @dataclass(frozen=True)
@@ -87,8 +93,8 @@ class Recipe:
         return next((r for r in self.dependencies if canonicalize_name(r.name) == wanted), None)
 
 
-def read_block(text: str, where: str = "recipe") -> dict:
-    """Return the parsed ``script`` metadata block of ``text`` (PEP 723)."""
+def _find_block(text: str, where: str) -> tuple[str, int]:
+    """The TOML of the one ``script`` block of ``text``, and the file line its TOML starts on."""
     blocks = [m for m in _BLOCK.finditer(text) if m.group("type") == "script"]
     if not blocks:
         raise RecipeError(
@@ -101,76 +107,79 @@ def read_block(text: str, where: str = "recipe") -> dict:
         line[2:] if line.startswith("# ") else line[1:]
         for line in blocks[0].group("content").splitlines(keepends=True)
     )
+    return content, text.count("\n", 0, blocks[0].start("content")) + 1
+
+
+def _load_toml(content: str, where: str, first_line: int = 1) -> dict:
     try:
         return tomllib.loads(content)
     except tomllib.TOMLDecodeError as exc:
-        raise RecipeError(f"{where}: the PEP 723 block is not valid TOML ({exc}); fix the block") from exc
+        # tomllib counts lines from the block's start; say the recipe file's line instead.
+        said = re.sub(r"\bline (\d+)", lambda m: f"line {int(m.group(1)) + first_line - 1}", str(exc))
+        raise RecipeError(f"{where}: the PEP 723 block is not valid TOML ({said}); fix the block") from exc
 
 
-def _settings(table: object, where: str) -> RecipeSettings:
+def read_block(text: str, where: str = "recipe") -> dict:
+    """Return the parsed ``script`` metadata block of ``text`` (PEP 723)."""
+    content, first_line = _find_block(text, where)
+    return _load_toml(content, where, first_line)
+
+
+def _describe(issues: list[Issue], lines: KeyLines, where: str) -> str:
+    """Every issue of the block on one line, first by line: ``recipe X:LINE: KEY: what``."""
+    found: list[tuple[int, str]] = []
+    unknown = [i for i in issues if i.kind == "unknown"]
+    for issue in issues:
+        if issue.kind != "unknown":
+            label = f"[{'.'.join(issue.table)}] {issue.key}" if issue.table else issue.key
+            found.append((lines.key(issue.table, issue.key), f"{label}: {issue.message}"))
+    if unknown:
+        table = ".".join(unknown[0].table)
+        names = []
+        for issue in unknown:
+            close = did_you_mean(issue.key, sorted(_KNOWN_KEYS))
+            names.append(f"{issue.key} (did you mean {close!r}?)" if close else issue.key)
+        line = min(lines.key(i.table, i.key) for i in unknown)
+        found.append((line, f"unknown key(s) in [{table}]: {', '.join(names)}; "
+                            f"known keys are {', '.join(sorted(_KNOWN_KEYS))}"))
+    found.sort(key=lambda item: item[0])
+    (line, first), rest = found[0], found[1:]
+    return f"{where}:{line}: {first}" + "".join(f"; line {n}: {text}" for n, text in rest)
+
+
+def _settings(table: EnvbisectTable | None) -> RecipeSettings:
     if table is None:
         return RecipeSettings()
-    if not isinstance(table, dict):
-        raise RecipeError(f"{where}: [tool.envbisect] must be a table; see recipes/README.md")
-    unknown = sorted(set(table) - _KNOWN_KEYS)
-    if unknown:
-        raise RecipeError(
-            f"{where}: unknown key(s) in [tool.envbisect]: {', '.join(unknown)}; "
-            f"known keys are {', '.join(sorted(_KNOWN_KEYS))}"
-        )
-    rng = table.get("range")
-    if rng is not None:
-        try:
-            SpecifierSet(str(rng))
-        except InvalidSpecifier as exc:
-            raise RecipeError(
-                f"{where}: [tool.envbisect] range {rng!r} is not a PEP 440 specifier; "
-                "use something like '>=1.2,<2'"
-            ) from exc
-    timeout = table.get("timeout", DEFAULT_TIMEOUT)
-    if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or timeout <= 0:
-        raise RecipeError(f"{where}: [tool.envbisect] timeout must be a positive number of seconds")
-    with_ = table.get("with", [])
-    if isinstance(with_, str):
-        with_ = [with_]
-    env = table.get("env", [])
-    if not isinstance(env, list) or not all(isinstance(n, str) and _ENV_NAME.match(n) for n in env):
-        raise RecipeError(f"{where}: [tool.envbisect] env must be a list of environment variable names, "
-                          'e.g. env = ["ADDMM_RTOL"]')
     return RecipeSettings(
-        package=table.get("package"),
-        range=None if rng is None else str(rng),
-        timeout=float(timeout),
-        pre=bool(table.get("pre", False)),
-        with_=tuple(str(w) for w in with_),
-        python=table.get("python"),
-        index_url=table.get("index-url"),
-        regress=table.get("regress"),
-        nightly_index=table.get("nightly-index"),
-        nightly_package=table.get("nightly-package"),
-        variant=table.get("variant"),
-        env=tuple(dict.fromkeys(env)),
+        package=table.package,
+        range=table.range,
+        timeout=float(table.timeout),
+        pre=table.pre,
+        with_=tuple(table.with_),
+        python=table.python,
+        index_url=table.index_url,
+        regress=table.regress,
+        nightly_index=table.nightly_index,
+        nightly_package=table.nightly_package,
+        variant=table.variant,
+        env=tuple(dict.fromkeys(table.env)),
     )
 
 
 def parse_recipe_text(text: str, path: Path) -> Recipe:
-    """Parse recipe ``text`` (as read from ``path``)."""
+    """Parse recipe ``text`` (as read from ``path``). Every key is checked against the typed
+    schema (:mod:`envbisect.schema`); a mistake is one :class:`RecipeError` line naming the
+    file, the line, the key and the expected type."""
     where = f"recipe {path}"
-    meta = read_block(text, where)
-    rp = meta.get("requires-python")
-    try:
-        requires_python = SpecifierSet(rp) if rp else None
-    except InvalidSpecifier as exc:
-        raise RecipeError(f"{where}: requires-python {rp!r} is not a valid specifier") from exc
-    deps = []
-    for dep in meta.get("dependencies", []) or []:
-        try:
-            deps.append(Requirement(dep))
-        except InvalidRequirement as exc:
-            raise RecipeError(f"{where}: dependency {dep!r} is not a valid requirement ({exc})") from exc
-    settings = _settings((meta.get("tool") or {}).get("envbisect"), where)
+    content, first_line = _find_block(text, where)
+    block, issues = validate(ScriptBlock, _load_toml(content, where, first_line))
+    if block is None:
+        raise RecipeError(_describe(issues, KeyLines(content, first_line), where))
+    requires_python = SpecifierSet(block.requires_python) if block.requires_python else None
+    deps = tuple(Requirement(dep) for dep in block.dependencies)
+    settings = _settings(block.tool.envbisect if block.tool is not None else None)
     digest = hashlib.sha256(text.encode()).hexdigest()
-    return Recipe(path, text, digest, requires_python, tuple(deps), settings)
+    return Recipe(path, text, digest, requires_python, deps, settings)
 
 
 def load_recipe(path: str | Path) -> Recipe:

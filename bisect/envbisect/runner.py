@@ -19,19 +19,29 @@ the recipe runs the runner polls it (every :data:`POLL_S` seconds) and remembers
 psutil, every descendant it has seen, by pid *and* creation time (a recycled pid is
 never signalled). Stopping the recipe signals the group and every remembered
 descendant, whichever session it is in, and whatever of them is still alive after the
-recipe exits is killed. An escaping process is therefore caught when a poll saw it
-in the recipe's tree while its ancestors there were still alive (at the polling
-interval): a grandchild that double-forks and calls ``setsid()`` between two polls,
-after its parent has already exited, can still escape. Closing that gap needs the
-runner to become a child subreaper (``PR_SET_CHILD_SUBREAPER``, Linux only) or a cgroup
-per probe, which is out of scope here.
+recipe exits is killed. On Linux that leaves no gap: envbisect is a child subreaper
+(:func:`envbisect.procs.become_subreaper`, set when the first probe starts), so a
+grandchild that double-forks and calls ``setsid()`` between two polls, after its parent
+has already exited, is reparented to envbisect rather than to PID 1. After each probe
+envbisect kills and reaps every such adopted orphan that belongs to the probe: created
+since the recipe started, not a process envbisect started itself (uv in another thread,
+another probe's recipe), and carrying this probe's ``ENVBISECT_RESULT`` in its
+environment (or, having dropped that variable, living outside envbisect's session). On
+macOS (no subreaper) an escaping process is caught only when a poll saw it in the
+recipe's tree while its ancestors there were still alive: the double-fork-and-setsid
+between two polls still escapes there (a cgroup or a watchdog would be needed).
+
+The recipe also dies with envbisect: it is started through :func:`envbisect.procs.popen`,
+which on Linux sets ``PR_SET_PDEATHSIG`` (SIGKILL) in the child, so a ``kill -9`` of
+envbisect does not leave the recipe running under PID 1. Its own helpers do not inherit
+that signal; the probe's scratch directory is named after envbisect's pid and start
+time, so the next run removes it (:func:`envbisect.procs.sweep_dirs`).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import signal
 import stat
@@ -45,7 +55,9 @@ from typing import IO, Any
 
 import psutil
 
+from envbisect import procs
 from envbisect.errors import ConfigError, InstallFailed
+from envbisect.redact import CREDENTIAL_URL, SECRET_NAME, redact
 
 #: Environment variable naming the file a recipe may write its metrics (a JSON object) to.
 RESULT_ENV = "ENVBISECT_RESULT"
@@ -77,6 +89,8 @@ METRICS_MAX_BYTES = 64 * 1024
 POLL_S = 0.2
 #: How long to wait for killed descendants to disappear after the recipe has exited.
 REAP_WAIT_S = 1.0
+#: A probe's scratch directory is ``<scratch>/probe-<pid>-<start>-<random>``.
+SCRATCH_PREFIX = "probe-"
 
 # Interpreter and environment-manager settings that would make the env's python see
 # another environment's packages or startup code.
@@ -96,17 +110,9 @@ _INTERPRETER_VARS = frozenset(
 # A recipe never installs anything, so every pip/uv setting is dropped: index URLs,
 # keyring and netrc settings among them may carry credentials.
 _INSTALLER_PREFIXES = ("PIP_", "UV_")
-# Variable names that look like they hold a secret (GITHUB_TOKEN, AWS_SECRET_ACCESS_KEY,
-# HF_TOKEN, SSH_AUTH_SOCK ...). Over-matching costs a recipe nothing it should rely on.
-_SECRET_NAME = re.compile(
-    r"TOKEN|SECRET|PASSWORD|PASSWD|API_?KEY|CREDENTIAL|AUTH|PRIVATE_KEY|SESSION_KEY|ACCESS_KEY",
-    re.IGNORECASE,
-)
-# A URL carrying credentials: "scheme://user:pass@host", or any userinfo on http(s)
-# ("https://<token>@host").
-_CREDENTIAL_URL = re.compile(
-    r"[a-z][a-z0-9+.-]*://[^/\s@:]*:[^/\s@]*@|https?://[^/\s@]+@", re.IGNORECASE
-)
+# Secret-looking names (GITHUB_TOKEN, AWS_SECRET_ACCESS_KEY, HF_TOKEN, SSH_AUTH_SOCK ...)
+# and values holding credential URLs: the one rule, shared with the CLI's own re-exec.
+_SECRET_NAME, _CREDENTIAL_URL = SECRET_NAME, CREDENTIAL_URL
 
 
 @dataclass(frozen=True)
@@ -221,12 +227,16 @@ def run_recipe(
     python = Path(os.path.abspath(python))
     recipe = Path(os.path.abspath(recipe))
     scratch_dir.mkdir(parents=True, exist_ok=True)
-    probe_dir = Path(tempfile.mkdtemp(prefix="probe-", dir=scratch_dir))
+    # Named after this process (pid and start time): a run after a kill -9 of this one
+    # sweeps it away (procs.sweep_dirs), while one of a live process is never touched.
+    probe_dir = Path(tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{procs.owner_stamp()}-", dir=scratch_dir))
     try:
         return _run_in(python, recipe, probe_dir, timeout, log_path, env, tail_bytes, grace_s)
     finally:
         if not keep_scratch:
             shutil.rmtree(probe_dir, ignore_errors=True)
+        elif probe_dir.is_dir():
+            (probe_dir / procs.KEEP_MARKER).touch()
 
 
 def _run_in(
@@ -247,9 +257,11 @@ def _run_in(
     child_env = dict(scrubbed_environ(env_bin=python.parent) if env is None else env)
     child_env[RESULT_ENV] = str(result_file)
     out_file, err_file = probe_dir / "stdout", probe_dir / "stderr"
+    procs.become_subreaper()  # orphans of the recipe's tree come back to us (Linux)
+    started = time.time()
     with open(out_file, "wb") as out, open(err_file, "wb") as err:
         try:
-            proc = subprocess.Popen(
+            proc = procs.popen(
                 [str(python), "-c", LAUNCHER, str(recipe)],
                 cwd=work,
                 env=child_env,
@@ -263,7 +275,7 @@ def _run_in(
                 f"cannot start the environment's python {python}: {exc.strerror or exc}; "
                 "rebuild the environment (delete it from the cache and run again)"
             ) from exc
-        returncode, timed_out, duration = _wait(proc, timeout, grace_s)
+        returncode, timed_out, duration = _wait(proc, timeout, grace_s, (RESULT_ENV, str(result_file)), started)
     exit_code, sig = (None, -returncode) if returncode < 0 else (returncode, None)
     if timed_out:
         exit_code = None
@@ -275,24 +287,28 @@ def _run_in(
         signal=sig,
         timed_out=timed_out,
         duration_s=duration,
-        stdout_tail=_tail(out_file, tail_bytes),
-        stderr_tail=_tail(err_file, tail_bytes),
+        stdout_tail=redact(_tail(out_file, tail_bytes)),  # tails are stored and reported
+        stderr_tail=redact(_tail(err_file, tail_bytes)),
         log_path=str(log_path),
         metrics=metrics,
         metrics_note=note,
     )
 
 
-def _wait(proc: subprocess.Popen, timeout: float, grace_s: float) -> tuple[int, bool, float]:
+def _wait(proc: subprocess.Popen, timeout: float, grace_s: float, marker: tuple[str, str] | None = None,
+          started: float | None = None) -> tuple[int, bool, float]:
     """Wait for the recipe; stop its tree on timeout; always kill what is left of it.
 
     Returns (returncode, timed_out, duration). The leader is waited for in steps of
     :data:`POLL_S`, refreshing the set of known descendants at each step (see the module
     docstring). On timeout the group and the known descendants get SIGTERM and the
-    leader gets ``grace_s`` to exit; then everything left gets SIGKILL.
+    leader gets ``grace_s`` to exit; then everything left gets SIGKILL, and so do the
+    orphans envbisect adopted (as a subreaper) that carry ``marker`` (the probe's
+    ``ENVBISECT_RESULT``, name and value) or left the session, created since ``started``.
     """
     pgid = proc.pid  # start_new_session: the recipe leads its own group
     tree = _Tree(proc)
+    since = tree.started if tree.started is not None else (time.time() if started is None else started)
     start = time.monotonic()
     timed_out = False
     try:
@@ -307,12 +323,23 @@ def _wait(proc: subprocess.Popen, timeout: float, grace_s: float) -> tuple[int, 
         _stop(pgid, tree, signal.SIGKILL)
         proc.wait()
         _kill_survivors(tree)
+        _kill_adopted(tree, marker, since)
         raise
     # Forked helpers left behind (or ignoring SIGTERM) must not outlive the probe.
     _stop(pgid, tree, signal.SIGKILL)
     returncode = proc.wait()
     _kill_survivors(tree)
+    _kill_adopted(tree, marker, since)
     return returncode, timed_out, duration
+
+
+def _kill_adopted(tree: _Tree, marker: tuple[str, str] | None, since: float) -> None:
+    """Kill and reap the orphans of this probe that were reparented to envbisect (a child
+    subreaper on Linux; see :mod:`envbisect.procs`), then reap the known descendants that
+    died as envbisect's adopted children, so no zombie of the probe is left behind."""
+    if marker is not None:
+        procs.kill_adopted(marker, since, wait_s=REAP_WAIT_S)
+    procs.reap(tree.known, time.monotonic() + REAP_WAIT_S)
 
 
 class _Tree:
@@ -326,8 +353,12 @@ class _Tree:
 
     def __init__(self, proc: subprocess.Popen) -> None:
         self._proc = proc
+        #: The leader's creation time: every descendant (and adopted orphan) of the
+        #: probe was created after it. None when the leader was already gone.
+        self.started: float | None = None
         try:
             self._leader: psutil.Process | None = psutil.Process(proc.pid)
+            self.started = self._leader.create_time()
         except psutil.Error:
             self._leader = None  # already gone: its group is all that can be signalled
         self.known: set[psutil.Process] = set()

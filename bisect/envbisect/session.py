@@ -37,6 +37,7 @@ from envbisect.nightly import display, explain_install_failure
 from envbisect.plan import Cutoff, Lock, Planner, Unresolvable
 from envbisect.policy import Judgement, combine, install_failure, judge
 from envbisect.recipes import Recipe
+from envbisect.redact import redact
 from envbisect.requests_model import Judging
 from envbisect.runner import run_recipe, scrubbed_environ
 from envbisect.store import Store
@@ -267,11 +268,17 @@ class Session:
 
 
 def _judged(j: Judgement) -> dict:
-    return {"outcome": j.outcome.value, "verdict": j.verdict.value, "reason": j.reason}
+    return {"outcome": j.outcome.value, "verdict": j.verdict.value, "reason": redact(j.reason)}
 
 
 def _pick(row: dict) -> dict:
-    return {k: row.get(k) for k in _RAW_FIELDS if k in row and k != "timeout_s"}
+    """The raw fields of ``row`` to store; output tails are redacted (the runner already
+    redacts them; rows reused from an older database may not be)."""
+    picked = {k: row.get(k) for k in _RAW_FIELDS if k in row and k != "timeout_s"}
+    for key in ("stdout_tail", "stderr_tail"):
+        if isinstance(picked.get(key), str):
+            picked[key] = redact(picked[key])
+    return picked
 
 
 def _safe(label: str) -> str:

@@ -2,7 +2,9 @@
 flat find-links pages and local directories, parsed into :class:`DistFile` records.
 
 Pure parsing (no HTTP): :mod:`envbisect.index` fetches and caches the pages and hands
-their bodies here. Filenames, versions and wheel tags are read with ``packaging``.
+their bodies here. Filenames, versions and wheel tags are read with ``packaging``. A JSON
+page of the wrong shape raises :class:`~envbisect.errors.IndexInvalid` (one line naming the
+page and the problem, exit 6), never a KeyError or TypeError from deep inside.
 """
 
 from __future__ import annotations
@@ -26,6 +28,9 @@ from packaging.utils import (
     parse_wheel_filename,
 )
 from packaging.version import Version
+
+from envbisect.errors import IndexInvalid
+from envbisect.redact import redact
 
 JSON_TYPE = "application/vnd.pypi.simple.v1+json"
 _SDIST_SUFFIXES = (".tar.gz", ".zip")
@@ -132,11 +137,73 @@ def raw_version(file: DistFile) -> str:
     return stem.rpartition("-")[2]
 
 
+def _json_kind(value: object) -> str:
+    """What a decoded JSON value is, in JSON's words."""
+    kinds = ((bool, "a boolean"), (int, "a number"), (float, "a number"), (str, "a string"),
+             (list, "an array"), (Mapping, "an object"), (type(None), "null"))
+    return next((word for kind, word in kinds if isinstance(value, kind)), type(value).__name__)
+
+
+def _short(value: object) -> str:
+    text = json.dumps(value) if isinstance(value, (str, int, float, bool, type(None))) else _json_kind(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+#: Optional per-file keys this parser reads: the JSON kinds each may have (None: null).
+_FILE_KEYS: dict[str, tuple[type | None, ...]] = {
+    "requires-python": (str, None),
+    "yanked": (bool, str, None),
+    "upload-time": (str, None),
+    "hashes": (Mapping, None),
+}
+_FILE_KEY_WORDS = {"requires-python": "a string", "yanked": "a boolean or a string (the reason)",
+                   "upload-time": "an ISO 8601 string", "hashes": "an object of hash names to hex digests"}
+
+
+def _page_problem(data: object) -> str | None:
+    """What is wrong with a decoded PEP 691 project page, None when nothing this parser
+    reads is wrong (keys it does not read are not judged: later API versions add some)."""
+    if not isinstance(data, Mapping):
+        return f"the page is {_json_kind(data)}, not a JSON object"
+    files = data.get("files")
+    if not isinstance(files, list):
+        return "it has no \"files\" array" if files is None else f'"files" is {_json_kind(files)}, not an array'
+    for number, entry in enumerate(files):
+        where = f"files[{number}]"
+        if not isinstance(entry, Mapping):
+            return f"{where} is {_json_kind(entry)}, not an object"
+        for key in ("filename", "url"):
+            if key not in entry:
+                return f'{where} has no "{key}"'
+            if not isinstance(entry[key], str) or not entry[key]:
+                return f'{where}."{key}" must be a non-empty string, not {_short(entry[key])}'
+        for key, kinds in _FILE_KEYS.items():
+            value = entry.get(key)
+            if not any(value is None if kind is None else isinstance(value, kind) for kind in kinds):
+                return f'{where} ({entry["filename"]}): "{key}" must be {_FILE_KEY_WORDS[key]}, not {_short(value)}'
+        for name, digest in (entry.get("hashes") or {}).items():
+            if not isinstance(digest, str):
+                return f'{where} ({entry["filename"]}): "hashes"."{name}" must be a string, not {_short(digest)}'
+    return None
+
+
 def parse_simple_json(payload: str | bytes | Mapping, *, page_url: str, index_url: str) -> list[DistFile]:
-    """Files of a PEP 691 JSON project page (``yanked`` may be a bool or a reason)."""
-    data = payload if isinstance(payload, Mapping) else json.loads(payload)
+    """Files of a PEP 691 JSON project page (``yanked`` may be a bool or a reason).
+
+    A page that is not valid JSON or whose file entries have the wrong shape raises
+    :class:`IndexInvalid` (an index failure, exit 6), one line naming the page and the
+    first problem; it is never half read."""
+    try:
+        data = payload if isinstance(payload, Mapping) else json.loads(payload)
+    except ValueError as exc:  # JSONDecodeError, or bytes that are not UTF-8
+        problem = f"it is not valid JSON ({exc})"
+    else:
+        problem = _page_problem(data)
+    if problem is not None:
+        raise IndexInvalid(f"package index {redact(page_url)} sent an invalid PEP 691 project page: {problem}; "
+                           "the index is broken: tell its maintainers, or pass another --index-url")
     files = []
-    for entry in data.get("files", []):
+    for entry in data["files"]:
         yanked = entry.get("yanked", False)
         found = dist_file(
             entry["filename"],

@@ -8,28 +8,41 @@ issue's comments is read and a comment with the same marker is updated in place.
 re-run, a retry after a timeout, or a run after the local database was deleted never
 posts the same finding twice.
 
-The token is read from ``GITHUB_TOKEN`` at the moment of each request and only ever
-placed in the ``Authorization`` header: it is never stored, logged or returned. The API
-base comes from ``GITHUB_API_URL`` (the variable GitHub Actions sets; it also points at
-GitHub Enterprise). Failures become one-line :class:`TrackerError` subclasses.
+The token is read at the moment of each request from ``GITHUB_TOKEN``, else the file
+named by ``GITHUB_TOKEN_FILE``, else systemd's ``$CREDENTIALS_DIRECTORY/github_token``
+(see :func:`envbisect.secrets.read_token`; the CLI keeps such variables out of its own
+environment). It is only ever placed in the ``Authorization`` header of a request to the
+API base itself: never stored, logged or returned, never sent over plain http (except to
+a loopback host, for tests) and never to another host named by a pagination ``Link``.
+The API base comes from ``GITHUB_API_URL`` (the variable GitHub Actions sets; it also
+points at GitHub Enterprise). Failures become one-line :class:`TrackerError` subclasses.
+
+Two ``bisect attach`` (or a daemon and an attach) posting the same finding to the same
+issue are serialised by a file lock in the cache directory (:func:`attach_run`), and
+duplicates left by an earlier race or another machine are collapsed: the oldest comment
+with the marker is kept (updated), the others deleted.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
-import os
+import ipaddress
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from enum import Enum
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import requests
+from filelock import FileLock
+from filelock import Timeout as LockTimeout
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
-from envbisect import __version__, report
+from envbisect import __version__, report, secrets
 from envbisect.errors import ConfigError, TrackerError
 from envbisect.redact import redact
 from envbisect.store import Store
@@ -37,6 +50,8 @@ from envbisect.store import Store
 DEFAULT_API_URL = "https://api.github.com"
 API_URL_ENV = "GITHUB_API_URL"
 TOKEN_ENV = "GITHUB_TOKEN"
+#: Seconds an attach waits for another one posting the same finding to the same issue.
+ATTACH_LOCK_TIMEOUT_S = 300.0
 #: Comments per page asked for (GitHub's maximum); pagination follows Link headers anyway.
 PER_PAGE = 100
 _MARKER = re.compile(r"<!-- envbisect:finding (?P<key>[^\s>]+) -->")
@@ -62,6 +77,28 @@ class IssueNotFound(TrackerError):
 
 class TrackerUnreachable(TrackerError):
     """Network down, DNS failure, timeout, or a server error."""
+
+
+class UnsafeTrackerURL(TrackerError):
+    """The token would go over plain http to a non-loopback host, or to another host."""
+
+
+def is_loopback(host: str | None) -> bool:
+    """Whether ``host`` (a URL's hostname) names this machine's loopback interface."""
+    if not host:
+        return False
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urlsplit(url)
+    default = {"http": 80, "https": 443}.get(parts.scheme.lower())
+    return parts.scheme.lower(), (parts.hostname or "").lower(), parts.port or default
 
 
 @dataclass(frozen=True)
@@ -166,6 +203,7 @@ class Comment:
     id: int
     url: str  # the comment's page (html_url)
     body: str
+    user: str = ""  # the author's login
 
 
 @dataclass(frozen=True)
@@ -215,7 +253,7 @@ class GitHub:
 
     def __init__(self, api_url: str | None = None, *, environ: Mapping[str, str] | None = None,
                  timeout: float = 20.0, retries: int = 2) -> None:
-        self.environ = os.environ if environ is None else environ
+        self.environ = secrets.environ() if environ is None else environ
         self.api_url = (api_url or self.environ.get(API_URL_ENV) or DEFAULT_API_URL).rstrip("/")
         self.timeout = timeout
         self._http = requests.Session()
@@ -237,14 +275,35 @@ class GitHub:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def token(self) -> str:
+        """The token, read now (see the module docstring); ``""`` when none is configured."""
+        try:
+            return secrets.read_token(TOKEN_ENV, self.environ)
+        except secrets.TokenFileError as exc:
+            raise TokenMissing(f"{exc}; point {TOKEN_ENV}_FILE at a readable file holding the token") from None
+
     def _auth(self) -> dict[str, str]:
-        token = self.environ.get(TOKEN_ENV, "").strip()
+        token = self.token()
         if not token:
-            raise TokenMissing(f"{TOKEN_ENV} is not set; export a token allowed to write issues "
-                               "on the repository")
+            raise TokenMissing(f"{TOKEN_ENV} is not set (nor {TOKEN_ENV}_FILE, nor a github_token in "
+                               f"$CREDENTIALS_DIRECTORY); export a token allowed to write issues on the repository")
         return {"Authorization": f"Bearer {token}"}
 
+    def _check_api_url(self) -> None:
+        """The token goes over https only; plain http only to a loopback host (tests)."""
+        parts = urlsplit(self.api_url)
+        scheme = parts.scheme.lower()
+        if scheme == "https" and parts.hostname:
+            return
+        if scheme == "http" and is_loopback(parts.hostname):
+            return
+        raise UnsafeTrackerURL(f"{API_URL_ENV} {redact(self.api_url)} is not an https URL; the token is only sent "
+                               f"over https (plain http only to a loopback host): fix {API_URL_ENV}")
+
     def _call(self, method: str, url: str, what: str, **kwargs) -> requests.Response:
+        self._check_api_url()
+        if _origin(url) != _origin(self.api_url):  # never reached: callers build or check URLs
+            raise UnsafeTrackerURL(f"refusing to send the token to {redact(url)}, which is not {API_URL_ENV}")
         headers = self._auth()
         try:
             response = self._http.request(method, url, headers=headers, timeout=self.timeout, **kwargs)
@@ -262,14 +321,26 @@ class GitHub:
 
     @staticmethod
     def _comment(data: dict) -> Comment:
-        return Comment(int(data["id"]), data.get("html_url") or data.get("url") or "", data.get("body") or "")
+        user = data.get("user") if isinstance(data.get("user"), dict) else {}
+        return Comment(int(data["id"]), data.get("html_url") or data.get("url") or "", data.get("body") or "",
+                       str(user.get("login") or ""))
 
     def comments(self, issue: IssueRef) -> list[Comment]:
-        """Every comment of the issue, following ``Link: rel="next"`` across all pages."""
+        """Every comment of the issue, following ``Link: rel="next"`` across all pages.
+
+        A next link to another scheme, host or port than ``GITHUB_API_URL`` is not
+        followed (the token would go with it): that is an :class:`UnsafeTrackerURL`, since
+        a partial list could make :meth:`upsert` post a duplicate.
+        """
         url: str | None = self._issue_url(issue)
         params: dict | None = {"per_page": PER_PAGE}
         found: list[Comment] = []
         while url:
+            if _origin(url) != _origin(self.api_url):
+                raise UnsafeTrackerURL(
+                    f"GitHub's next page of the comments of {issue} is on another host ({redact(url)}); "
+                    f"not following it, so the token stays with {redact(self.api_url)} and nothing was posted; "
+                    f"check {API_URL_ENV}")
             response = self._call("GET", url, f"reading the comments of {issue}", params=params)
             found += [self._comment(c) for c in response.json()]
             url, params = response.links.get("next", {}).get("url"), None  # the next link carries its query
@@ -279,24 +350,71 @@ class GitHub:
         response = self._call("POST", self._issue_url(issue), f"commenting on {issue}", json={"body": body})
         return self._comment(response.json())
 
+    def _comment_url(self, issue: IssueRef, comment_id: int) -> str:
+        return f"{self.api_url}/repos/{issue.owner}/{issue.repo}/issues/comments/{comment_id}"
+
     def update(self, issue: IssueRef, comment_id: int, body: str) -> Comment:
-        url = f"{self.api_url}/repos/{issue.owner}/{issue.repo}/issues/comments/{comment_id}"
+        url = self._comment_url(issue, comment_id)
         response = self._call("PATCH", url, f"updating comment {comment_id} on {issue}", json={"body": body})
         return self._comment(response.json())
 
+    def delete(self, issue: IssueRef, comment_id: int) -> None:
+        """Delete a comment; one already gone (404) is fine."""
+        try:
+            self._call("DELETE", self._comment_url(issue, comment_id), f"deleting comment {comment_id} on {issue}")
+        except IssueNotFound:
+            pass
+
     def upsert(self, issue: IssueRef, key: str, body: str) -> Posted:
-        """Post ``body`` unless a comment with marker ``key`` exists: then update that one."""
-        existing = next((c for c in self.comments(issue) if marker_key(c.body) == key), None)
-        if existing is None:
+        """Post ``body`` unless a comment with marker ``key`` exists: then update that one.
+
+        Duplicates with the same marker (a race before the lock, another machine) are
+        collapsed: the oldest is kept and updated, the others by the same author deleted.
+        """
+        mine = sorted((c for c in self.comments(issue) if marker_key(c.body) == key), key=lambda c: c.id)
+        if not mine:
             return Posted(Action.CREATED, self.create(issue, body))
+        existing, duplicates = mine[0], mine[1:]
+        for duplicate in duplicates:
+            if duplicate.user == existing.user:  # never someone else's comment quoting ours
+                self.delete(issue, duplicate.id)
         if existing.body.strip() == body.strip():
             return Posted(Action.UNCHANGED, existing)
         return Posted(Action.UPDATED, self.update(issue, existing.id, body))
 
 
-def attach_run(store: Store, tracker: GitHub, run_id: int, issue: IssueRef) -> tuple[Finding, Posted]:
-    """Post (or update) run ``run_id``'s finding on ``issue`` and record the attachment."""
+@contextlib.contextmanager
+def _attach_lock(lock_dir: Path | None, issue: IssueRef, key: str) -> Iterator[None]:
+    """Serialise posting finding ``key`` to ``issue`` across processes sharing ``lock_dir``."""
+    if lock_dir is None:
+        yield
+        return
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    name = hashlib.sha256(f"{issue}\n{key}".encode()).hexdigest()[:24]
+    lock = FileLock(str(lock_dir / f"attach-{name}.lock"))
+    try:
+        lock.acquire(timeout=ATTACH_LOCK_TIMEOUT_S)
+    except LockTimeout:
+        raise TrackerError(f"another process has been posting the same finding to {issue} for "
+                           f"{ATTACH_LOCK_TIMEOUT_S:.0f} s; the finding stays queued, try again later") from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def attach_run(store: Store, tracker: GitHub, run_id: int, issue: IssueRef, *,
+               lock_dir: Path | None = None) -> tuple[Finding, Posted]:
+    """Post (or update) run ``run_id``'s finding on ``issue`` and record the attachment.
+
+    Posting holds a per-(issue, finding) file lock in ``lock_dir`` (default: ``.locks``
+    beside the store's database; none for an in-memory store), so concurrent attaches of
+    the same finding read, then post, one after the other.
+    """
     finding = finding_for_run(store.get_run(run_id), store.probes_for_run(run_id))
-    posted = tracker.upsert(issue, finding.key, finding.body)
+    if lock_dir is None and store.path is not None:
+        lock_dir = store.path.parent / ".locks"
+    with _attach_lock(lock_dir, issue, finding.key):
+        posted = tracker.upsert(issue, finding.key, finding.body)
     store.add_attachment(run_id, str(issue), posted.comment.url, finding.body_hash)
     return finding, posted

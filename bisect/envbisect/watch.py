@@ -49,6 +49,7 @@ from pathlib import Path
 from filelock import FileLock, Timeout
 from packaging.version import Version
 
+from envbisect import secrets
 from envbisect.byversion import run_bisection
 from envbisect.config import CachePaths, Settings
 from envbisect.errors import AlreadyRunning, EnvbisectError, TrackerError
@@ -120,7 +121,10 @@ class _MaskSecrets(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         text = redact(record.getMessage())
-        token = os.environ.get(TOKEN_ENV, "")
+        try:
+            token = secrets.read_token(TOKEN_ENV)  # from the environment, the CLI's memory or a file
+        except OSError:
+            token = ""
         if len(token) >= 4:
             text = text.replace(token, "***")
         record.msg, record.args = " ".join(text.split()), None  # one line per event
@@ -242,7 +246,7 @@ class Watcher:
 
     def _context(self, spec: WatchSpec) -> _Context:
         recipe = load_recipe(spec.recipe)
-        index = IndexConfig.resolve(os.environ, index_url=spec.index_url or recipe.settings.index_url)
+        index = IndexConfig.resolve(secrets.environ(), index_url=spec.index_url or recipe.settings.index_url)
         settings = replace(self.settings, index=index, python=recipe.settings.python or self.settings.python)
         regress = RegressMode(recipe.settings.regress or RegressMode.EXIT.value)
         return _Context(spec, recipe, Session(settings, self.store, LogHandler(spec.name)), regress,

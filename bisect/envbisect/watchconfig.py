@@ -16,26 +16,30 @@ optionally pins, an index, an issue and an interval::
 The whole file is validated before anything runs and every mistake is reported at once,
 each with its key and line, so a daemon never starts half-configured.
 
+Each table is checked against :class:`envbisect.schema.WatchTable`, the same typed schema
+(strict types, no unknown keys) whose field types a recipe's ``[tool.envbisect]`` uses
+where the keys overlap (``package``, ``with``'s requirements, ``index-url``, ``pre``).
+
 Line numbers: :mod:`tomllib` returns plain dicts without positions, so lines are found
-by scanning the text. The N-th ``[[watch]]`` header line (a regular expression that
-ignores comments and whitespace) starts table N; a key's line is the first line inside
-that table (up to the next ``[`` header) that assigns the key (bare or quoted). A
-missing key is reported at its table's header line, a top-level mistake at the key's
-line or line 1. TOML syntax errors come with tomllib's own line and column.
+by scanning the text (:class:`envbisect.schema.KeyLines`). The N-th ``[[watch]]`` header
+line (a regular expression that ignores comments and whitespace) starts table N; a key's
+line is the first line inside that table (up to the next ``[`` header) that assigns the
+key (bare or quoted). A missing key is reported at its table's header line, a top-level
+mistake at the key's line or line 1. TOML syntax errors come with tomllib's own line and
+column.
 """
 
 from __future__ import annotations
 
-import difflib
-import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from packaging.requirements import InvalidRequirement, Requirement
+from packaging.requirements import Requirement
 
 from envbisect.errors import ConfigError, EnvbisectError
 from envbisect.recipes import load_recipe
+from envbisect.schema import DEFAULT_EVERY_S, KeyLines, WatchTable, did_you_mean, keys_of, parse_duration, validate
 from envbisect.trackers import IssueRef, parse_issue
 
 if sys.version_info >= (3, 11):
@@ -43,14 +47,11 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
+__all__ = ["DEFAULT_CONFIG", "DEFAULT_EVERY_S", "WATCH_KEYS", "Problem", "WatchSpec", "load_config",
+           "parse_config", "parse_duration"]
+
 DEFAULT_CONFIG = "bisect.toml"
-DEFAULT_EVERY_S = 6 * 3600.0
-WATCH_KEYS = ("name", "recipe", "package", "with", "index-url", "issue", "every", "pre")
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw])")
-_HEADER = re.compile(r"^\s*\[\[\s*watch\s*\]\]\s*(#.*)?$")
-_ANY_HEADER = re.compile(r"^\s*\[")
-_NAME = re.compile(r"^([A-Za-z0-9]|[A-Za-z0-9][A-Za-z0-9._-]*[A-Za-z0-9])$")
+WATCH_KEYS = keys_of(WatchTable)
 
 
 @dataclass(frozen=True)
@@ -80,52 +81,26 @@ class Problem:
         return f"{source}:{self.line}: {self.key}: {self.message}"
 
 
-def parse_duration(value: object) -> float:
-    """``"6h"``, ``"1h30m"``, ``"90s"``, ``"2d"`` or a number of seconds -> seconds (> 0)."""
-    if isinstance(value, bool):
-        raise ValueError("is a boolean")
-    if isinstance(value, (int, float)):
-        seconds = float(value)
-    elif isinstance(value, str):
-        text = value.strip().lower()
-        parts = _DURATION.findall(text)
-        if not parts or _DURATION.sub("", text).strip():
-            raise ValueError(f"{value!r} is not a duration")
-        seconds = sum(float(n) * _UNITS[u] for n, u in parts)
-    else:
-        raise ValueError(f"{value!r} is not a duration")
-    if seconds <= 0:
-        raise ValueError("must be longer than zero")
-    return seconds
-
-
 class _Lines:
     """Finds the line of a watch table or of a key inside it (see the module docstring)."""
 
     def __init__(self, text: str) -> None:
-        self.lines = text.splitlines()
-        self.headers = [i + 1 for i, line in enumerate(self.lines) if _HEADER.match(line)]
+        self.lines = KeyLines(text)
 
     def table(self, index: int) -> int:
         """The line of the ``index``-th ``[[watch]]`` header (1 when written inline)."""
-        return self.headers[index] if index < len(self.headers) else 1
+        return self.lines.table(("watch",), index) or 1
 
     def key(self, index: int | None, key: str) -> int:
         """The line assigning ``key`` in watch ``index`` (``None``: the top level)."""
-        start = 0 if index is None else self.table(index)
-        pattern = re.compile(rf"""^\s*(?:{re.escape(key)}|"{re.escape(key)}"|'{re.escape(key)}')\s*=""")
-        for number in range(start + 1, len(self.lines) + 1):
-            line = self.lines[number - 1]
-            if _ANY_HEADER.match(line):
-                break  # the table ended without assigning the key
-            if pattern.match(line):
-                return number
-        return start or 1
+        if index is None:
+            return self.lines.key((), key)
+        return self.lines.key(("watch",), key, index)
 
 
 def _suggest(key: str, known: tuple[str, ...]) -> str:
-    close = difflib.get_close_matches(key, known, n=1)
-    return f"did you mean {close[0]!r}?" if close else f"known keys: {', '.join(known)}"
+    close = did_you_mean(key, known)
+    return f"did you mean {close!r}?" if close else f"known keys: {', '.join(known)}"
 
 
 class _Checker:
@@ -145,81 +120,52 @@ class _Checker:
         """A mistake of a whole watch table (a missing key), on its header line."""
         self.problems.append(Problem(self.lines.table(index), f"watch[{index + 1}]", message))
 
-    def string(self, index: int, table: dict, key: str, *, required: bool = False) -> str | None:
-        value = table.get(key)
-        if value is None:
-            if required:
-                self.table_problem(index, f"missing required key {key!r}")
-            return None
-        if not isinstance(value, str) or not value.strip():
-            self.problem(index, key, f"must be a non-empty string, not {value!r}")
-            return None
-        return value.strip()
+    def typed(self, index: int, table: dict) -> WatchTable | None:
+        """The table checked against the schema, every issue recorded. When some keys are
+        wrong the others are still returned (checked), so the recipe and the rest of the
+        table are checked too and every mistake is reported at once."""
+        checked, issues = validate(WatchTable, table)
+        if checked is not None:
+            return checked
+        wrong = set()
+        for issue in issues:
+            wrong.add(issue.key)
+            if issue.kind == "unknown":
+                self.problem(index, issue.key, f"unknown key; {_suggest(issue.key, WATCH_KEYS)}")
+            elif issue.kind == "missing":
+                self.table_problem(index, issue.message)
+            else:
+                self.problem(index, issue.key, issue.message)
+        checked, _ = validate(WatchTable, {k: v for k, v in table.items() if k not in wrong})
+        return checked
 
     def watch(self, index: int, table: object) -> WatchSpec | None:
         if not isinstance(table, dict):
             self.table_problem(index, "must be a table: write it as [[watch]] followed by key = value lines")
             return None
-        for key in table:
-            if key not in WATCH_KEYS:
-                self.problem(index, key, f"unknown key; {_suggest(key, WATCH_KEYS)}")
-        recipe_text = self.string(index, table, "recipe", required=True)
-        package = self.string(index, table, "package")
-        name = self.string(index, table, "name")
-        index_url = self.string(index, table, "index-url")
+        checked = self.typed(index, table)
+        if checked is None:  # no usable recipe key: nothing more to check
+            return None
         recipe = None
-        if recipe_text:
-            path = (self.base / recipe_text).resolve()
-            try:
-                recipe = load_recipe(path)
-            except EnvbisectError as exc:
-                self.problem(index, "recipe", str(exc))
-        if name is not None and not _NAME.match(name):
-            self.problem(index, "name", f"{name!r} may hold only letters, digits, '.', '-' and '_'")
-            name = None
-        package = package or (recipe.settings.package if recipe else None)
+        try:
+            recipe = load_recipe((self.base / checked.recipe).resolve())
+        except EnvbisectError as exc:
+            self.problem(index, "recipe", str(exc))
+        package = checked.package or (recipe.settings.package if recipe else None)
         if recipe is not None and not package:
             self.table_problem(index, "no package to watch: set package = \"...\" or package in the "
                                              "recipe's [tool.envbisect] table")
-        with_ = self.with_(index, table.get("with"))
-        if index_url is not None and not re.match(r"^(https?|file)://", index_url):
-            self.problem(index, "index-url", f"{index_url!r} is not an http(s):// or file:// URL")
         issue = None
-        if table.get("issue") is not None:
-            issue_text = self.string(index, table, "issue")
+        if checked.issue is not None:
             try:
-                issue = parse_issue(issue_text) if issue_text else None
+                issue = parse_issue(checked.issue)
             except ConfigError as exc:
                 self.problem(index, "issue", str(exc))
-        every = DEFAULT_EVERY_S
-        if "every" in table:
-            try:
-                every = parse_duration(table["every"])
-            except ValueError as exc:
-                self.problem(index, "every", f"{exc}; write e.g. \"30m\", \"6h\", \"1d\" or seconds")
-        pre = table.get("pre", False)
-        if not isinstance(pre, bool):
-            self.problem(index, "pre", f"must be true or false, not {pre!r}")
         if recipe is None or not package:
             return None
-        return WatchSpec(name or recipe.path.stem, recipe.path, package, with_, index_url, issue, every,
-                         bool(pre), self.lines.table(index))
-
-    def with_(self, index: int, value: object) -> tuple[str, ...]:
-        if value is None:
-            return ()
-        if isinstance(value, str) or not isinstance(value, list):
-            self.problem(index, "with", f"must be a list of requirements, e.g. [\"numpy==1.26.4\"], not {value!r}")
-            return ()
-        out = []
-        for item in value:
-            try:
-                if not isinstance(item, str):
-                    raise InvalidRequirement(item)
-                out.append(str(Requirement(item)))
-            except InvalidRequirement:
-                self.problem(index, "with", f"{item!r} is not a requirement; write e.g. \"numpy==1.26.4\"")
-        return tuple(out)
+        with_ = tuple(str(Requirement(item)) for item in checked.with_)
+        return WatchSpec(checked.name or recipe.path.stem, recipe.path, package, with_, checked.index_url, issue,
+                         checked.every, checked.pre, self.lines.table(index))
 
 
 def parse_config(text: str, *, base: Path, source: str = DEFAULT_CONFIG) -> list[WatchSpec]:

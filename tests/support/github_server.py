@@ -1,9 +1,15 @@
-"""A local HTTP server speaking the four GitHub REST endpoints envbisect uses.
+"""A local HTTP server speaking the GitHub REST endpoints envbisect uses.
 
 * ``GET   /repos/{owner}/{repo}/issues/{n}/comments``   paginated (``per_page``, ``page``,
   ``Link`` headers with ``rel="next"``/``"last"``, as GitHub sends them)
 * ``POST  /repos/{owner}/{repo}/issues/{n}/comments``   create a comment
 * ``PATCH /repos/{owner}/{repo}/issues/comments/{id}``  edit a comment
+* ``DELETE /repos/{owner}/{repo}/issues/comments/{id}`` delete a comment (204)
+
+``host`` picks the loopback address to listen on (``127.0.0.2`` makes a second "host");
+``next_base`` makes ``Link`` headers point at another server; :meth:`FakeGitHub.gate_reads`
+holds the first page of comment reads until several clients are reading (a race made
+deterministic). Each hit records whether the right token came with it.
 
 Every request must carry ``Authorization: Bearer <token>`` (or ``token <token>``) with
 the configured token, else 401. Unknown issues and comments are 404. ``rate_limited``
@@ -42,6 +48,27 @@ class GitHubHit:
     method: str
     path: str
     status: int
+    authorized: bool = False  # the request carried the configured token
+
+
+class _Gate:
+    """Holds callers until ``count`` of them arrived or ``timeout`` passed; then stays open."""
+
+    def __init__(self, count: int, timeout: float) -> None:
+        self.count, self.timeout = count, timeout
+        self.arrived = 0
+        self.opened = False
+        self._cond = threading.Condition()
+
+    def wait(self) -> None:
+        with self._cond:
+            if self.opened:
+                return
+            self.arrived += 1
+            if self.arrived < self.count:
+                self._cond.wait_for(lambda: self.opened, timeout=self.timeout)
+            self.opened = True
+            self._cond.notify_all()
 
 
 @dataclass
@@ -50,6 +77,8 @@ class FakeGitHub:
 
     token: str
     max_per_page: int = 100
+    host: str = "127.0.0.1"
+    next_base: str | None = None  # the base of Link URLs (default: this server)
     rate_limited: bool = False
     reset_epoch: int = 1_900_000_000  # 2030-03-17 17:46:40 UTC
     issues: set[tuple[str, str, int]] = field(default_factory=set)
@@ -58,6 +87,7 @@ class FakeGitHub:
     _next_id: int = 1000
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _loop: Loopback = field(default_factory=Loopback)
+    _gate: _Gate | None = None
 
     # -- setup -------------------------------------------------------------------
 
@@ -69,6 +99,16 @@ class FakeGitHub:
         for i in range(existing_comments):
             self._add(key, f"unrelated comment {i}", user="someone")
 
+    def add_comment(self, slug: str, number: int, body: str, user: str = "envbisect-bot") -> StoredComment:
+        """Put a comment on an existing issue (e.g. a duplicate left by an earlier race)."""
+        owner, repo = slug.split("/")
+        return self._add((owner, repo, number), body, user)
+
+    def gate_reads(self, count: int, timeout: float = 10.0) -> None:
+        """Hold first-page comment reads until ``count`` clients are reading (or ``timeout``
+        passed), once: concurrent posters then all read before any of them posts."""
+        self._gate = _Gate(count, timeout)
+
     def _add(self, issue: tuple[str, str, int], body: str, user: str = "envbisect-bot") -> StoredComment:
         with self._lock:
             self._next_id += 1
@@ -78,7 +118,7 @@ class FakeGitHub:
 
     def start(self) -> FakeGitHub:
         handler = type("_BoundHandler", (_Handler,), {"hub": self})
-        server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        server = ThreadingHTTPServer((self.host, 0), handler)
         server.daemon_threads = True
         self._loop.serve(server, "FakeGitHub")
         return self
@@ -89,7 +129,7 @@ class FakeGitHub:
     @property
     def url(self) -> str:
         """The API base, as ``GITHUB_API_URL`` takes it."""
-        return f"http://127.0.0.1:{self._loop.port}"
+        return f"http://{self.host}:{self._loop.port}"
 
     # -- queries for tests -------------------------------------------------------
 
@@ -103,11 +143,13 @@ class FakeGitHub:
 
     # -- request handling ----------------------------------------------------------
 
+    def authorized(self, headers: Any) -> bool:
+        scheme, _, given = (headers.get("Authorization") or "").partition(" ")
+        return scheme.lower() in ("bearer", "token") and given == self.token
+
     def handle(self, method: str, target: str, headers: Any, body: bytes) -> tuple[int, dict, Any]:
         split = urlsplit(target)
-        auth = headers.get("Authorization") or ""
-        scheme, _, given = auth.partition(" ")
-        if scheme.lower() not in ("bearer", "token") or given != self.token:
+        if not self.authorized(headers):
             return 401, {}, {"message": "Bad credentials"}
         if self.rate_limited:
             return 403, {"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": str(self.reset_epoch)}, {
@@ -118,7 +160,10 @@ class FakeGitHub:
             if issue not in self.issues:
                 return 404, {}, {"message": "Not Found"}
             if method == "GET":
-                return self._page(split.path, issue, parse_qs(split.query))
+                query = parse_qs(split.query)
+                if self._gate is not None and query.get("page", ["1"])[0] == "1":
+                    self._gate.wait()
+                return self._page(split.path, issue, query)
             if method == "POST":
                 comment = self._add(issue, json.loads(body or b"{}")["body"])
                 return 201, {}, self._json(comment)
@@ -130,6 +175,13 @@ class FakeGitHub:
                     return 404, {}, {"message": "Not Found"}
                 found.body = json.loads(body or b"{}")["body"]
             return 200, {}, self._json(found)
+        if comment_match and method == "DELETE":
+            with self._lock:
+                found = next((c for c in self.comments if c.id == int(comment_match["id"])), None)
+                if found is None or found.issue[:2] != (comment_match["owner"], comment_match["repo"]):
+                    return 404, {}, {"message": "Not Found"}
+                self.comments.remove(found)
+            return 204, {}, None
         return 404, {}, {"message": "Not Found"}
 
     def _page(self, path: str, issue: tuple[str, str, int], query: dict) -> tuple[int, dict, Any]:
@@ -140,9 +192,10 @@ class FakeGitHub:
         last = max(1, -(-len(items) // per_page))
         chunk = items[(page - 1) * per_page: page * per_page]
         links = []
+        base = self.next_base or self.url
         if page < last:
-            links.append(f'<{self.url}{path}?{urlencode({"per_page": per_page, "page": page + 1})}>; rel="next"')
-            links.append(f'<{self.url}{path}?{urlencode({"per_page": per_page, "page": last})}>; rel="last"')
+            links.append(f'<{base}{path}?{urlencode({"per_page": per_page, "page": page + 1})}>; rel="next"')
+            links.append(f'<{base}{path}?{urlencode({"per_page": per_page, "page": last})}>; rel="last"')
         return 200, ({"Link": ", ".join(links)} if links else {}), [self._json(c) for c in chunk]
 
     def _json(self, comment: StoredComment) -> dict:
@@ -164,8 +217,9 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
         status, headers, payload = self.hub.handle(self.command, self.path, self.headers, body)
-        self.hub.hits.append(GitHubHit(self.command, urlsplit(self.path).path, status))
-        data = json.dumps(payload).encode()
+        self.hub.hits.append(GitHubHit(self.command, urlsplit(self.path).path, status,
+                                       self.hub.authorized(self.headers)))
+        data = b"" if status == 204 else json.dumps(payload).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json; charset=utf-8")
         self.send_header("Content-Length", str(len(data)))
@@ -174,4 +228,4 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
-    do_GET = do_POST = do_PATCH = _serve
+    do_GET = do_POST = do_PATCH = do_DELETE = _serve

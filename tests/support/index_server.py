@@ -128,22 +128,27 @@ def _iso(moment: datetime) -> str:
 class LocalIndex:
     """A package index served over real HTTP on 127.0.0.1 (see the module docstring).
 
-    Thread-safe: :meth:`add`, :meth:`remove` and :meth:`fail_next` may be called
+    Thread-safe: :meth:`add`, :meth:`remove`, :meth:`fail_next` and :meth:`override` may be called
     while clients are being served. ``requests`` logs ``(method, path)`` of every
     request and ``log`` the same with status and headers.
     """
 
     def __init__(self, root: Path, *, flavour: str = "both", auth: tuple[str, str] | None = None,
-                 page_max_age: int = 0) -> None:
+                 page_max_age: int = 0, delay_files_s: float = 0.0) -> None:
         """``page_max_age``: the ``Cache-Control: max-age`` of project pages. 0 (the default)
         makes clients revalidate every page; PyPI serves 600, which lets uv keep a page
-        for ten minutes without asking, the setting under which a stale uv cache shows."""
+        for ten minutes without asking, the setting under which a stale uv cache shows.
+        ``delay_files_s``: how long a download of a file (not its ``.metadata``) waits
+        before it is answered, so a test can catch an install in progress; it may be
+        changed while serving, and :meth:`stop` or :meth:`release_files` ends every wait."""
         if flavour not in FLAVOURS:
             raise ValueError(f"flavour must be one of {FLAVOURS}, not {flavour!r}")
         self.root = Path(root)
         self.flavour = flavour
         self.auth = auth
         self.page_max_age = page_max_age
+        self.delay_files_s = delay_files_s
+        self._release = threading.Event()
         self.requests: list[tuple[str, str]] = []
         self.log: list[Hit] = []
         self._files_dir = self.root / "files"
@@ -153,6 +158,7 @@ class LocalIndex:
         self._project_mtime: dict[str, float] = {}
         self._clock = 0.0
         self._faults: list[tuple[int, int | None]] = []
+        self._overrides: dict[str, tuple[bytes, str]] = {}
         self._loop = Loopback()
 
     # -- publishing ---------------------------------------------------------------
@@ -211,6 +217,20 @@ class LocalIndex:
         with self._lock:
             self._faults.extend([(status, retry_after)] * count)
 
+    def override(self, project: str, body: bytes | str | None, content_type: str = JSON_TYPE) -> None:
+        """Serve ``body`` verbatim as ``project``'s page (whatever the client accepts), to
+        test clients against malformed pages; ``body=None`` goes back to the real page."""
+        with self._lock:
+            if body is None:
+                self._overrides.pop(canonicalize_name(project), None)
+            else:
+                raw = body.encode() if isinstance(body, str) else body
+                self._overrides[canonicalize_name(project)] = (raw, content_type)
+
+    def _override_for(self, project: str) -> tuple[bytes, str] | None:
+        with self._lock:
+            return self._overrides.get(project)
+
     # -- serving ------------------------------------------------------------------
 
     def start(self, port: int = 0) -> LocalIndex:
@@ -220,6 +240,7 @@ class LocalIndex:
         again (an index that comes back after an outage)."""
         if self._loop.running:
             return self
+        self._release.clear()
         handler = type("_BoundHandler", (_Handler,), {"index": self})
         server = _BoundedServer(("127.0.0.1", port), handler)
         self._loop.serve(server, f"LocalIndex:{server.server_address[1]}")
@@ -227,7 +248,13 @@ class LocalIndex:
 
     def stop(self) -> None:
         """Stop serving and release the port; safe to call twice."""
+        self._release.set()
         self._loop.stop()
+
+    def release_files(self) -> None:
+        """Answer every delayed file download now, and the next ones without delay."""
+        self.delay_files_s = 0.0
+        self._release.set()
 
     def __enter__(self) -> LocalIndex:
         return self.start()
@@ -416,6 +443,8 @@ class _Handler(BaseHTTPRequestHandler):
         path = unquote(urlsplit(self.path).path)
         parts = [p for p in path.split("/") if p]
         if parts[:1] == ["files"] and len(parts) == 2:
+            if self.index.delay_files_s > 0 and not parts[1].endswith(".metadata"):
+                self.index._release.wait(self.index.delay_files_s)
             found = self.index.render_file(parts[1])
             return self._send(found, "application/octet-stream", send_body)
         if parts[:1] != ["simple"] or len(parts) > 2:
@@ -426,6 +455,10 @@ class _Handler(BaseHTTPRequestHandler):
                 return self._reply(301, headers={"Location": "/simple/"}, send_body=send_body)
             return self._send(self.index.render_root(content_type), content_type, send_body)
         canonical = canonicalize_name(parts[1])
+        override = self.index._override_for(canonical)
+        if override is not None:
+            body, raw_type = override
+            return self._reply(200, body, {"Content-Type": raw_type, "Cache-Control": "no-store"}, send_body)
         found = self.index.render_project(canonical, content_type)
         if found is not None and (parts[1] != canonical or not path.endswith("/")):
             return self._reply(301, headers={"Location": f"/simple/{canonical}/"}, send_body=send_body)

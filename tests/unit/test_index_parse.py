@@ -183,7 +183,7 @@ def test_list_directory(tmp_path):
 def test_resolve_defaults():
     config = IndexConfig.resolve({})
     assert config == IndexConfig(DEFAULT_INDEX_URL, (), ())
-    assert config.uv_args() == ["--index-url", DEFAULT_INDEX_URL]
+    assert config.installer_env() == {"UV_INDEX_URL": DEFAULT_INDEX_URL}
 
 
 def test_resolve_precedence():
@@ -218,16 +218,20 @@ def test_resolve_precedence():
     assert named.extra_index_urls == ("https://torch.example/whl/cpu", "https://plain.example/simple")
 
 
-def test_uv_and_pip_args():
+def test_installer_env_for_uv_and_pip(tmp_path):
     config = IndexConfig("https://a/simple", ("https://b/simple", "https://c/simple"), ("/w",))
-    expected = [
-        "--index-url", "https://a/simple",
-        "--extra-index-url", "https://b/simple",
-        "--extra-index-url", "https://c/simple",
-        "--find-links", "/w",
-    ]  # fmt: skip
-    assert config.uv_args() == expected
-    assert config.pip_args() == expected
+    assert config.installer_env("uv") == {"UV_INDEX_URL": "https://a/simple",
+                                          "UV_EXTRA_INDEX_URL": "https://b/simple https://c/simple",
+                                          "UV_FIND_LINKS": "/w"}
+    assert config.installer_env("pip") == {"PIP_INDEX_URL": "https://a/simple",
+                                           "PIP_EXTRA_INDEX_URL": "https://b/simple https://c/simple",
+                                           "PIP_FIND_LINKS": "/w"}
+    # A location containing the list separator (uv: comma, pip: whitespace) is percent-encoded.
+    odd = IndexConfig("https://a/simple", (), (str(tmp_path / "a,b c"), "https://h/x,y z"))
+    assert odd.installer_env("uv")["UV_FIND_LINKS"].split(",") == [
+        (tmp_path / "a,b c").as_uri(), "https://h/x%2Cy z"]
+    assert odd.installer_env("pip")["PIP_FIND_LINKS"].split() == [
+        (tmp_path / "a,b c").as_uri(), "https://h/x,y%20z"]
 
 
 def test_redacted_config_has_no_secret():

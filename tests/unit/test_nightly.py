@@ -124,7 +124,7 @@ def test_nightly_index_goes_first_among_the_extras():
     out = with_nightly_index(config, "https://u:t@nightly.example/whl/nightly/cpu/")
     assert out.index_url == config.index_url
     assert out.extra_index_urls == ("https://u:t@nightly.example/whl/nightly/cpu", "https://extra.example/simple")
-    assert out.uv_args()[2:4] == ["--extra-index-url", "https://u:t@nightly.example/whl/nightly/cpu"]
+    assert out.installer_env()["UV_EXTRA_INDEX_URL"].split()[0] == "https://u:t@nightly.example/whl/nightly/cpu"
     assert with_nightly_index(config, None) is config
     assert strip_credentials(redact("https://u:t@nightly.example/x")) == "https://nightly.example/x"
 
