@@ -44,7 +44,7 @@ from envbisect.config import CachePaths
 from envbisect.errors import InstallFailed
 from envbisect.index import IndexConfig
 from envbisect.installer import Interpreter, install_reason, installer_environ, run_tool, uv_bin
-from envbisect.plan import Lock, check_disk_full, is_outage, outage
+from envbisect.plan import Lock, failure_reason
 from envbisect.redact import redact
 
 MARKER = "envbisect-env.json"
@@ -206,11 +206,7 @@ class EnvManager:
         candidate untestable (:class:`InstallFailed`)."""
         proc = run_tool(cmd, env, self.root)
         if proc.returncode != 0:
-            message = proc.stderr or proc.stdout
-            check_disk_full(message)
-            if is_outage(message):
-                raise outage(message, spec.index)
-            raise InstallFailed(install_reason(message))
+            raise InstallFailed(failure_reason(proc.stderr or proc.stdout, spec.index))
 
     @contextmanager
     def in_use(self, env: Env) -> Iterator[Env]:

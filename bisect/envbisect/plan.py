@@ -75,6 +75,15 @@ def check_disk_full(message: str) -> None:
         raise DiskFull(f"no space left on device ({install_reason(message)[:160]})")
 
 
+def failure_reason(message: str, index: IndexConfig) -> str:
+    """An installer's failure: raise when it is the disk or the index (never a verdict),
+    else return the condensed reason that makes the candidate untestable."""
+    check_disk_full(message)
+    if is_outage(message):
+        raise outage(message, index)
+    return install_reason(message)
+
+
 def is_outage(message: str) -> bool:
     """Whether an installer's error text says the index/network failed (see :data:`_OUTAGE`)."""
     return bool(_OUTAGE.search(message))
@@ -222,11 +231,7 @@ class Planner:
         proc = procs.run(cmd, input="\n".join(requirements) + "\n", capture_output=True, text=True,
                          env=installer_environ(self.uv_cache, self.index), check=False)
         if proc.returncode != 0:
-            message = proc.stderr or proc.stdout
-            check_disk_full(message)
-            if is_outage(message):
-                raise outage(message, self.index)
-            return Unresolvable(install_reason(message))
+            return Unresolvable(failure_reason(proc.stderr or proc.stdout, self.index))
         try:
             return Lock.from_text(proc.stdout)
         except ValueError as exc:

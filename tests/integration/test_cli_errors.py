@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from support.cli import PLANTED_BODY, bisect_cli, cli_env, write_recipe
+from support.cli import PLANTED_BODY, assert_one_line_error, bisect_cli, cli_env, write_recipe
 
 
 def _closed_port_url() -> str:
@@ -20,18 +20,6 @@ def _closed_port_url() -> str:
     port = sock.getsockname()[1]
     sock.close()
     return f"http://user:hunter2secret@127.0.0.1:{port}/simple"
-
-
-def _assert_one_line_error(proc, *needles, code: int = 2):
-    """One ``error:`` line naming the problem; exit 2 for input errors, 6 when the
-    environment failed (index unreachable, cache unusable)."""
-    assert proc.returncode == code, (proc.returncode, proc.stdout, proc.stderr)
-    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1, proc.stderr
-    assert lines[0].startswith("error: ")
-    for needle in needles:
-        assert needle in lines[0], lines[0]
-    assert "Traceback" not in proc.stderr
 
 
 def _nothing_recorded(cache):
@@ -54,28 +42,28 @@ def recipe(tmp_path):
 
 def test_missing_recipe(tmp_path):
     proc = bisect_cli("run", "nope.py", "--cache-dir", str(tmp_path / "c"), cwd=tmp_path)
-    _assert_one_line_error(proc, "nope.py does not exist")
+    assert_one_line_error(proc, "nope.py does not exist")
 
 
 def test_recipe_without_pep723_block(tmp_path):
     path = tmp_path / "plain.py"
     path.write_text("print('hi')\n")
     proc = bisect_cli("run", str(path), "--cache-dir", str(tmp_path / "c"), cwd=tmp_path)
-    _assert_one_line_error(proc, "no PEP 723", "add one")
+    assert_one_line_error(proc, "no PEP 723", "add one")
 
 
 def test_recipe_with_invalid_toml(tmp_path):
     path = tmp_path / "bad.py"
     path.write_text("# /// script\n# dependencies = [\"a\"\n# ///\n")
     proc = bisect_cli("run", str(path), "--cache-dir", str(tmp_path / "c"), cwd=tmp_path)
-    _assert_one_line_error(proc, "not valid TOML")
+    assert_one_line_error(proc, "not valid TOML")
 
 
 def test_unknown_package(tmp_path, planted_index, recipe):
     cache = tmp_path / "c"
     proc = bisect_cli("run", str(recipe), "--package", "no-such-pkg", "--index-url", planted_index.url,
                       "--cache-dir", str(cache), cwd=tmp_path)
-    _assert_one_line_error(proc, "no-such-pkg", "not found")
+    assert_one_line_error(proc, "no-such-pkg", "not found")
     _nothing_recorded(cache)
 
 
@@ -83,7 +71,7 @@ def test_invalid_specifier(tmp_path, planted_index, recipe):
     cache = tmp_path / "c"
     proc = bisect_cli("run", str(recipe), "--range", "=>1.0", "--index-url", planted_index.url,
                       "--cache-dir", str(cache), cwd=tmp_path)
-    _assert_one_line_error(proc, "=>1.0")
+    assert_one_line_error(proc, "=>1.0")
     _nothing_recorded(cache)
 
 
@@ -91,21 +79,21 @@ def test_good_newer_than_bad(tmp_path, planted_index, recipe):
     cache = tmp_path / "c"
     proc = bisect_cli("run", str(recipe), "--good", "1.8", "--bad", "1.2", "--index-url", planted_index.url,
                       "--cache-dir", str(cache), cwd=tmp_path)
-    _assert_one_line_error(proc, "--bad 1.2 must be newer than --good 1.8")
+    assert_one_line_error(proc, "--bad 1.2 must be newer than --good 1.8")
     _nothing_recorded(cache)
 
 
 def test_good_that_is_not_a_candidate(tmp_path, planted_index, recipe):
     proc = bisect_cli("run", str(recipe), "--good", "1.3", "--index-url", planted_index.url,
                       "--cache-dir", str(tmp_path / "c"), cwd=tmp_path)
-    _assert_one_line_error(proc, "--good 1.3", "yanked")
+    assert_one_line_error(proc, "--good 1.3", "yanked")
 
 
 def test_empty_candidate_list_says_why(tmp_path, planted_index, recipe):
     cache = tmp_path / "c"
     proc = bisect_cli("run", str(recipe), "--range", "==1.7", "--index-url", planted_index.url,
                       "--cache-dir", str(cache), cwd=tmp_path)
-    _assert_one_line_error(proc, "planted", "wheel", "windows")
+    assert_one_line_error(proc, "planted", "wheel", "windows")
     _nothing_recorded(cache)
 
 
@@ -113,7 +101,7 @@ def test_unreachable_index_hides_credentials(tmp_path, recipe):
     cache = tmp_path / "c"
     proc = bisect_cli("run", str(recipe), "--index-url", _closed_port_url(), "--cache-dir", str(cache),
                       cwd=tmp_path, timeout=120)
-    _assert_one_line_error(proc, "cannot reach", code=6)
+    assert_one_line_error(proc, "cannot reach", code=6)
     assert "hunter2secret" not in proc.stderr + proc.stdout
     _nothing_recorded(cache)
 
@@ -124,26 +112,26 @@ def test_unwritable_cache_dir(tmp_path, recipe):
     ro.mkdir()
     ro.chmod(0o500)
     proc = bisect_cli("run", str(recipe), "--cache-dir", str(ro / "cache"), cwd=tmp_path)
-    _assert_one_line_error(proc, "not writable", "--cache-dir", code=6)
+    assert_one_line_error(proc, "not writable", "--cache-dir", code=6)
 
 
 def test_cache_dir_that_is_a_file(tmp_path, recipe):
     blocker = tmp_path / "file"
     blocker.write_text("")
     proc = bisect_cli("run", str(recipe), "--cache-dir", str(blocker / "cache"), cwd=tmp_path)
-    _assert_one_line_error(proc, "not writable", "--cache-dir", code=6)
+    assert_one_line_error(proc, "not writable", "--cache-dir", code=6)
 
 
 def test_no_verify_needs_both_ends(tmp_path, planted_index, recipe):
     proc = bisect_cli("run", str(recipe), "--good", "1.0", "--no-verify", "--index-url", planted_index.url,
                       "--cache-dir", str(tmp_path / "c"), cwd=tmp_path)
-    _assert_one_line_error(proc, "--no-verify needs both")
+    assert_one_line_error(proc, "--no-verify needs both")
 
 
 def test_bad_regress_mode(tmp_path, planted_index, recipe):
     proc = bisect_cli("run", str(recipe), "--regress", "sometimes", "--index-url", planted_index.url,
                       "--cache-dir", str(tmp_path / "c"), cwd=tmp_path)
-    _assert_one_line_error(proc, "sometimes", "exit")
+    assert_one_line_error(proc, "sometimes", "exit")
 
 
 def test_package_without_wheels_here_names_platforms_and_the_alternative(tmp_path, local_index, wheel_dir):
@@ -158,14 +146,14 @@ def test_package_without_wheels_here_names_platforms_and_the_alternative(tmp_pat
     recipe = write_recipe(tmp_path / "r.py", "import sys\nsys.exit(0)\n", package="metalplug",
                           deps=("corepkg", "metalplug; sys_platform == 'darwin'"))
     proc = bisect_cli("run", str(recipe), "--index-url", index.url, "--cache-dir", str(tmp_path / "c"), cwd=tmp_path)
-    _assert_one_line_error(proc, "no release of metalplug", "macos-arm64", "--package corepkg")
+    assert_one_line_error(proc, "no release of metalplug", "macos-arm64", "--package corepkg")
 
 
 @pytest.mark.parametrize("command", ["show", "report"])
 @pytest.mark.parametrize("run_id", ["99999999999999999999999", "0"])
 def test_run_ids_sqlite_cannot_hold_are_no_run_not_an_overflow(tmp_path, command, run_id):
     proc = bisect_cli(command, run_id, "--cache-dir", str(tmp_path / "cache"), cwd=tmp_path)
-    _assert_one_line_error(proc, f"no run {run_id}", "bisect history")
+    assert_one_line_error(proc, f"no run {run_id}", "bisect history")
 
 
 _BUG = """

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from support.cli import bisect_cli, write_recipe
+from support.cli import assert_one_line_error, bisect_cli, write_recipe
 from support.wheels import build_wheel
 
 #: toypkg releases 1.0 .. 1.31, oldest first.
@@ -63,19 +63,11 @@ def _envs(tmp_path: Path) -> list[Path]:
     return [p for p in root.iterdir() if not p.name.startswith(".")] if root.is_dir() else []
 
 
-def _one_error_line(proc, *needles: str) -> str:
-    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
-    for needle in needles:
-        assert needle in lines[0], lines[0]
-    return lines[0]
-
-
 def test_a_syntax_error_is_one_line_before_any_environment(tmp_path, toy_index):
     index = toy_index({v: "good" for v in VERSIONS[:4]})
     proc = _run(tmp_path, index, body="import toypkg\nif True\n    pass\n")
     assert proc.returncode == 2
-    _one_error_line(proc, "does not compile", "line 8", "no environment was built")
+    assert_one_line_error(proc, "does not compile", "line 8", "no environment was built")
     assert _envs(tmp_path) == []
     assert not any(h.path.startswith("/files/") for h in index.log), "nothing may be downloaded"
 
@@ -84,7 +76,7 @@ def test_an_impossible_with_pin_costs_one_resolve_not_a_probe_per_candidate(tmp_
     index = toy_index({v: "good" for v in VERSIONS[:8]})
     proc = _run(tmp_path, index, "--with", "scipy==0.0.1")
     assert proc.returncode == 2
-    _one_error_line(proc, "--with scipy==0.0.1 cannot be installed")
+    assert_one_line_error(proc, "--with scipy==0.0.1 cannot be installed")
     assert len([h for h in index.log if h.path == "/simple/scipy/"]) <= 1
     assert _envs(tmp_path) == []
 
@@ -152,4 +144,4 @@ def test_a_package_the_recipe_does_not_use_is_an_error(tmp_path, toy_index, whee
     index.add(build_wheel(wheel_dir, "otherpkg", "1.0"))
     proc = _run(tmp_path, index, "--package", "otherpkg")
     assert proc.returncode == 2
-    _one_error_line(proc, "--package otherpkg is not among the recipe's dependencies (toypkg)")
+    assert_one_line_error(proc, "--package otherpkg is not among the recipe's dependencies (toypkg)")

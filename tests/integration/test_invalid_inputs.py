@@ -9,20 +9,9 @@ import sqlite3
 
 import pytest
 
-from support.cli import bisect_cli
+from support.cli import assert_one_line_error, bisect_cli
 
 CLOSED_INDEX = "http://127.0.0.1:9/simple"  # never reached: the recipe is refused first
-
-
-def assert_one_line_error(proc, *needles: str, code: int) -> str:
-    assert proc.returncode == code, (proc.returncode, proc.stdout, proc.stderr)
-    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1, proc.stderr
-    assert lines[0].startswith("error: ")
-    for needle in needles:
-        assert needle in lines[0], lines[0]
-    assert "Traceback" not in proc.stderr
-    return lines[0]
 
 
 def nothing_recorded(cache) -> None:

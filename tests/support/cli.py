@@ -54,3 +54,16 @@ import sys
 import planted
 sys.exit(0 if planted.VALUE == 1 else 1)
 """
+
+
+def assert_one_line_error(proc: subprocess.CompletedProcess, *needles: str, code: int = 2) -> str:
+    """One ``error:`` line on stderr naming the problem, no traceback, and the exit code
+    of its class (2 input, 6 environment, ...). Returns the line."""
+    assert proc.returncode == code, (proc.returncode, proc.stdout, proc.stderr)
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("error: ")
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+    assert "Traceback" not in proc.stderr
+    return lines[0]
