@@ -185,3 +185,10 @@ def test_an_unexpected_exception_is_one_line_and_a_log_or_the_traceback_with_deb
     text = logs[0].read_text()
     assert "Traceback" in text and "boom" in text
     assert "hunter2secret" not in proc.stderr + text
+
+
+@pytest.mark.parametrize("value", ["0", "-5"])
+def test_a_timeout_that_is_not_positive_is_refused_not_replaced(tmp_path, recipe, value):
+    # `--timeout 0` used to be silently replaced by the recipe's timeout.
+    proc = bisect_cli("run", str(recipe), f"--timeout={value}", "--cache-dir", str(tmp_path / "c"), cwd=tmp_path)
+    assert_one_line_error(proc, f"--timeout {float(value):g} is not a positive number of seconds")
