@@ -65,13 +65,15 @@ def planted_position(n: int, seed: int) -> int:
     return random.Random(f"{seed}-{n}").randint(1, n - 1)
 
 
-def build_fixture(root: Path, n: int, seed: int) -> Fixture:
+def build_fixture(root: Path, n: int, seed: int, *, delay_files_s: float = 0.0, recipe_sleep_s: float = 0.0) -> Fixture:
     """Write ``n`` wheels and a recipe under ``root`` and start an index serving them.
 
-    The caller stops the index (``fixture.index.stop()``)."""
+    ``delay_files_s`` makes every wheel download take that long (a big wheel);
+    ``recipe_sleep_s`` makes the recipe take that long. The caller stops the index
+    (``fixture.index.stop()``)."""
     wheels = root / "wheels"
     bad_from = planted_position(n, seed)
-    index = LocalIndex(root / "index", flavour="both")
+    index = LocalIndex(root / "index", flavour="both", delay_files_s=delay_files_s)
     versions = []
     for i in range(n):
         version = version_at(i)
@@ -80,7 +82,8 @@ def build_fixture(root: Path, n: int, seed: int) -> Fixture:
         wheel = build_wheel(wheels, PACKAGE, version, files=files)
         index.add(wheel, upload_time=_FIRST_UPLOAD + timedelta(days=i))
         versions.append(version)
-    recipe = write_recipe(root / "recipe.py", RECIPE_BODY, package=PACKAGE, deps=(PACKAGE,), timeout=60)
+    body = (f"import time\ntime.sleep({recipe_sleep_s})\n" if recipe_sleep_s else "") + RECIPE_BODY
+    recipe = write_recipe(root / "recipe.py", body, package=PACKAGE, deps=(PACKAGE,), timeout=60)
     index.start()
     return Fixture(index, tuple(versions), version_at(bad_from), recipe)
 

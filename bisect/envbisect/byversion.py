@@ -24,6 +24,7 @@ from envbisect.config import host_info
 from envbisect.driver import ActiveRun, SearchOutcome, open_run, reason_family, snapshot_now
 from envbisect.errors import ConfigError, NoCandidates
 from envbisect.plan import Cutoff, Unresolvable, as_of, keep_visible
+from envbisect.prefetch import Prefetcher
 from envbisect.requests_model import (BisectRequest, DepsMode, as_version, exact_names, exact_pins, parse_with,
                                       requirements_for, signature)
 from envbisect.search import Bisection, Status, Verdict
@@ -177,13 +178,17 @@ def run_bisection(session: Session, req: BisectRequest) -> dict:
     with open_run(session, kind="bisect", recipe=req.recipe, judging=req.judging, signature=sig,
                   settings=_settings_dict(session, req), argv=req.argv, package=req.package, spec=req.spec,
                   snapshot=snapshot) as run:
-        def probe_at(i: int) -> Probe:
+        def plan(i: int) -> tuple[list[str], Cutoff]:
             reqs = requirements_for(req.recipe, pins, req.package, labels[i], drop=req.replaces)
-            return run.probe(labels[i], reqs, package=req.package, cutoff=deps_cutoff(req, cands[i], pins),
-                             files=cands[i].files)
+            return reqs, deps_cutoff(req, cands[i], pins) or run.latest(reqs)
 
-        outcome = run.search(Bisection(len(cands), find_fix=req.find_fix, lo=lo, hi=hi, verify=req.verify),
-                             labels, probe_at)
+        def probe_at(i: int) -> Probe:
+            reqs, cutoff = plan(i)
+            return run.probe(labels[i], reqs, package=req.package, cutoff=cutoff, files=cands[i].files)
+
+        with Prefetcher(session, session.settings.prefetch) as ahead:
+            outcome = run.search(Bisection(len(cands), find_fix=req.find_fix, lo=lo, hi=hi, verify=req.verify),
+                                 labels, probe_at, lambda search, i: ahead.ahead(search, i, plan))
         result = _result(session, req, run, outcome, cands[lo:hi + 1], cands, excluded, target)
         if channel is not None:
             result["nightly"] = channel.as_dict()

@@ -83,6 +83,8 @@ def run(
                              "as-of-release (resolved as of the candidate's upload time)."),
     axis: List[str] = typer.Option([], "--axis", help="--by date: PKG[=SPEC] whose releases make the timeline "
                                    "(repeatable; default: the recipe's dependencies)."),
+    prefetch: int = typer.Option(2, "--prefetch", min=0, envvar="ENVBISECT_PREFETCH",
+                                 help="Build up to N environments ahead while a probe runs (0: off)."),
 ) -> None:
     """Bisect PACKAGE's releases (or, --by date, the days) for the first one where RECIPE fails."""
     from envbisect import report
@@ -101,8 +103,8 @@ def run(
     if not pkg and not by_date:
         raise ConfigError(f"no package to bisect: pass --package or set package in {recipe}'s [tool.envbisect] table")
     settings = settings_for(cache_dir, index_url or rec.settings.index_url, extra_index_url, find_links,
-                         python or rec.settings.python, installer, allow_build, not no_reuse,
-                         download_python)
+                            python or rec.settings.python, installer, allow_build, not no_reuse,
+                            download_python, prefetch)
     judging = judging_for(timeout, regress, threshold, retries, rec)
     argv = [redact(a) for a in sys.argv[1:]]
     dated = DateRequest(

@@ -41,12 +41,12 @@ AllowBuild = typer.Option(False, "--allow-build", help="Let the installer build 
 
 
 def settings_for(cache_dir: Path | None, index_url=None, extra=(), find_links=(), python=None,
-              installer="uv", allow_build=False, reuse=True, download_python=False) -> Settings:
+              installer="uv", allow_build=False, reuse=True, download_python=False, prefetch: int = 2) -> Settings:
     paths = CachePaths((Path(cache_dir) if cache_dir else default_cache_dir()).absolute()).ensure()
     index = IndexConfig.resolve(secrets.environ(), index_url=index_url, extra_index_urls=list(extra),
                                 find_links=list(find_links))
     return Settings(cache=paths, index=index, python=python, installer=installer,
-                    allow_build=allow_build, reuse=reuse, download_python=download_python)
+                    allow_build=allow_build, reuse=reuse, download_python=download_python, prefetch=prefetch)
 
 
 def regress_mode(value: str) -> RegressMode:

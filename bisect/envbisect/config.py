@@ -25,7 +25,8 @@ CACHE_ENV = "ENVBISECT_CACHE_DIR"
 #: recipe computes, so they are left out of the probe key (every other ``ENVBISECT_*``
 #: variable is in it; see :func:`envbisect.session.env_values`).
 OWN_VARIABLES = frozenset({CACHE_ENV, "ENVBISECT_PYTHON", "ENVBISECT_INSTALLER", "ENVBISECT_DOWNLOAD_PYTHON",
-                           "ENVBISECT_RESULT", "ENVBISECT_OUTPUTS", "ENVBISECT_SCHEDULER", "ENVBISECT_DEBUG"})
+                           "ENVBISECT_RESULT", "ENVBISECT_OUTPUTS", "ENVBISECT_SCHEDULER", "ENVBISECT_DEBUG",
+                           "ENVBISECT_PREFETCH", "ENVBISECT_SECRETS_FD"})
 DEFAULT_CACHE_DIR = Path("cache")
 INSTALLERS = ("uv", "pip")
 
@@ -94,6 +95,8 @@ class Settings:
     reuse: bool = True
     #: Let uv download a missing ``--python`` interpreter (off: never silently).
     download_python: bool = False
+    #: Environments built ahead while a probe runs (``--prefetch``; 0: none).
+    prefetch: int = 2
 
     def __post_init__(self) -> None:
         if self.installer not in INSTALLERS:

@@ -225,12 +225,14 @@ class ActiveRun:
         self._rows[label] = [r for r in self.session.store.probes_for_run(self.id) if r["seq"] == probe.seq]
         return probe
 
-    def search(self, search: Bisection, labels: list[str], probe_at: Callable[[int], Probe]) -> SearchOutcome:
+    def search(self, search: Bisection, labels: list[str], probe_at: Callable[[int], Probe],
+               ahead: Callable[[Bisection, int], None] | None = None) -> SearchOutcome:
         """Drive ``search`` over candidates named ``labels``; ``probe_at(i)`` probes one.
 
         The run's own records seed the search first (a resumed run asks nothing twice).
         When both ends of the range came out untestable for the same reason, the search
-        stops with that reason instead of walking the candidates in between.
+        stops with that reason instead of walking the candidates in between. ``ahead(search,
+        i)`` is told each candidate before it is probed (to build the next ones ahead).
         """
         learned: dict[int, Probe] = {}
         for i, label in enumerate(labels):
@@ -242,6 +244,8 @@ class ActiveRun:
                 return stop
             self.session.handler.probe_started(labels[i], len(learned) + 1,
                                                len(learned) + 1 + search.remaining_estimate)
+            if ahead is not None:
+                ahead(search, i)
             learned[i] = probe_at(i)
             search.record(i, learned[i].judgement.verdict)
         return SearchOutcome(search.result(), learned)

@@ -180,6 +180,19 @@ class Bisection:
             raise ValueError(f"candidate index {index} is outside 0..{self.n - 1}")
         self._verdicts[index] = Verdict(verdict)
 
+    def fork(self, index: int, verdict: Verdict) -> Bisection:
+        """A copy of this search that has also learned ``verdict`` for ``index``: what it
+        would ask next either way (for building environments ahead, as mozregression
+        downloads both halves' builds). The original is not changed."""
+        twin = Bisection(self.n, find_fix=self.find_fix, known=self._verdicts, lo=self.lo, hi=self.hi,
+                         verify=self.verify)
+        twin.record(index, verdict)
+        return twin
+
+    def decided(self, index: int) -> bool:
+        """Whether a verdict is held for ``index``."""
+        return index in self._verdicts
+
     def next_probe(self) -> int | None:
         """The next index to test, or None when the search is finished."""
         probes = self.next_probes(1)

@@ -56,10 +56,11 @@ def test_run_finds_planted_regression_and_reuses_probes(tmp_path, planted_index,
 
     fresh = bisect_cli(*args, "--no-reuse", cwd=tmp_path, check_json=True)
     assert fresh.json["executed"] == len(fresh.json["probes"]) > 0
-    envs_after = sorted(p.name for p in (cache / "envs").iterdir() if not p.name.startswith("."))
-    assert envs_after == envs_before, "--no-reuse re-runs recipes but reuses the cached envs"
-
     rows = _probe_rows(cache)
+    used = {r["env_key"] for r in rows if r["run_id"] == fresh.json["run_id"]}
+    # (Builds ahead may add envs of candidates never probed; the probes themselves reuse.)
+    assert used <= set(envs_before), "--no-reuse re-runs recipes but reuses the cached envs"
+
     assert {r["run_id"] for r in rows} == {first.json["run_id"], again.json["run_id"], fresh.json["run_id"]}
     assert all(r["resolved"] and "planted" in r["resolved"] for r in rows)
 

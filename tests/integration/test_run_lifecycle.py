@@ -271,9 +271,10 @@ def test_503_burst_that_outlasts_uvs_retries_interrupts_the_run(tmp_path, plante
 
     uv retries 3 times by default (4 requests, about 6 s); ``UV_HTTP_RETRIES=1`` (which the
     installers' environment keeps) makes it 2 requests, so a burst of exactly 2 errors
-    exhausts them and leaves nothing for the rerun."""
+    exhausts them and leaves nothing for the rerun. Builds ahead are off: a prefetch would
+    meet the burst first (and stay silent, as prefetches do)."""
     index = planted_index.index
-    lab = Lab(tmp_path, planted_index.url, UV_HTTP_RETRIES="1")
+    lab = Lab(tmp_path, planted_index.url, UV_HTTP_RETRIES="1", ENVBISECT_PREFETCH="0")
     proc = lab.start()
     lab.wait_for_third_recipe(proc)
     hits = len(index.log)

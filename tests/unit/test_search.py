@@ -608,3 +608,14 @@ def test_non_monotone_truth_terminates_sanely(
     assert not set(oracle.asked) & set(known)
     held = {**known, **{i: verdicts[i] for i in oracle.asked}}
     check_sane(result, oracle.asked, held, 0, n - 1, verify=verify)
+
+
+def test_fork_learns_one_more_verdict_and_leaves_the_original_alone() -> None:
+    search = Bisection(16)
+    search.record(0, G)
+    search.record(15, B)
+    probing = search.next_probe()
+    good, bad = search.fork(probing, G), search.fork(probing, B)
+    assert good.next_probe() > probing > bad.next_probe()
+    assert search.next_probe() == probing and not search.decided(probing)
+    assert good.decided(probing) and bad.decided(probing)

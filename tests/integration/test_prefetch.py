@@ -1,0 +1,76 @@
+"""Build ahead: while a probe runs, the environments the search may ask for next are
+resolved and built in the background (real index on 127.0.0.1, real uv, real envs).
+
+The answer and the probe sequence never depend on prefetching; a prefetch is started only
+for the candidates the search would ask next either way, never for one already decided.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from support.cli import PLANTED_BODY, bisect_cli, write_recipe
+
+from envbisect.config import CachePaths, Settings
+from envbisect.envs import EnvManager
+from envbisect.index import IndexConfig
+from envbisect.plan import Cutoff, Lock
+from envbisect.prefetch import Prefetcher
+from envbisect.requests_model import requirements_for
+from envbisect.recipes import load_recipe
+from envbisect.search import Bisection, Verdict
+from envbisect.session import Session
+from envbisect.store import Store
+
+
+def _session(tmp_path: Path, index_url: str, store: Store) -> Session:
+    settings = Settings(cache=CachePaths(tmp_path / "cache").ensure(), index=IndexConfig(index_url))
+    return Session(settings, store)
+
+
+def test_both_possible_next_candidates_are_built_and_no_decided_one(tmp_path, planted_index):
+    recipe = load_recipe(write_recipe(tmp_path / "r.py", PLANTED_BODY))
+    versions = planted_index.installable
+    with Store(None) as store:
+        session = _session(tmp_path, planted_index.url, store)
+
+        def plan(i: int) -> tuple[list[str], Cutoff]:
+            return requirements_for(recipe, [], "planted", versions[i]), Cutoff()
+
+        search = Bisection(len(versions))
+        search.record(0, Verdict.GOOD)
+        search.record(len(versions) - 1, Verdict.BAD)
+        probing = search.next_probe()
+        expected = {search.fork(probing, v).next_probe() for v in (Verdict.GOOD, Verdict.BAD)}
+        with Prefetcher(session, 2) as ahead:
+            ahead.ahead(search, probing, plan)
+            ahead.ahead(search, probing, plan)  # asked twice: started once
+            started = ahead.started
+            for future in ahead._started.values():
+                assert future.result(timeout=120) is True
+        assert set(started) == expected and len(started) == 2
+        assert not {0, len(versions) - 1, probing} & set(started), "never a decided or running candidate"
+        envs = EnvManager(session.settings.cache)
+        for i in started:
+            lock = session.lock(*plan(i))
+            assert isinstance(lock, Lock) and envs.lookup(session.env_spec(lock)) is not None
+
+        with Prefetcher(session, 0) as off:
+            off.ahead(search, probing, plan)
+            assert off.started == []
+
+
+def test_the_answer_and_probe_sequence_do_not_depend_on_prefetching(tmp_path, planted_index):
+    recipe = write_recipe(tmp_path / "r.py", PLANTED_BODY)
+
+    def run(cache: str, prefetch: str) -> dict:
+        proc = bisect_cli("run", str(recipe), "--index-url", planted_index.url, "--cache-dir", str(tmp_path / cache),
+                          "--json", "--prefetch", prefetch, cwd=tmp_path, check_json=True)
+        assert proc.returncode == 0, proc.stderr
+        return proc.json
+
+    ahead, plain = run("a", "2"), run("b", "0")
+    assert [p["version"] for p in ahead["probes"]] == [p["version"] for p in plain["probes"]]
+    assert (ahead["last_good"], ahead["first_bad"]) == (plain["last_good"], plain["first_bad"]) == ("1.5", "1.6")
+    built = len([p for p in (tmp_path / "a" / "envs").iterdir() if not p.name.startswith(".")])
+    assert built >= len(plain["probes"]), "prefetched envs stay in the cache"
