@@ -15,7 +15,7 @@ recipe ends.
 
 A descendant that calls ``setsid()`` (or ``setpgid()``) itself leaves that group, and
 once its parent exits it is reparented and no longer findable from the recipe. So while
-the recipe runs the runner polls it (every :data:`POLL_S` seconds) and remembers, with
+the recipe runs the runner polls it (every :data:`envbisect.probetree.POLL_S` seconds) and remembers, with
 psutil, every descendant it has seen, by pid *and* creation time (a recycled pid is
 never signalled). Stopping the recipe signals the group and every remembered
 descendant, whichever session it is in, and whatever of them is still alive after the
@@ -44,19 +44,18 @@ import json
 import os
 import shutil
 import signal
-import stat
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import IO, Any
 
-import psutil
-
 from envbisect import procs
 from envbisect.errors import ConfigError, InstallFailed
+from envbisect.metrics import read_metrics
+from envbisect.probetree import wait_and_stop
 from envbisect.redact import CREDENTIAL_URL, SECRET_NAME, redact
 
 #: Environment variable naming the file a recipe may write its metrics (a JSON object) to.
@@ -82,13 +81,6 @@ LAUNCHER = (
     "    traceback.print_exc()\n"
     f"    sys.exit({EXIT_UNCAUGHT})\n"
 )
-#: Metrics files larger than this are dropped (with a note), never read whole.
-METRICS_MAX_BYTES = 64 * 1024
-#: While the recipe runs, its descendants are looked up this often (seconds), so that
-#: one leaving the process group is still known when the recipe is stopped.
-POLL_S = 0.2
-#: How long to wait for killed descendants to disappear after the recipe has exited.
-REAP_WAIT_S = 1.0
 #: A probe's scratch directory is ``<scratch>/probe-<pid>-<start>-<random>``.
 SCRATCH_PREFIX = "probe-"
 
@@ -275,7 +267,7 @@ def _run_in(
                 f"cannot start the environment's python {python}: {exc.strerror or exc}; "
                 "rebuild the environment (delete it from the cache and run again)"
             ) from exc
-        returncode, timed_out, duration = _wait(proc, timeout, grace_s, (RESULT_ENV, str(result_file)), started)
+        returncode, timed_out, duration = wait_and_stop(proc, timeout, grace_s, (RESULT_ENV, str(result_file)), started)
     exit_code, sig = (None, -returncode) if returncode < 0 else (returncode, None)
     if timed_out:
         exit_code = None
@@ -293,231 +285,6 @@ def _run_in(
         metrics=metrics,
         metrics_note=note,
     )
-
-
-def _wait(proc: subprocess.Popen, timeout: float, grace_s: float, marker: tuple[str, str] | None = None,
-          started: float | None = None) -> tuple[int, bool, float]:
-    """Wait for the recipe; stop its tree on timeout; always kill what is left of it.
-
-    Returns (returncode, timed_out, duration). The leader is waited for in steps of
-    :data:`POLL_S`, refreshing the set of known descendants at each step (see the module
-    docstring). On timeout the group and the known descendants get SIGTERM and the
-    leader gets ``grace_s`` to exit; then everything left gets SIGKILL, and so do the
-    orphans envbisect adopted (as a subreaper) that carry ``marker`` (the probe's
-    ``ENVBISECT_RESULT``, name and value) or left the session, created since ``started``.
-    """
-    pgid = proc.pid  # start_new_session: the recipe leads its own group
-    tree = _Tree(proc)
-    since = tree.started if tree.started is not None else (time.time() if started is None else started)
-    start = time.monotonic()
-    timed_out = False
-    try:
-        exited = _poll(proc, tree, start + timeout)
-        duration = time.monotonic() - start
-        if not exited:
-            timed_out = True
-            _stop(pgid, tree, signal.SIGTERM)
-            _poll(proc, tree, time.monotonic() + grace_s)
-    except BaseException:
-        # Ctrl-C or anything else while waiting: leave nothing running behind us.
-        _stop(pgid, tree, signal.SIGKILL)
-        proc.wait()
-        _kill_survivors(tree)
-        _kill_adopted(tree, marker, since)
-        raise
-    # Forked helpers left behind (or ignoring SIGTERM) must not outlive the probe.
-    _stop(pgid, tree, signal.SIGKILL)
-    returncode = proc.wait()
-    _kill_survivors(tree)
-    _kill_adopted(tree, marker, since)
-    return returncode, timed_out, duration
-
-
-def _kill_adopted(tree: _Tree, marker: tuple[str, str] | None, since: float) -> None:
-    """Kill and reap the orphans of this probe that were reparented to envbisect (a child
-    subreaper on Linux; see :mod:`envbisect.procs`), then reap the known descendants that
-    died as envbisect's adopted children, so no zombie of the probe is left behind."""
-    if marker is not None:
-        procs.kill_adopted(marker, since, wait_s=REAP_WAIT_S)
-    procs.reap(tree.known, time.monotonic() + REAP_WAIT_S)
-
-
-class _Tree:
-    """The recipe's descendants seen so far, as psutil processes.
-
-    psutil processes compare by (pid, creation time), and psutil checks that identity
-    again before sending a signal, so a remembered process whose pid was reused by an
-    unrelated one is never signalled. Every psutil error (the process is gone, a zombie,
-    or not ours to inspect) is taken as "nothing to do".
-    """
-
-    def __init__(self, proc: subprocess.Popen) -> None:
-        self._proc = proc
-        #: The leader's creation time: every descendant (and adopted orphan) of the
-        #: probe was created after it. None when the leader was already gone.
-        self.started: float | None = None
-        try:
-            self._leader: psutil.Process | None = psutil.Process(proc.pid)
-            self.started = self._leader.create_time()
-        except psutil.Error:
-            self._leader = None  # already gone: its group is all that can be signalled
-        self.known: set[psutil.Process] = set()
-
-    def refresh(self) -> None:
-        """Add the leader's current descendants and forget known ones that are gone.
-
-        Only while the leader has not been reaped: after that its pid may belong to
-        another process. Known processes missing from the new snapshot have left the
-        tree (reparented after their parent exited, or dead): they are kept while alive.
-        """
-        if self._leader is None or self._proc.returncode is not None:
-            return
-        current = _descendants(self._leader)
-        self.known = current | {p for p in self.known - current if _alive(p)}
-
-    def expand(self) -> None:
-        """Add the descendants of known processes that left the tree (orphans that kept
-        forking after the last refresh); done once, just before the final kill."""
-        for escaped in [p for p in self.known if _alive(p)]:
-            self.known |= _descendants(escaped)
-
-
-def _descendants(process: psutil.Process) -> set[psutil.Process]:
-    """``process``'s descendants now; empty when it is gone or cannot be inspected."""
-    try:
-        return set(process.children(recursive=True))
-    except psutil.Error:
-        return set()
-
-
-def _alive(process: psutil.Process) -> bool:
-    """Running and not a zombie (an orphaned zombie may never be reaped in a container
-    whose PID 1 does not reap, so it counts as gone)."""
-    try:
-        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
-    except psutil.Error:
-        return False
-
-
-def _poll(proc: subprocess.Popen, tree: _Tree, deadline: float) -> bool:
-    """Wait for the leader until ``deadline`` (monotonic), refreshing ``tree`` every
-    :data:`POLL_S`; True when the leader has exited (it is then reaped)."""
-    while True:
-        tree.refresh()
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            return proc.poll() is not None
-        try:
-            proc.wait(timeout=min(POLL_S, remaining))
-        except subprocess.TimeoutExpired:
-            continue
-        return True
-
-
-def _stop(pgid: int, tree: _Tree, sig: int) -> None:
-    """Send ``sig`` to the recipe's process group and to every known descendant, in
-    whatever session or group it now is. The tree is refreshed first (while the leader
-    lives) so that descendants started since the last poll are included; before SIGKILL
-    the descendants of escaped ones are added too."""
-    tree.refresh()
-    if sig == signal.SIGKILL:
-        tree.expand()
-    _signal_group(pgid, sig)
-    _signal_each(tree.known, sig)
-
-
-def _signal_each(processes: Iterable[psutil.Process], sig: int) -> None:
-    """Send ``sig`` to each process; gone, zombie or foreign ones are skipped."""
-    for process in processes:
-        try:
-            process.send_signal(sig)
-        except psutil.Error:
-            pass
-
-
-def _kill_survivors(tree: _Tree, wait_s: float = REAP_WAIT_S) -> None:
-    """After the leader has exited: SIGKILL every known descendant still alive and wait
-    up to ``wait_s`` for them to go.
-
-    Not :func:`psutil.wait_procs`: it counts an orphaned zombie as alive, so where PID 1
-    never reaps orphans (some containers) it would wait out its whole timeout on every
-    probe that left a helper behind.
-    """
-    left = [p for p in tree.known if _alive(p)]
-    _signal_each(left, signal.SIGKILL)
-    deadline = time.monotonic() + wait_s
-    while left and time.monotonic() < deadline:
-        time.sleep(0.02)
-        left = [p for p in left if _alive(p)]
-
-
-def _signal_group(pgid: int, sig: int) -> None:
-    """Send ``sig`` to the process group; an empty group is not an error."""
-    try:
-        os.killpg(pgid, sig)
-    except ProcessLookupError:
-        pass  # nothing left in the group
-    except PermissionError:
-        pass  # macOS answers EPERM for a group holding only zombies
-
-
-def read_metrics(path: Path) -> tuple[dict | None, str | None]:
-    """Read the recipe's metrics file: (the JSON object, None) or (None, why it was
-    dropped). A missing file is (None, None). Never reads more than the cap plus one
-    byte and never raises: bad metrics must not cost the probe its exit status.
-
-    Only a regular file is read: the path is checked with ``lstat`` (a symlink or a FIFO
-    the recipe put there is refused) and opened non-blocking without following links, so
-    a FIFO swapped in between the check and the open cannot hang envbisect either."""
-    try:
-        if not stat.S_ISREG(os.lstat(path).st_mode):
-            return None, "metrics path is not a regular file"
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0))
-    except FileNotFoundError:
-        return None, None
-    except OSError as exc:
-        return None, f"metrics file cannot be read: {exc.strerror or exc}"
-    with os.fdopen(fd, "rb") as fh:
-        info = os.fstat(fh.fileno())
-        if not stat.S_ISREG(info.st_mode):
-            return None, "metrics path is not a regular file"
-        data = fh.read(METRICS_MAX_BYTES + 1)
-    if len(data) > METRICS_MAX_BYTES:
-        return None, (
-            f"metrics file is {_human_size(max(info.st_size, len(data)))}, "
-            f"over the {_human_size(METRICS_MAX_BYTES)} cap"
-        )
-    try:
-        value = json.loads(data)
-    except RecursionError:
-        return None, "metrics file is not valid JSON: nested too deeply"
-    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
-        return None, f"metrics file is not valid JSON: {exc}"
-    if not isinstance(value, dict):
-        return None, f"metrics file holds {_json_kind(value)}, not a JSON object"
-    return value, None
-
-
-def _json_kind(value: object) -> str:
-    """'a list', 'a number' ... for a parsed JSON value that is not an object."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, (int, float)):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    return "a list"
-
-
-def _human_size(n: int) -> str:
-    """Binary units, one decimal: '64 KiB', '3.1 MiB'."""
-    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
-        if n >= scale:
-            text = f"{n / scale:.1f}".removesuffix(".0")
-            return f"{text} {unit}"
-    return f"{n} bytes"
 
 
 def _tail(path: Path, limit: int) -> str:

@@ -19,7 +19,8 @@ from support.procs import is_running
 
 from envbisect.errors import ConfigError, InstallFailed
 from envbisect.policy import Outcome, combine, judge
-from envbisect.runner import METRICS_MAX_BYTES, RESULT_ENV, RawResult, run_recipe, scrubbed_environ
+from envbisect.metrics import METRICS_MAX_BYTES
+from envbisect.runner import RESULT_ENV, RawResult, run_recipe, scrubbed_environ
 
 FAULTS = Path(__file__).resolve().parents[1] / "recipes_faults"
 PYTHON = Path(sys.executable)
