@@ -47,7 +47,8 @@ from envbisect.recipes import Recipe
 from envbisect.requests_model import Judging, exact_names
 from envbisect.search import Bisection, SearchResult, Status, Verdict
 from envbisect.session import Probe, Session
-from envbisect.store import RunStatus, Store
+from envbisect.records import RunStatus
+from envbisect.store import Store
 
 #: A run owned by a process on another host is taken over once its heartbeat is older.
 STALE_AFTER_S = 120.0

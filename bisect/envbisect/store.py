@@ -9,8 +9,9 @@ every write is its own ``BEGIN IMMEDIATE`` transaction (holding the write lock f
 the start makes a writer wait instead of failing on a stale snapshot). Each write
 commits before its method returns, with ``synchronous=FULL``, so a recorded probe
 survives ``kill -9`` or power loss. Schema changes are numbered migrations recorded
-in ``PRAGMA user_version``: write ``_migration_2(db)`` and append it to
-:data:`MIGRATIONS`. JSON columns are TEXT on disk and decoded on read.
+in ``PRAGMA user_version``: write ``_migration_3(db)`` and append it to
+:data:`MIGRATIONS`. JSON columns are TEXT on disk and decoded on read (the row model and
+its encoding live in :mod:`envbisect.records`).
 
 The store never redacts: callers must not pass secrets (tokens, credentials in index
 URLs) in settings, argv, output tails or watch state.
@@ -18,14 +19,10 @@ URLs) in settings, argv, output tails or watch state.
 
 from __future__ import annotations
 
-import json
-import platform
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import datetime, timezone
-from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -33,44 +30,14 @@ from sqlite_utils import Database
 
 from envbisect import __version__
 from envbisect.errors import AlreadyRunning, CacheError, RunNotFound
+from envbisect.records import (TERMINAL_STATUSES, RunKind, RunStatus, check_fields, decode, encode, host_info,
+                               utc_now)
 
 #: Seconds a writer waits for another process's write lock before giving up.
 BUSY_TIMEOUT_S = 30.0
 
 #: Shown instead of a path for in-memory stores.
 MEMORY = ":memory:"
-
-
-class RunKind(str, Enum):
-    """What a run does; stored as its value."""
-
-    BISECT = "bisect"
-    CHECK = "check"
-    MATRIX = "matrix"
-    DATE = "date"
-
-
-class RunStatus(str, Enum):
-    """Where a run stands. RUNNING and INTERRUPTED runs can be resumed."""
-
-    RUNNING = "running"
-    INTERRUPTED = "interrupted"
-    DONE = "done"
-    FAILED = "failed"
-
-
-#: A run in one of these has a ``finished_at`` and is never resumed.
-TERMINAL_STATUSES = frozenset({RunStatus.DONE, RunStatus.FAILED})
-
-
-# Columns whose values are JSON text on disk and Python objects in memory.
-_JSON_COLUMNS = {
-    "runs": ("settings", "argv", "result", "host", "owner"),
-    "probes": ("requirements", "resolved", "metrics", "env_values", "fingerprint"),
-    "watches": ("state",),
-}
-# Columns stored as 0/1 and returned as bool.
-_BOOL_COLUMNS = {"probes": ("timed_out", "flaky")}
 
 
 def _migration_1(db: Database) -> None:
@@ -142,51 +109,6 @@ MIGRATIONS: list[Callable[[Database], None]] = [_migration_1, _migration_2]
 
 #: The schema version this code writes (``PRAGMA user_version`` after migrating).
 SCHEMA_VERSION: int = len(MIGRATIONS)
-
-
-def utc_now() -> str:
-    """Current UTC time as ISO 8601 (sortable, unambiguous across machines)."""
-    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
-
-
-def host_info() -> dict[str, str]:
-    """The machine a run was recorded on, stored with the run for reports."""
-    return {"os": platform.system(), "machine": platform.machine(),
-            "python": platform.python_version()}
-
-
-def _check_fields(what: str, fields: dict[str, Any], allowed: frozenset[str]) -> None:
-    """Reject unknown keyword fields so a typo fails loudly instead of being dropped."""
-    unknown = sorted(set(fields) - allowed)
-    if unknown:
-        raise TypeError(f"{what}() got unknown field(s) {', '.join(unknown)}; "
-                        f"known fields: {', '.join(sorted(allowed))}")
-
-
-def _encode(table: str, record: dict[str, Any]) -> dict[str, Any]:
-    """Python values -> column values: JSON text, enum values, str paths (bools are ints)."""
-    out: dict[str, Any] = {}
-    for key, value in record.items():
-        if key in _JSON_COLUMNS.get(table, ()):
-            # default=str: paths and dates in settings are stored as their text.
-            value = None if value is None else json.dumps(value, sort_keys=True, default=str)
-        elif isinstance(value, Enum):
-            value = value.value
-        elif isinstance(value, Path):
-            value = str(value)
-        out[key] = value
-    return out
-
-
-def _decode(table: str, row: dict[str, Any]) -> dict[str, Any]:
-    """Column values -> Python values (the inverse of :func:`_encode`)."""
-    for key in _JSON_COLUMNS.get(table, ()):
-        if row.get(key) is not None:
-            row[key] = json.loads(row[key])
-    for key in _BOOL_COLUMNS.get(table, ()):
-        if row.get(key) is not None:
-            row[key] = bool(row[key])
-    return row
 
 
 class Store:
@@ -295,7 +217,7 @@ class Store:
             raise
 
     def _rows(self, table: str, sql: str, params: tuple | list = ()) -> list[dict]:
-        return [_decode(table, row) for row in self._db.query(sql, params)]
+        return [decode(table, row) for row in self._db.query(sql, params)]
 
     def _first(self, table: str, sql: str, params: tuple | list = ()) -> dict | None:
         rows = self._rows(table, sql, params)
@@ -322,7 +244,7 @@ class Store:
         """Insert a run row (inside the caller's write transaction); returns its id."""
         record = {"kind": RunKind(kind), "argv": list(argv), "status": RunStatus.RUNNING, "started_at": utc_now(),
                   "envbisect_version": __version__, "host": host_info(), **fields}
-        return int(self._db["runs"].insert(_encode("runs", record)).last_pk)
+        return int(self._db["runs"].insert(encode("runs", record)).last_pk)
 
     def find_resumable_run(self, signature: str) -> dict | None:
         """The newest run with this signature that is ``running`` or ``interrupted``."""
@@ -351,7 +273,7 @@ class Store:
                     )
                 changes = {"status": RunStatus.RUNNING, "finished_at": None, "owner": owner,
                            "heartbeat": utc_now()}
-                self._db["runs"].update(found["id"], _encode("runs", changes))
+                self._db["runs"].update(found["id"], encode("runs", changes))
                 return self._first("runs", "SELECT * FROM runs WHERE id = ?", [found["id"]]), True
             run_id = self._insert_run(owner=owner, snapshot=snapshot, heartbeat=utc_now(), **run)
             return self._first("runs", "SELECT * FROM runs WHERE id = ?", [run_id]), False
@@ -374,7 +296,7 @@ class Store:
             changes["result"] = result
         with self._write():
             self._require_run(run_id)
-            self._db["runs"].update(run_id, _encode("runs", changes))
+            self._db["runs"].update(run_id, encode("runs", changes))
 
     def get_run(self, run_id: int) -> dict:
         """The run with this id; :class:`RunNotFound` if there is none."""
@@ -406,7 +328,7 @@ class Store:
         write transaction as the insert, so concurrent writers never share a number.
         Later attempts of the same candidate pass the seq the first one got.
         """
-        _check_fields("add_probe", fields, self._probe_fields)
+        check_fields("add_probe", fields, self._probe_fields)
         with self._write():
             self._require_run(run_id)
             if fields.get("seq") is None:
@@ -414,7 +336,7 @@ class Store:
                 fields["seq"] = self._conn.execute(sql, [run_id]).fetchone()[0]
             record = {"attempt": 1, "timed_out": False, "flaky": False, **fields}
             record.update(run_id=run_id, created_at=utc_now())
-            table = self._db["probes"].insert(_encode("probes", record))
+            table = self._db["probes"].insert(encode("probes", record))
         return int(table.last_pk), int(record["seq"])
 
     def find_reusable(self, probe_key: str) -> list[dict]:
@@ -452,9 +374,9 @@ class Store:
 
     def upsert_watch(self, name: str, **fields: Any) -> None:
         """Create the watch ``name`` or update the given fields, keeping the others."""
-        _check_fields("upsert_watch", fields, self._watch_fields)
+        check_fields("upsert_watch", fields, self._watch_fields)
         with self._write():
-            self._db["watches"].upsert(_encode("watches", {"name": name, **fields}), pk="name")
+            self._db["watches"].upsert(encode("watches", {"name": name, **fields}), pk="name")
 
     def get_watch(self, name: str) -> dict | None:
         """The stored state of watch ``name``, or ``None`` if never seen."""

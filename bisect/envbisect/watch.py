@@ -62,7 +62,8 @@ from envbisect.search import Verdict
 from envbisect.driver import open_run
 from envbisect.requests_model import BisectRequest, Judging, parse_with, requirements_for, signature
 from envbisect.session import Probe, Session
-from envbisect.store import Store, utc_now
+from envbisect.records import utc_now
+from envbisect.store import Store
 from envbisect.trackers import TOKEN_ENV, GitHub, attach_run, parse_issue
 from envbisect.watchconfig import WatchSpec
 

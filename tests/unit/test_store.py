@@ -13,7 +13,8 @@ import pytest
 
 from envbisect.errors import AlreadyRunning, CacheError, RunNotFound
 from envbisect.search import Verdict
-from envbisect.store import SCHEMA_VERSION, RunKind, Store
+from envbisect.records import RunKind
+from envbisect.store import SCHEMA_VERSION, Store
 
 
 def _run(store: Store, signature: str = "sig-a", **overrides) -> int:

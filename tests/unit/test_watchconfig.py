@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from envbisect.errors import ConfigError
-from envbisect.store import utc_now
+from envbisect.records import utc_now
 from envbisect.trackers import IssueRef
 from envbisect.watch import Known, WatchState, _MaskSecrets, due_in
 from envbisect.watchconfig import DEFAULT_EVERY_S, WatchSpec, parse_config, parse_duration
