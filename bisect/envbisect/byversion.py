@@ -21,11 +21,11 @@ from packaging.version import InvalidVersion, Version
 from envbisect import __version__
 from envbisect import nightly
 from envbisect.config import host_info
-from envbisect.driver import ActiveRun, SearchOutcome, open_run, reason_family, snapshot_now
+from envbisect.driver import ActiveRun, SearchOutcome, latest_cutoff, open_run, reason_family, snapshot_for
 from envbisect.errors import ConfigError, NoCandidates
-from envbisect.plan import Cutoff, Unresolvable, as_of, keep_visible
+from envbisect.plan import Cutoff, Unresolvable, as_of, iso, keep_visible
 from envbisect.prefetch import Prefetcher
-from envbisect.requests_model import (BisectRequest, DepsMode, as_version, exact_names, exact_pins, parse_with,
+from envbisect.requests_model import (BisectRequest, DepsMode, as_version, exact_pins, parse_with,
                                       requirements_for, signature)
 from envbisect.search import Bisection, Status, Verdict
 from envbisect.session import Probe, Session
@@ -104,7 +104,7 @@ def check_pins(session: Session, req: BisectRequest, pins, snapshot: str | None)
     if not pins:
         return
     reqs = requirements_for(req.recipe, pins, req.package, None, drop=req.replaces)
-    lock = session.lock(reqs, Cutoff(snapshot, keep_visible(exact_names(reqs))) if snapshot else Cutoff())
+    lock = session.lock(reqs, latest_cutoff(snapshot, reqs))
     if isinstance(lock, Unresolvable):
         raise ConfigError(f"--with {' '.join(req.with_)} cannot be installed with the recipe's other dependencies "
                           f"({lock.reason}); fix or drop the pin")
@@ -133,17 +133,15 @@ def deps_cutoff(req: BisectRequest, cand: Candidate, pins) -> Cutoff | None:
 
 
 def run_snapshot(cands: list[Candidate], resumable: dict | None) -> str | None:
-    """The run's snapshot: a resumed run's own; else now, when the index publishes upload
-    times (uv's ``--exclude-newer`` drops files without one, so an index that gives none,
-    such as a plain HTML mirror, is resolved as of each probe instead)."""
+    """The run's snapshot: a resumed run's own, else a new one (:func:`snapshot_for`)."""
     if resumable is not None:
         return resumable.get("snapshot")
-    return snapshot_now() if cands and all(c.upload_time for c in cands) else None
+    return snapshot_for(cands)
 
 
 def as_of_snapshot(cands: list[Candidate], snapshot: str) -> list[Candidate]:
     """The candidates a run with this snapshot sees: none uploaded after it."""
-    return [c for c in cands if c.upload_time is None or c.upload_time.strftime("%Y-%m-%dT%H:%M:%SZ") <= snapshot]
+    return [c for c in cands if c.upload_time is None or iso(c.upload_time) <= snapshot]
 
 
 def _check_upload_times(req: BisectRequest, window: list[Candidate]) -> None:

@@ -13,19 +13,12 @@ from typing import Optional
 
 import typer
 
-from envbisect import secrets
-from envbisect.cli_options import run_id_argument
-from envbisect.config import CACHE_ENV, CachePaths, Settings, default_cache_dir
-from envbisect.index import IndexConfig
+from envbisect.cli_options import run_id_argument, settings_for
+from envbisect.config import CACHE_ENV
 from envbisect.store import Store
 from envbisect.trackers import GitHub, attach_run, finding_for_run, parse_issue
 from envbisect.watch import run as run_watch
 from envbisect.watchconfig import DEFAULT_CONFIG, load_config
-
-
-def _settings(cache_dir: Path | None, installer: str = "uv") -> Settings:
-    paths = CachePaths((Path(cache_dir) if cache_dir else default_cache_dir()).absolute()).ensure()
-    return Settings(cache=paths, index=IndexConfig.resolve(secrets.environ()), installer=installer)
 
 
 def watch(
@@ -42,7 +35,7 @@ def watch(
     with --once: 0 all checked and posted, 1 a watch failed or a finding is still queued.
     """
     specs = load_config(config)  # validate everything before taking the lock
-    code = run_watch(specs, _settings(cache_dir, installer), once=once, source=str(config))
+    code = run_watch(specs, settings_for(cache_dir, installer=installer), once=once, source=str(config))
     raise typer.Exit(code)
 
 
@@ -58,7 +51,7 @@ def attach(
     and GITHUB_API_URL (default: the public GitHub API; https only, except to a loopback host).
     """
     ref = parse_issue(issue)
-    with Store(_settings(cache_dir).cache.db) as store:
+    with Store(settings_for(cache_dir).cache.db) as store:
         if dry_run:
             finding = finding_for_run(store.get_run(run_id), store.probes_for_run(run_id))
             typer.echo(f"would post to {ref} (finding {finding.key}):\n")

@@ -41,12 +41,12 @@ import psutil
 from envbisect import procs
 from envbisect.cachemgr import disk_full, sweep
 from envbisect.errors import CacheError, DiskFull, EnvbisectError, RecipeError
-from envbisect.plan import Cutoff, keep_visible
+from envbisect.plan import Cutoff, iso, keep_visible
 from envbisect.policy import Judgement, Outcome, combine, judge
 from envbisect.recipes import Recipe
 from envbisect.requests_model import Judging, exact_names
 from envbisect.search import Bisection, SearchResult, Status, Verdict
-from envbisect.session import Probe, Session
+from envbisect.session import Probe, Session, ran
 from envbisect.records import RunStatus
 from envbisect.store import Store
 
@@ -58,7 +58,24 @@ HEARTBEAT_S = 20.0
 def snapshot_now() -> str:
     """The ``--exclude-newer`` instant a new run resolves "latest" under: the next whole
     second in UTC, so a file uploaded in the second the run started is inside it."""
-    return datetime.fromtimestamp(int(time.time()) + 1, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return iso(datetime.fromtimestamp(int(time.time()) + 1, timezone.utc))
+
+
+def snapshot_for(candidates) -> str | None:
+    """A new run's snapshot: now, when the index gave every candidate an upload time (uv's
+    ``--exclude-newer`` drops files without one, so an index that gives none, such as a
+    plain HTML mirror, is resolved as of each probe instead)."""
+    return snapshot_now() if candidates and all(c.upload_time for c in candidates) else None
+
+
+def latest_cutoff(snapshot: str | None, requirements: list[str]) -> Cutoff:
+    """Resolving "latest" as of ``snapshot`` (``--deps latest``; None: as of now). Packages
+    pinned with ``==`` (the candidate, exact ``--with`` pins) are exempt: envbisect listed
+    them itself, and a release uploaded within the snapshot's second (or ahead of this
+    machine's clock) must stay installable."""
+    if snapshot is None:
+        return Cutoff()
+    return Cutoff(snapshot, keep_visible(exact_names(requirements)))
 
 
 def this_owner() -> dict:
@@ -180,25 +197,15 @@ class ActiveRun:
             self._rows.setdefault(r["version"] or "", []).append(r)
 
     def latest(self, requirements: list[str]) -> Cutoff:
-        """(See below.) A run without a snapshot (its index publishes no upload times)
-        resolves each candidate as of now."""
-        if self.snapshot is None:
-            return Cutoff()
-        return self._latest(requirements)
-
-    def _latest(self, requirements: list[str]) -> Cutoff:
-        """The run's snapshot as a resolve cutoff (``--deps latest``). Packages pinned with
-        ``==`` (the candidate, exact ``--with`` pins) are exempt: envbisect listed them
-        itself, and a release uploaded within the snapshot's second (or ahead of this
-        machine's clock) must stay installable."""
-        return Cutoff(self.snapshot, keep_visible(exact_names(requirements)))
+        """The run's snapshot as a resolve cutoff (see :func:`latest_cutoff`)."""
+        return latest_cutoff(self.snapshot, requirements)
 
     def recorded(self, label: str) -> Probe | None:
         """This run's complete record of ``label`` (all attempts, or an install failure)."""
         rows = self._group(label)
-        if not rows or (len(rows) < self.judging.attempts and _ran(rows[0])):
+        if not rows or (len(rows) < self.judging.attempts and ran(rows[0])):
             return None
-        judgements = [judge(r, self.judging.regress, self.judging.thresholds) for r in rows] if _ran(rows[0]) \
+        judgements = [judge(r, self.judging.regress, self.judging.thresholds) for r in rows] if ran(rows[0]) \
             else [_stored_judgement(rows[0])]
         verdict, flaky = combine(judgements)
         return Probe(label, verdict, flaky, True, 0, rows[0].get("resolved") or {}, rows[0].get("metrics"),
@@ -270,11 +277,6 @@ class ActiveRun:
         result.setdefault("run_id", self.id)
         self.session.store.update_run(self.id, status=RunStatus.DONE.value, result=result)
         return result
-
-
-def _ran(row: dict) -> bool:
-    return bool(row.get("log_path") or row.get("timed_out") or row.get("exit_code") is not None
-                or row.get("signal") is not None)
 
 
 def _stored_judgement(row: dict) -> Judgement:

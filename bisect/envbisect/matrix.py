@@ -27,7 +27,7 @@ from packaging.utils import canonicalize_name
 
 from envbisect import __version__
 from envbisect.config import host_info
-from envbisect.driver import ActiveRun, open_run, snapshot_now
+from envbisect.driver import ActiveRun, open_run, snapshot_for
 from envbisect.errors import ConfigError, NoCandidates
 from envbisect.plan import Unresolvable
 from envbisect.policy import RegressMode, Threshold
@@ -110,18 +110,18 @@ def matrix_signature(session: Session, req: MatrixRequest) -> str:
     })
 
 
-def _axis_versions(session: Session, req: MatrixRequest) -> tuple[list[list[str]], bool]:
+def _axis_versions(session: Session, req: MatrixRequest) -> tuple[list[list[str]], list]:
     """Each axis's candidates for this host, oldest first (the newest ``limit`` of them),
-    and whether the index gave every one an upload time (then the run has a snapshot)."""
-    out, dated = [], True
+    as versions per axis and as candidates all together (for the run's snapshot)."""
+    out, every = [], []
     for axis in req.axes:
         cands, excluded, target = session.list_versions(axis.package, axis.spec, pre=req.pre)
         if not cands:
             raise NoCandidates(why_empty(excluded, target, axis.spec, package=axis.package))
         cands = cands[-req.limit:] if req.limit else cands
         out.append([str(c.version) for c in cands])
-        dated = dated and all(c.upload_time for c in cands)
-    return out, dated
+        every += cands
+    return out, every
 
 
 def run_matrix(session: Session, req: MatrixRequest) -> dict:
@@ -135,7 +135,7 @@ def run_matrix(session: Session, req: MatrixRequest) -> dict:
     pins = parse_with(req.with_)
     if any(canonicalize_name(p.name) in names for p in pins):
         raise ConfigError("a package cannot be both an --axis and a --with pin; drop one of them")
-    axis_versions, dated = _axis_versions(session, req)
+    axis_versions, every = _axis_versions(session, req)
     settings = {"axes": [str(a) for a in req.axes], "with": list(req.with_), "limit": req.limit,
                 "pre": req.pre, "timeout": req.timeout, "regress": req.regress.value}
     judging = Judging(req.timeout, req.regress, req.thresholds, req.retries)
@@ -143,7 +143,7 @@ def run_matrix(session: Session, req: MatrixRequest) -> dict:
     cells, executed, resolves = [], 0, session.planner.resolves
     with open_run(session, kind="matrix", recipe=req.recipe, judging=judging, signature=matrix_signature(session, req),
                   settings=settings, argv=req.argv, package=",".join(a.package for a in req.axes),
-                  snapshot=snapshot_now() if dated else None) as run:
+                  snapshot=snapshot_for(every)) as run:
         for step, combo in enumerate(grid, start=1):
             versions = dict(zip((a.package for a in req.axes), combo))
             label = cell_label(versions)

@@ -103,15 +103,19 @@ def env_values(recipe: Recipe, environ: dict[str, str] | None = None) -> dict[st
     return {n: visible.get(n) for n in sorted(names)}
 
 
+def ran(row: dict) -> bool:
+    """Whether a stored probe row ran the recipe (else it records an install failure)."""
+    return bool(row.get("log_path") or row.get("timed_out") or row.get("exit_code") is not None
+                or row.get("signal") is not None)
+
+
 def reusable(rows: list[dict], timeout: float) -> list[dict]:
     """Stored executed rows whose verdict still holds under ``timeout``: a timed-out row
     only if it had at least this long, a finished row only if it finished within it. Rows
     that never ran the recipe (install failures) are not reused: the index may have changed."""
     out = []
     for row in rows:
-        ran = row.get("log_path") or row.get("timed_out") or row.get("exit_code") is not None \
-            or row.get("signal") is not None
-        if not ran:
+        if not ran(row):
             continue
         if row.get("timed_out"):
             if (row.get("timeout_s") or 0.0) >= timeout:
