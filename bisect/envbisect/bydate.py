@@ -187,8 +187,9 @@ def run_by_date(session: Session, req: DateRequest) -> dict:
     labels = [t.label for t in timeline]
     with open_run(session, kind="date", recipe=req.recipe, judging=judging, signature=sig, settings=settings,
                   argv=req.argv, package=",".join(packages)) as run:
-        outcome = run.search(Bisection(len(timeline)), labels, lambda i: run.probe(
-            labels[i], reqs, package=None, cutoff=Cutoff(iso(timeline[i].cutoff), overrides)))
+        outcome = run.search(Bisection(len(timeline)), labels, lambda i: run.start(
+            labels[i], reqs, package=None, cutoff=Cutoff(iso(timeline[i].cutoff), overrides)),
+            jobs=session.settings.jobs)
         res, learned = outcome.result, outcome.learned
         good, bad = learned.get(res.last_old), learned.get(res.first_new)
         trials: list[Probe] = []  # culprit isolation's probes

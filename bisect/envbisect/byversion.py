@@ -24,11 +24,11 @@ from envbisect.config import host_info
 from envbisect.driver import ActiveRun, SearchOutcome, latest_cutoff, open_run, reason_family, snapshot_for
 from envbisect.errors import ConfigError, NoCandidates
 from envbisect.plan import Cutoff, Unresolvable, as_of, iso, keep_visible
-from envbisect.prefetch import Prefetcher
+from envbisect.prefetch import Prefetcher, prefetch_limit
 from envbisect.requests_model import (BisectRequest, DepsMode, as_version, exact_pins, parse_with,
                                       requirements_for, signature)
 from envbisect.search import Bisection, Status, Verdict
-from envbisect.session import Probe, Session
+from envbisect.session import Pending, Probe, Session
 from envbisect.versions import Candidate, Excluded, why_empty
 
 #: Exit status of ``bisect run`` per search status (documented in the README).
@@ -180,13 +180,14 @@ def run_bisection(session: Session, req: BisectRequest) -> dict:
             reqs = requirements_for(req.recipe, pins, req.package, labels[i], drop=req.replaces)
             return reqs, deps_cutoff(req, cands[i], pins) or run.latest(reqs)
 
-        def probe_at(i: int) -> Probe:
+        def start_at(i: int) -> Probe | Pending:
             reqs, cutoff = plan(i)
-            return run.probe(labels[i], reqs, package=req.package, cutoff=cutoff, files=cands[i].files)
+            return run.start(labels[i], reqs, package=req.package, cutoff=cutoff, files=cands[i].files)
 
-        with Prefetcher(session, session.settings.prefetch) as ahead:
+        with Prefetcher(session, prefetch_limit(session.settings), session.settings.jobs) as ahead:
             outcome = run.search(Bisection(len(cands), find_fix=req.find_fix, lo=lo, hi=hi, verify=req.verify),
-                                 labels, probe_at, lambda search, i: ahead.ahead(search, i, plan))
+                                 labels, start_at, lambda search, i: ahead.ahead(search, i, plan),
+                                 jobs=session.settings.jobs)
         result = _result(session, req, run, outcome, cands[lo:hi + 1], cands, excluded, target)
         if channel is not None:
             result["nightly"] = channel.as_dict()
@@ -218,7 +219,7 @@ def _result(session: Session, req: BisectRequest, run: ActiveRun, outcome: Searc
         "untestable_between": [ver(i) for i in res.untestable_between],
         **untestable_summary(learned.values()),
         "flaky": [p.label for p in learned.values() if p.flaky], "probes": probes,
-        "executed": sum(p.executed for p in learned.values()), "candidates": len(window),
+        "executed": sum(p.executed for p in learned.values()), "candidates": len(window), "rounds": outcome.rounds,
         "excluded": [{"version": e.version, "reason": e.reason.value, "detail": e.detail} for e in excluded],
         "excluded_between": excluded_between(excluded, ver(res.last_old), ver(res.first_new)),
         "deps": req.deps.value, "snapshot": run.snapshot, "recipe": req.recipe.shown,
@@ -240,7 +241,7 @@ def probe_summary(p: Probe) -> dict:
     """One probe as a result lists it."""
     return {"version": p.label, "outcome": p.judgement.outcome.value, "verdict": p.judgement.verdict.value,
             "reason": p.judgement.reason, "reused": p.reused, "flaky": p.flaky, "metrics": p.metrics,
-            "resolved": p.resolved}
+            "resolved": p.resolved, "host": p.where}
 
 
 def untestable_summary(probes) -> dict:

@@ -19,8 +19,8 @@ from rich.table import Table
 
 from envbisect import __version__, crashlog, reexec
 from envbisect.cli_matrix import matrix
-from envbisect.cli_options import (AllowBuild, AsJson, CacheDir, DownloadPython, ExtraIndex, FindLinks, IndexUrl,
-                                   Installer, NoReuse, Python, Regress, Retries, Thresholds, Timeout, deps_mode, err,
+from envbisect.cli_options import (AllowBuild, AsJson, CacheDir, DownloadPython, Executor, ExtraIndex, FindLinks,
+                                   IndexUrl, Installer, Jobs, NoReuse, Scheduler, Python, Regress, Retries, Thresholds, Timeout, deps_mode, err,
                                    judging_for, open_store, out, print_json, progress_for, run_id_argument,
                                    settings_for)
 from envbisect.cli_watch import attach, watch
@@ -85,6 +85,9 @@ def run(
                                    "(repeatable; default: the recipe's dependencies)."),
     prefetch: int = typer.Option(2, "--prefetch", min=0, envvar="ENVBISECT_PREFETCH",
                                  help="Build up to N environments ahead while a probe runs (0: off)."),
+    jobs: int = Jobs,
+    executor: str = Executor,
+    scheduler: Optional[str] = Scheduler,
 ) -> None:
     """Bisect PACKAGE's releases (or, --by date, the days) for the first one where RECIPE fails."""
     from envbisect import report
@@ -104,7 +107,7 @@ def run(
         raise ConfigError(f"no package to bisect: pass --package or set package in {recipe}'s [tool.envbisect] table")
     settings = settings_for(cache_dir, index_url or rec.settings.index_url, extra_index_url, find_links,
                             python or rec.settings.python, installer, allow_build, not no_reuse,
-                            download_python, prefetch)
+                            download_python, prefetch, jobs, executor, scheduler)
     judging = judging_for(timeout, regress, threshold, retries, rec)
     argv = [redact(a) for a in sys.argv[1:]]
     dated = DateRequest(
@@ -118,8 +121,7 @@ def run(
         retries=retries, argv=argv, deps=deps_mode(deps))
     channel = ChannelConfig(nightly_index or rec.settings.nightly_index, nightly_package or rec.settings.nightly_package,
                             variant or rec.settings.variant)
-    with open_store(settings) as store, progress_for(json_out) as progress:
-        session = Session(settings, store, progress)
+    with open_store(settings) as store, progress_for(json_out) as progress, Session(settings, store, progress) as session:
         if by_date:  # the timeline of the recipe's dependencies, then the culprit
             result = run_by_date(session, dated)
         elif nightlies:  # releases first, then the nightlies between the boundary releases
@@ -283,12 +285,14 @@ def show(run_id: int = run_id_argument("Run id (see `bisect history`)."),
         for line in report.text_summary(result):
             out.print(line, markup=False)
     table = Table()
-    for col in ("#", "version", "outcome", "exit", "metrics", "duration", "source", "reason"):
+    for col in ("#", "version", "outcome", "exit", "metrics", "duration", "host", "source", "reason"):
         table.add_column(col)
     for r in report.probe_rows(probes):
         table.add_row(f"{r['seq']}.{r['attempt']}", r["version"] or "", r["outcome"] + (" flaky" if r["flaky"] else ""),
-                      r["exit"], r["metrics"], r["duration"], r["source"], r["reason"])
+                      r["exit"], r["metrics"], r["duration"], r["host"], r["source"], r["reason"])
     out.print(table)
+    for line in report.hosts_lines(probes):
+        out.print(f"host {line}", markup=False)
 
 
 def _rerun(run_id: int, seq: int, cache_dir: Path | None, json_out: bool) -> None:

@@ -38,15 +38,24 @@ Thresholds = typer.Option([], "--threshold", help="Judge by a metric, e.g. 'max_
 Retries = typer.Option(0, "--retries", min=0, help="Run each probe N more times; disagreement = flaky.")
 NoReuse = typer.Option(False, "--no-reuse", help="Re-run probes recorded by earlier runs.")
 AllowBuild = typer.Option(False, "--allow-build", help="Let the installer build sdist-only releases (slow).")
+# Where and how many probes run at once.
+Jobs = typer.Option(1, "--jobs", "-j", min=1, envvar="ENVBISECT_JOBS",
+                    help="Probe up to K candidates at once (each round splits the range into K+1 parts).")
+Executor = typer.Option("local", "--executor", envvar="ENVBISECT_EXECUTOR",
+                        help="local (default): this machine | dask: the workers of --scheduler.")
+Scheduler = typer.Option(None, "--scheduler", envvar="ENVBISECT_SCHEDULER",
+                         help="Dask scheduler address for --executor dask, e.g. tcp://HOST:8786.")
 
 
 def settings_for(cache_dir: Path | None, index_url=None, extra=(), find_links=(), python=None,
-              installer="uv", allow_build=False, reuse=True, download_python=False, prefetch: int = 2) -> Settings:
+                 installer="uv", allow_build=False, reuse=True, download_python=False, prefetch: int = 2,
+                 jobs: int = 1, executor: str = "local", scheduler: str | None = None) -> Settings:
     paths = CachePaths((Path(cache_dir) if cache_dir else default_cache_dir()).absolute()).ensure()
     index = IndexConfig.resolve(secrets.environ(), index_url=index_url, extra_index_urls=list(extra),
                                 find_links=list(find_links))
-    return Settings(cache=paths, index=index, python=python, installer=installer,
-                    allow_build=allow_build, reuse=reuse, download_python=download_python, prefetch=prefetch)
+    return Settings(cache=paths, index=index, python=python, installer=installer, allow_build=allow_build,
+                    reuse=reuse, download_python=download_python, prefetch=prefetch, jobs=jobs,
+                    executor=executor, scheduler=scheduler)
 
 
 def regress_mode(value: str) -> RegressMode:

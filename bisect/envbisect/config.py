@@ -26,9 +26,11 @@ CACHE_ENV = "ENVBISECT_CACHE_DIR"
 #: variable is in it; see :func:`envbisect.session.env_values`).
 OWN_VARIABLES = frozenset({CACHE_ENV, "ENVBISECT_PYTHON", "ENVBISECT_INSTALLER", "ENVBISECT_DOWNLOAD_PYTHON",
                            "ENVBISECT_RESULT", "ENVBISECT_OUTPUTS", "ENVBISECT_SCHEDULER", "ENVBISECT_DEBUG",
-                           "ENVBISECT_PREFETCH", "ENVBISECT_SECRETS_FD"})
+                           "ENVBISECT_PREFETCH", "ENVBISECT_SECRETS_FD",
+                           "ENVBISECT_JOBS", "ENVBISECT_EXECUTOR"})
 DEFAULT_CACHE_DIR = Path("cache")
 INSTALLERS = ("uv", "pip")
+EXECUTORS = ("local", "dask")
 
 
 @dataclass(frozen=True)
@@ -97,8 +99,18 @@ class Settings:
     download_python: bool = False
     #: Environments built ahead while a probe runs (``--prefetch``; 0: none).
     prefetch: int = 2
+    #: Probes run at once (``--jobs``): each search round probes this many candidates.
+    jobs: int = 1
+    #: Where recipes run: ``local`` (this machine) or ``dask`` (workers of ``scheduler``).
+    executor: str = "local"
+    scheduler: str | None = None
 
     def __post_init__(self) -> None:
+        if self.executor not in EXECUTORS:
+            raise ConfigError(f"unknown executor {self.executor!r}; use one of: {', '.join(EXECUTORS)}")
+        if self.executor == "dask" and not self.scheduler:
+            raise ConfigError("--executor dask needs a scheduler: pass --scheduler tcp://HOST:8786 or set "
+                              "ENVBISECT_SCHEDULER")
         if self.installer not in INSTALLERS:
             raise ConfigError(
                 f"unknown installer {self.installer!r}; use one of: {', '.join(INSTALLERS)}"

@@ -46,7 +46,7 @@ from envbisect.policy import Judgement, Outcome, combine, judge
 from envbisect.recipes import Recipe
 from envbisect.requests_model import Judging, exact_names
 from envbisect.search import Bisection, SearchResult, Status, Verdict
-from envbisect.session import Probe, Session, ran
+from envbisect.session import Pending, Probe, Session, ran
 from envbisect.records import RunStatus
 from envbisect.store import Store
 
@@ -180,6 +180,8 @@ class SearchOutcome:
     #: Set when both ends were untestable for the same reason: that reason and the fix.
     stopped: str | None = None
     fix: str | None = None
+    #: Rounds of probing (a round probes up to ``--jobs`` candidates at once).
+    rounds: int = 0
 
 
 class ActiveRun:
@@ -209,7 +211,7 @@ class ActiveRun:
             else [_stored_judgement(rows[0])]
         verdict, flaky = combine(judgements)
         return Probe(label, verdict, flaky, True, 0, rows[0].get("resolved") or {}, rows[0].get("metrics"),
-                     rows[0]["seq"])
+                     rows[0]["seq"], rows[0].get("host"))
 
     def _group(self, label: str) -> list[dict]:
         rows = self._rows.get(label) or []
@@ -223,40 +225,66 @@ class ActiveRun:
     def probe(self, label: str, requirements: list[str], *, package: str | None, cutoff: Cutoff | None = None,
               files: tuple = (), lock=None) -> Probe:
         """The outcome for ``label``: this run's own record when it has one, else a probe."""
+        return self.complete([self.start(label, requirements, package=package, cutoff=cutoff, files=files,
+                                         lock=lock)])[0]
+
+    def start(self, label: str, requirements: list[str], *, package: str | None, cutoff: Cutoff | None = None,
+              files: tuple = (), lock=None) -> Probe | Pending:
+        """Begin learning ``label``: this run's own record when it has one, else
+        :meth:`Session.start` (a stored probe with the same key, or a run handed to the
+        executor). Finish what is pending with :meth:`complete`."""
         known = self.recorded(label)
         if known is not None:
             self.session.handler.probe_finished(label, known.judgement, True)
             return known
-        probe = self.session.probe(self.id, self.recipe, label, requirements, package=package,
-                                   judging=self.judging, cutoff=cutoff or self.latest(requirements), files=files,
-                                   prior=self._group(label), lock=lock)
-        self._rows[label] = [r for r in self.session.store.probes_for_run(self.id) if r["seq"] == probe.seq]
-        return probe
+        return self.session.start(self.id, self.recipe, label, requirements, package=package,
+                                  judging=self.judging, cutoff=cutoff or self.latest(requirements), files=files,
+                                  prior=self._group(label), lock=lock)
 
-    def search(self, search: Bisection, labels: list[str], probe_at: Callable[[int], Probe],
-               ahead: Callable[[Bisection, int], None] | None = None) -> SearchOutcome:
-        """Drive ``search`` over candidates named ``labels``; ``probe_at(i)`` probes one.
+    def complete(self, begun: list[Probe | Pending]) -> list[Probe]:
+        """Wait for what :meth:`start` began (recording as results arrive); probes in order."""
+        finished = iter(self.session.wait([b for b in begun if isinstance(b, Pending)]))
+        probes = [b if isinstance(b, Probe) else next(finished) for b in begun]
+        fresh = [p for b, p in zip(begun, probes) if isinstance(b, Pending)]
+        if fresh:
+            rows = self.session.store.probes_for_run(self.id)
+            for p in fresh:
+                self._rows[p.label] = [r for r in rows if r["seq"] == p.seq]
+        return probes
+
+    def search(self, search: Bisection, labels: list[str], start_at: Callable[[int], Probe | Pending],
+               ahead: Callable[[Bisection, list[int]], None] | None = None, jobs: int = 1) -> SearchOutcome:
+        """Drive ``search`` over candidates named ``labels``; ``start_at(i)`` begins probing
+        one (:meth:`start`, or a :class:`Probe` already known).
 
         The run's own records seed the search first (a resumed run asks nothing twice).
-        When both ends of the range came out untestable for the same reason, the search
-        stops with that reason instead of walking the candidates in between. ``ahead(search,
-        i)`` is told each candidate before it is probed (to build the next ones ahead).
+        Each round probes up to ``jobs`` candidates at once (``--jobs``: the search's
+        multisection splits the window into ``jobs + 1`` parts) and waits for all of them,
+        so rounds stay within ``ceil(log_(jobs+1) N) + 2``. When both ends of the range came
+        out untestable for the same reason, the search stops with that reason instead of
+        walking the candidates in between. ``ahead(search, picks)`` is told each round's
+        candidates before they are probed (to build the next round's envs ahead).
         """
         learned: dict[int, Probe] = {}
         for i, label in enumerate(labels):
             if search.lo <= i <= search.hi and (known := self.recorded(label)) is not None:
                 learned[i] = known
                 search.record(i, known.judgement.verdict)
-        while (i := search.next_probe()) is not None:
+        rounds = 0
+        while picks := search.next_probes(max(1, jobs)):
             if (stop := self._both_ends_fail(search, labels, learned)) is not None:
+                stop.rounds = rounds
                 return stop
-            self.session.handler.probe_started(labels[i], len(learned) + 1,
-                                               len(learned) + 1 + search.remaining_estimate)
+            rounds += 1
+            estimate = len(learned) + len(picks) + search.remaining_estimate
+            for n, i in enumerate(picks):
+                self.session.handler.probe_started(labels[i], len(learned) + 1 + n, estimate)
             if ahead is not None:
-                ahead(search, i)
-            learned[i] = probe_at(i)
-            search.record(i, learned[i].judgement.verdict)
-        return SearchOutcome(search.result(), learned)
+                ahead(search, picks)
+            for i, probe in zip(picks, self.complete([start_at(i) for i in picks])):
+                learned[i] = probe
+                search.record(i, probe.judgement.verdict)
+        return SearchOutcome(search.result(), learned, rounds=rounds)
 
     @staticmethod
     def _both_ends_fail(search: Bisection, labels: list[str], learned: dict[int, Probe]) -> SearchOutcome | None:
@@ -308,7 +336,7 @@ def open_run(session: Session, *, kind: str, recipe: Recipe, judging: Judging, s
     except BaseException as exc:
         try:
             session.store.update_run(row["id"], status=RunStatus.INTERRUPTED.value)
-        except EnvbisectError:
+        except (EnvbisectError, sqlite3.Error, OSError):
             pass  # a full disk may refuse even this; the run stays resumable as "running" with a dead owner
         if is_disk_full(exc):
             raise disk_full(session.settings.cache, _short(exc)) from None

@@ -85,18 +85,20 @@ class EnvSpec:
     offline: bool = False
 
     def canonical(self) -> dict:
-        return {
-            "python": self.interpreter.version,
-            "implementation": self.interpreter.implementation,
-            "platform": self.platform,
-            "lock": self.lock.hash,
-            "installer": self.installer,
-        }
+        return {"python": self.interpreter.version, "implementation": self.interpreter.implementation,
+                "platform": self.platform, "lock": self.lock.hash, "installer": self.installer}
 
     @property
     def key(self) -> str:
-        blob = json.dumps(self.canonical(), sort_keys=True).encode()
-        return hashlib.sha256(blob).hexdigest()[:20]
+        return env_key(**self.canonical())
+
+
+def env_key(*, python: str, implementation: str, platform: str, lock: str, installer: str) -> str:
+    """The key of an environment (see :class:`EnvSpec`), computable for another machine
+    from what it reports of itself (:class:`envbisect.executor.Place`)."""
+    canonical = {"python": python, "implementation": implementation, "platform": platform, "lock": lock,
+                 "installer": installer}
+    return hashlib.sha256(json.dumps(canonical, sort_keys=True).encode()).hexdigest()[:20]
 
 
 @dataclass(frozen=True)

@@ -88,3 +88,9 @@ class AlreadyRunning(EnvbisectError):
     is working on the same run."""
 
     exit_code = 75  # EX_TEMPFAIL: try again once the other instance has stopped
+
+
+class ExecutorError(EnvbisectError):
+    """The machines that run probes cannot be reached or cannot run this recipe."""
+
+    exit_code = EXIT_ENVIRONMENT

@@ -31,7 +31,8 @@ def _nightly_request(session, req, channel: ChannelConfig, window: Window | None
 def run_nightlies(session, req, channel: ChannelConfig, window: Window | None = None) -> dict:
     """Bisect only the nightly builds of the channel (``--nightly-index``/``--variant``)."""
     nsession, nreq = _nightly_request(session, req, channel, window)
-    result = run_bisection(nsession, nreq)
+    with nsession:
+        result = run_bisection(nsession, nreq)
     result["reproduce"] = reproduce_nightly(nreq, channel, result)
     session.store.update_run(result["run_id"], status="done", result=result)
     return result

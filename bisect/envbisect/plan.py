@@ -208,9 +208,15 @@ class Planner:
         self.resolves = 0
         #: Packages whose pages uv revalidated for this planner (see the module docstring).
         self.fresh: set[str] = set()
+        #: Locks this planner made, by requirements and cutoff: a candidate resolved ahead
+        #: (prefetch, in a thread) is not resolved again when its probe starts.
+        self._made: dict[tuple, Lock] = {}
 
     def lock(self, requirements: list[str] | tuple[str, ...], cutoff: Cutoff = Cutoff()) -> Lock | Unresolvable:
         """Resolve ``requirements`` as of ``cutoff`` (see the module docstring)."""
+        memo = (tuple(requirements), cutoff)
+        if (made := self._made.get(memo)) is not None:
+            return made
         names = {canonicalize_name(n) for n in _names(requirements)}
         result = self._compile(requirements, cutoff, names - self.fresh)
         self.fresh |= names
@@ -218,6 +224,8 @@ class Planner:
         if stale:  # a dependency seen for the first time: resolve again with its page revalidated
             result = self._compile(requirements, cutoff, stale)
             self.fresh |= stale
+        if isinstance(result, Lock):
+            self._made[memo] = result
         return result
 
     def _compile(self, requirements, cutoff: Cutoff, refresh: set[str]) -> Lock | Unresolvable:

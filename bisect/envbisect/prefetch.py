@@ -22,6 +22,33 @@ from envbisect.plan import Cutoff, Lock
 from envbisect.search import Bisection, Verdict
 from envbisect.session import Session
 
+def prefetch_limit(settings) -> int:
+    """How many envs to build at once ahead of the search on this machine: ``--prefetch
+    N`` covers N of the two possible next candidates of a one-probe round, and scales with
+    ``--jobs k`` to ``N * k * (k + 1) / 2`` (the default 2 covers all ``k + 1`` possible
+    next rounds of ``k`` candidates each); none when envs are built on other machines
+    (``--executor dask``: each worker builds in its own cache)."""
+    if settings.executor != "local" or settings.prefetch <= 0:
+        return 0
+    return -(-settings.prefetch * settings.jobs * (settings.jobs + 1) // 2)
+
+
+def _outcomes(search: Bisection, picks: list[int]) -> list[Bisection]:
+    """The searches that follow ``picks``: both verdicts of one pick; for several, the
+    ``len(picks) + 1`` monotone outcomes, middle ones first."""
+    if len(picks) == 1:
+        return [search.fork(picks[0], v) for v in (Verdict.GOOD, Verdict.BAD)]
+    old, new = (Verdict.BAD, Verdict.GOOD) if search.find_fix else (Verdict.GOOD, Verdict.BAD)
+    splits = sorted(range(len(picks) + 1), key=lambda j: abs(2 * j - len(picks)))
+    twins = []
+    for j in splits:
+        twin = search
+        for n, i in enumerate(picks):
+            twin = twin.fork(i, old if n < j else new)
+        twins.append(twin)
+    return twins
+
+
 #: What a prefetch needs to know about candidate ``i``: its requirements and resolve cutoff.
 Plan = Callable[[int], tuple[list[str], Cutoff]]
 
@@ -29,9 +56,10 @@ Plan = Callable[[int], tuple[list[str], Cutoff]]
 class Prefetcher:
     """Builds the envs of the search's possible next candidates in worker threads."""
 
-    def __init__(self, session: Session, limit: int) -> None:
+    def __init__(self, session: Session, limit: int, jobs: int = 1) -> None:
         self.session = session
         self.limit = max(0, limit)
+        self.jobs = max(1, jobs)
         self._pool = ThreadPoolExecutor(self.limit, thread_name_prefix="envbisect-prefetch") if self.limit else None
         self._started: dict[int, Future] = {}
 
@@ -40,17 +68,26 @@ class Prefetcher:
         """Candidates whose builds were started, in order (for tests and progress)."""
         return list(self._started)
 
-    def ahead(self, search: Bisection, probing: int, plan: Plan) -> None:
-        """Start building what ``search`` asks next whichever way ``probing`` turns out."""
+    def ahead(self, search: Bisection, probing: int | list[int], plan: Plan) -> None:
+        """Start building what ``search`` asks next however the candidates being probed
+        now turn out: for one candidate, good or bad (as mozregression fetches both
+        halves); for a round of several (``--jobs``), each outcome consistent with one
+        change in the range (the first ``j`` of them old and the rest new, the middle
+        outcomes first), each outcome's whole next round."""
         if self._pool is None:
             return
-        for verdict in (Verdict.GOOD, Verdict.BAD):
-            nxt = search.fork(probing, verdict).next_probe()
-            if nxt is None or nxt == probing or search.decided(nxt) or nxt in self._started:
+        picks = [probing] if isinstance(probing, int) else sorted(probing)
+        wanted: list[int] = []
+        for twin in _outcomes(search, picks):
+            for nxt in twin.next_probes(self.jobs):
+                if nxt not in picks and nxt not in wanted and not search.decided(nxt):
+                    wanted.append(nxt)
+        for nxt in wanted:
+            if nxt in self._started:
                 continue
-            # The build of the candidate being probed now (or of a decided one) no longer
-            # counts against the limit: the probe itself waits for it.
-            busy = sum(not f.done() for j, f in self._started.items() if j != probing and not search.decided(j))
+            # The builds of candidates being probed now (or decided) no longer count against
+            # the limit: the probes themselves wait for them.
+            busy = sum(not f.done() for j, f in self._started.items() if j not in picks and not search.decided(j))
             if busy >= self.limit:
                 return
             requirements, cutoff = plan(nxt)

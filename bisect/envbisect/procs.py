@@ -123,8 +123,11 @@ def popen(args: Sequence[str], **kwargs: Any) -> subprocess.Popen:
     if kwargs.get("preexec_fn") is not None:
         raise ValueError("procs.popen sets preexec_fn itself")
     kwargs["preexec_fn"] = die_with_parent()
-    proc = subprocess.Popen(args, **kwargs)
+    # Started and registered under one lock: another thread looking for adopted orphans
+    # (kill_adopted, under the same lock) never sees this child unregistered, so it never
+    # takes a probe that another thread just started for an orphan of its own.
     with _LOCK:
+        proc = subprocess.Popen(args, **kwargs)
         _SPAWNED.add(proc)
     return proc
 
@@ -185,8 +188,10 @@ def kill_adopted(marker: tuple[str, str], since: float, *, wait_s: float = 1.0) 
     found: dict[int, psutil.Process] = {}
     deadline = time.monotonic() + wait_s
     for _ in range(_ADOPT_ROUNDS):
-        mine = own_children()
-        adopted = [p for p in _own_children() if p.pid not in mine and _belongs(p, marker, since)]
+        with _LOCK:  # no popen in between: every child we started is in the registry
+            mine = {p.pid for p in _SPAWNED if p.returncode is None}
+            children = _own_children()
+        adopted = [p for p in children if p.pid not in mine and _belongs(p, marker, since)]
         if not adopted:
             break
         victims = set(adopted)

@@ -60,6 +60,11 @@ class RecipeSettings:
     #: Environment variables the recipe reads (``env = ["ADDMM_RTOL"]``): their values
     #: are part of every probe's key, so changing one re-runs the probe.
     env: tuple[str, ...] = ()
+    #: Never run two probes of this recipe at once on one host (a device it needs whole).
+    exclusive: bool = False
+    #: Abstract resources a probe needs (``{gpu = 1}``): a Dask worker must offer them, and
+    #: on one host probes that need the same resource run one at a time.
+    resources: tuple[tuple[str, float], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -163,6 +168,8 @@ def _settings(table: EnvbisectTable | None) -> RecipeSettings:
         nightly_package=table.nightly_package,
         variant=table.variant,
         env=tuple(dict.fromkeys(table.env)),
+        exclusive=table.exclusive,
+        resources=tuple(sorted(table.resources.items())),
     )
 
 

@@ -14,6 +14,7 @@ import math
 from pathlib import Path
 
 from envbisect import report_matrix
+from envbisect.host import describe as describe_host
 from envbisect.redact import redact
 from envbisect.nightly import display as shown
 from envbisect.nightly import nights_between
@@ -91,8 +92,32 @@ def _resolved_of(probes: list[dict], version: str | None) -> dict | None:
     return None
 
 
+def hosts(probes: list[dict]) -> dict[str, tuple[str, str]]:
+    """The machines the probes ran on, in order of first use: host id -> (a short name,
+    "A", "B", ..., and its description). Rows reused from another run keep the host
+    that ran them."""
+    seen: dict[str, tuple[str, str]] = {}
+    for p in probes:
+        host = p.get("host")
+        if host and host not in seen:
+            fp = p.get("fingerprint") if isinstance(p.get("fingerprint"), dict) else None
+            seen[host] = (_letters(len(seen)), describe_host(fp) if fp else f"host {host}")
+    return seen
+
+
+def _letters(n: int) -> str:
+    return chr(ord("A") + n) if n < 26 else f"H{n + 1}"
+
+
+def hosts_lines(probes: list[dict]) -> list[str]:
+    """One line per machine: ``A: Linux 6.1 (glibc 2.36), x86_64, ..., no GPU detected``."""
+    return [f"{short}: {text}" for short, text in hosts(probes).values()]
+
+
 def probe_rows(probes: list[dict]) -> list[dict]:
-    """One display row per probe row: version, outcome, exit, metrics, duration, source."""
+    """One display row per probe row: version, outcome, exit, metrics, duration, source,
+    and the host it ran on (the short name of :func:`hosts`)."""
+    names = hosts(probes)
     rows = []
     for p in probes:
         if p.get("timed_out"):
@@ -108,17 +133,19 @@ def probe_rows(probes: list[dict]) -> list[dict]:
             "duration": "" if p.get("duration_s") is None else f"{p['duration_s']:.2f}s",
             "source": "reused" if p.get("reused_from") else "run",
             "flaky": bool(p.get("flaky")),
+            "host": names.get(p.get("host") or "", ("", ""))[0],
         })
     return rows
 
 
 def probe_table(probes: list[dict]) -> list[str]:
     """The Markdown table of every probe row."""
-    lines = ["| # | version | outcome | exit | metrics | time | |", "|---|---|---|---|---|---|---|"]
+    lines = ["| # | version | outcome | exit | metrics | time | host | |", "|---|---|---|---|---|---|---|---|"]
     for r in probe_rows(probes):
         lines.append(f"| {r['seq']}{'.' + str(r['attempt']) if r['attempt'] else ''} | {r['version']} | "
                      f"{r['outcome']}{' (flaky)' if r['flaky'] else ''} | {r['exit']} | {r['metrics']} | "
-                     f"{r['duration']} | {r['source']} |")
+                     f"{r['duration']} | {r['host']} | {r['source']} |")
+    lines += ["", *(f"Host {line}" for line in hosts_lines(probes))] if hosts(probes) else []
     return lines
 
 

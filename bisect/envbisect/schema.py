@@ -98,6 +98,12 @@ def _env_name(value: str) -> str:
     return value
 
 
+def _resource_name(value: str) -> str:
+    if not _WATCH_NAME.match(value):
+        raise ValueError(f"{value!r} is not a resource name; use letters, digits, '.', '-' and '_', e.g. gpu")
+    return value
+
+
 def _regress(value: str) -> str:
     try:
         return RegressMode(value).value
@@ -169,6 +175,11 @@ RegressField = Annotated[Optional[Annotated[Text, AfterValidator(_regress)]],
                          Field(description='one of the strings "exit", "error" or "crash"')]
 EnvField = Annotated[list[Annotated[str, AfterValidator(_env_name)]],
                      Field(description='a list of environment variable names, e.g. ["ADDMM_RTOL"]')]
+ExclusiveField = Annotated[bool, Field(description="true or false")]
+#: Dask-style abstract resources a probe needs (``{gpu = 1}``, ``{metal = 1}``).
+ResourcesField = Annotated[dict[Annotated[str, AfterValidator(_resource_name)],
+                                Annotated[float, Field(gt=0, allow_inf_nan=False)]],
+                           Field(description='a table of resource names to positive amounts, e.g. {gpu = 1}')]
 
 
 class _Table(BaseModel):
@@ -192,6 +203,8 @@ class EnvbisectTable(_Table):
     nightly_package: PackageField = Field(default=None, alias="nightly-package")
     variant: Annotated[Optional[Text], Field(description='a variant string, e.g. "cpu" or "cu126"')] = None
     env: EnvField = []
+    exclusive: ExclusiveField = False
+    resources: ResourcesField = {}
 
 
 class ToolTable(BaseModel):
@@ -320,7 +333,8 @@ def _issue(model: type[BaseModel], error: Mapping[str, Any]) -> Issue:
         return Issue(path, "missing", f"missing required key {path[-1]!r}")
     if kind in ("value_error", "assertion_error"):
         return Issue(path, "invalid", str(error["ctx"]["error"]))
-    info = _field(model, path)
+    # A value inside a table-valued key ({gpu = 0}): the key's own description says it.
+    info = _field(model, path) or (_field(model, path[:-1]) if len(path) > 1 else None)
     expected = (info.description if info is not None else None) or "of another type"
     if item is not None:
         wanted = _WANTED.get(kind, "valid")

@@ -24,12 +24,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import dataclass
+from concurrent import futures
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 from envbisect.config import OWN_VARIABLES, Settings
 from envbisect.envs import EnvManager, EnvSpec
-from envbisect.errors import ConfigError, InstallFailed
+from envbisect.errors import ConfigError
+from envbisect.executor import LocalExecutor, ProbeTask, TaskResult, Workshop, public_index
 from envbisect.host import fingerprint, fingerprint_id
 from envbisect.index import DistFile, IndexClient
 from envbisect.installer import Interpreter, find_interpreter
@@ -39,7 +41,7 @@ from envbisect.policy import Judgement, combine, install_failure, judge
 from envbisect.recipes import Recipe
 from envbisect.redact import redact
 from envbisect.requests_model import Judging
-from envbisect.runner import run_recipe, scrubbed_environ
+from envbisect.runner import scrubbed_environ
 from envbisect.store import Store
 from envbisect.versions import Candidate, Excluded, Target, select
 
@@ -69,6 +71,21 @@ class SilentHandler:
         pass
 
 
+@dataclass
+class Pending:
+    """A probe whose recipe runs are under way on the executor (one attempt at a time)."""
+
+    task: ProbeTask
+    judging: Judging
+    common: dict
+    files: tuple
+    seq: int | None
+    judgements: list[Judgement]
+    metrics: dict | None
+    executed: int = 0
+    future: futures.Future | None = None
+
+
 @dataclass(frozen=True)
 class Probe:
     """What the session learned about one candidate (possibly from several attempts)."""
@@ -81,6 +98,8 @@ class Probe:
     resolved: dict[str, str]
     metrics: dict | None
     seq: int | None = None
+    #: The host fingerprint id of the machine that ran it (:mod:`envbisect.host`).
+    where: str | None = None
 
 
 def probe_key(recipe_hash: str, env_key: str, host: str, values: dict[str, str | None]) -> str:
@@ -135,6 +154,7 @@ class Session:
         self.envs = EnvManager(settings.cache)
         self._interpreter: Interpreter | None = None
         self._planner: Planner | None = None
+        self._executor = None
 
     @property
     def fingerprint(self) -> dict[str, str]:
@@ -159,6 +179,31 @@ class Session:
             self._planner = Planner(self.interpreter.path, self.settings.index, self.settings.cache.uv_cache,
                                     allow_build=self.settings.allow_build)
         return self._planner
+
+    @property
+    def executor(self):
+        """Where recipes run (:mod:`envbisect.executor`): this machine, or Dask workers."""
+        if self._executor is None:
+            if self.settings.executor == "dask":
+                from envbisect.dask_executor import DaskExecutor
+
+                self._executor = DaskExecutor(self.settings.scheduler, python=self.settings.python)
+            else:
+                shop = Workshop(self.settings.cache, self.settings.index, self.interpreter, envs=self.envs)
+                self._executor = LocalExecutor(shop, self.settings.jobs)
+        return self._executor
+
+    def close(self) -> None:
+        """Let go of the executor (a Dask client); probes already recorded stay."""
+        if self._executor is not None:
+            self._executor.close()
+            self._executor = None
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def target(self) -> Target:
         if self.settings.python is None:
@@ -194,6 +239,18 @@ class Session:
               lock: Lock | None = None) -> Probe:
         """Learn the outcome of ``recipe`` for ``requirements`` (resolved as of ``cutoff``):
         from a stored probe with the same key (unless ``--no-reuse``), else by running it.
+        :meth:`start` and :meth:`wait` in one call; see :meth:`start` for the arguments."""
+        begun = self.start(run_id, recipe, label, requirements, package=package, judging=judging, cutoff=cutoff,
+                           files=files, prior=prior, lock=lock)
+        return begun if isinstance(begun, Probe) else self.wait([begun])[0]
+
+    def start(self, run_id: int, recipe: Recipe, label: str, requirements: list[str], *,
+              package: str | None, judging: Judging, cutoff: Cutoff = Cutoff(),
+              files: tuple[DistFile, ...] = (), prior: list[dict] | None = None,
+              lock: Lock | None = None) -> Probe | Pending:
+        """Resolve, key and look up a probe; a :class:`Probe` when that settles it (a stored
+        probe with the same key, or a candidate that cannot be resolved), else a
+        :class:`Pending` whose first recipe run was handed to the executor.
 
         ``prior`` are this run's rows for the same candidate left by an interrupted
         attempt sequence (``--retries``): their seq is kept and only the missing attempts
@@ -204,45 +261,69 @@ class Session:
         """
         prior = list(prior or [])
         seq = prior[0]["seq"] if prior else None
+        values = env_values(recipe)
         common = dict(recipe_hash=recipe.hash, host=self.host, fingerprint=self.fingerprint, package=package,
-                      version=label, requirements=requirements, timeout_s=judging.timeout,
-                      env_values=env_values(recipe))
+                      version=label, requirements=requirements, timeout_s=judging.timeout, env_values=values)
         lock = lock or self.lock(requirements, cutoff)
         if isinstance(lock, Unresolvable):
             return self._untestable(run_id, seq, label, lock.reason, common)
-        spec = self.env_spec(lock)
-        common.update(env_key=spec.key, lock_hash=lock.hash,
-                      probe_key=probe_key(recipe.hash, spec.key, self.host, common["env_values"]))
+        resources = dict(recipe.settings.resources)
         if not prior and self.settings.reuse:
-            stored = reusable(self.store.find_reusable(common["probe_key"]), judging.timeout)
+            keys = [probe_key(recipe.hash, place.env_key(lock.hash, self.settings.installer), place.host, values)
+                    for place in self.executor.places(resources)]
+            stored = reusable(self.store.find_reusable(*keys), judging.timeout)
             if len(stored) >= judging.attempts:
-                return self._reuse(run_id, label, stored[:judging.attempts], judging, common)
-        try:
-            env = self.envs.ensure(spec)
-        except InstallFailed as exc:
-            why = explain_install_failure(str(exc), files, self.settings.index) if files else str(exc)
-            return self._untestable(run_id, seq, label, why, common)
-        judgements = [judge(r, judging.regress, judging.thresholds) for r in prior]
-        metrics = prior[0].get("metrics") if prior else None
-        with self.envs.in_use(env):
-            for attempt in range(len(prior), judging.attempts):
-                log = self.settings.cache.logs / f"run-{run_id}" / f"{_safe(label)}-{spec.key[:8]}-{attempt}.log"
-                try:
-                    raw = run_recipe(env.python, recipe.path, timeout=judging.timeout, log_path=log,
-                                     scratch_dir=self.settings.cache.scratch)
-                except InstallFailed as exc:  # the env's interpreter cannot start
-                    return self._untestable(run_id, seq, label, str(exc), common)
-                j = judge(raw, judging.regress, judging.thresholds)
-                judgements.append(j)
-                row = dict(raw.to_dict(), resolved=env.resolved, env_build_s=env.build_s if attempt == 0 else 0.0)
-                _, seq = self.store.record_probe(run_id, seq=seq, attempt=attempt, **_pick(row),
-                                                 **_judged(j), **common)
-                metrics = metrics if metrics is not None else raw.metrics
-        verdict, flaky = combine(judgements)
+                return self._reuse(run_id, label, stored[:judging.attempts], judging, dict(common, lock_hash=lock.hash))
+        task = ProbeTask(run_id, label, len(prior), recipe.path.name, recipe.text, recipe.hash, lock.text,
+                         judging.timeout, values, self.settings.python, self.settings.installer,
+                         self.settings.allow_build, recipe.settings.exclusive, resources,
+                         public_index(self.settings.index), str(recipe.path))
+        pending = Pending(task, judging, dict(common, lock_hash=lock.hash), files, seq,
+                          [judge(r, judging.regress, judging.thresholds) for r in prior],
+                          prior[0].get("metrics") if prior else None)
+        pending.future = self.executor.submit(task)
+        return pending
+
+    def wait(self, pending: list[Pending]) -> list[Probe]:
+        """Finish every pending probe (recording each run as its result arrives, in this
+        thread only) and return their probes in the same order."""
+        done: dict[int, Probe] = {}
+        while len(done) < len(pending):
+            waiting = {id(p.future): i for i, p in enumerate(pending) if i not in done}
+            finished, _ = futures.wait([p.future for i, p in enumerate(pending) if i not in done],
+                                       return_when=futures.FIRST_COMPLETED)
+            for future in finished:
+                i = waiting[id(future)]
+                if (probe := self._advance(pending[i])) is not None:
+                    done[i] = probe
+        return [done[i] for i in range(len(pending))]
+
+    def _advance(self, p: Pending) -> Probe | None:
+        """Record the run that just finished; submit the next attempt or return the probe."""
+        out: TaskResult = p.future.result()
+        task = p.task
+        where = dict(p.common, host=out.place.host, fingerprint=out.place.fingerprint, env_key=out.env_key,
+                     probe_key=probe_key(task.recipe_hash, out.env_key, out.place.host, task.env_values))
+        if out.install_failed is not None:
+            why = explain_install_failure(out.install_failed, p.files, self.settings.index) if p.files \
+                else out.install_failed
+            return self._untestable(task.run_id, p.seq, task.label, why, where)
+        j = judge(out.raw, p.judging.regress, p.judging.thresholds)
+        p.judgements.append(j)
+        row = dict(out.raw, resolved=out.resolved, env_build_s=out.env_build_s)
+        _, p.seq = self.store.record_probe(task.run_id, seq=p.seq, attempt=task.attempt, **_pick(row),
+                                           **_judged(j), **where)
+        p.metrics = p.metrics if p.metrics is not None else out.raw.get("metrics")
+        p.executed += 1
+        if task.attempt + 1 < p.judging.attempts:
+            p.task = replace(task, attempt=task.attempt + 1)
+            p.future = self.executor.submit(p.task)
+            return None
+        verdict, flaky = combine(p.judgements)
         if flaky:
-            self.store.mark_flaky(run_id, seq)
-        self.handler.probe_finished(display(label), verdict, False)
-        return Probe(label, verdict, flaky, False, judging.attempts - len(prior), env.resolved, metrics, seq)
+            self.store.mark_flaky(task.run_id, p.seq)
+        self.handler.probe_finished(display(task.label), verdict, False)
+        return Probe(task.label, verdict, flaky, False, p.executed, out.resolved, p.metrics, p.seq, out.place.host)
 
     def _reuse(self, run_id: int, label: str, rows: list[dict], judging: Judging, common: dict) -> Probe:
         """Copy stored rows into this run (``reused_from``), judged under today's settings."""
@@ -250,11 +331,15 @@ class Session:
         verdict, flaky = combine(judgements)
         seq = None
         for i, row in enumerate(rows):
-            fields = dict(common, timeout_s=row.get("timeout_s"))
+            # Where the stored row ran (this host, or the Dask worker that ran it).
+            fields = dict(common, timeout_s=row.get("timeout_s"), host=row.get("host"),
+                          fingerprint=row.get("fingerprint") or common["fingerprint"], env_key=row.get("env_key"),
+                          probe_key=row.get("probe_key"))
             _, seq = self.store.record_probe(run_id, seq=seq, attempt=i, reused_from=row["id"], flaky=int(flaky),
                                              **_pick(row), **_judged(judgements[i]), **fields)
         self.handler.probe_finished(display(label), verdict, True)
-        return Probe(label, verdict, flaky, True, 0, rows[0].get("resolved") or {}, rows[0].get("metrics"), seq)
+        return Probe(label, verdict, flaky, True, 0, rows[0].get("resolved") or {}, rows[0].get("metrics"), seq,
+                     rows[0].get("host"))
 
     def record_incompatible(self, run_id: int, recipe: Recipe, label: str, requirements: list[str],
                             reason: str, *, outcome: str) -> None:
@@ -268,7 +353,7 @@ class Session:
         j = install_failure(why)
         _, seq = self.store.record_probe(run_id, seq=seq, attempt=0, **_judged(j), **common)
         self.handler.probe_finished(display(label), j, False)
-        return Probe(label, j, False, False, 0, {}, None, seq)
+        return Probe(label, j, False, False, 0, {}, None, seq, common.get("host"))
 
 
 def _judged(j: Judgement) -> dict:
@@ -285,5 +370,4 @@ def _pick(row: dict) -> dict:
     return picked
 
 
-def _safe(label: str) -> str:
-    return "".join(c if c.isalnum() or c in ".-_+" else "_" for c in label)[:60]
+

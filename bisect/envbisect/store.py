@@ -339,16 +339,18 @@ class Store:
             table = self._db["probes"].insert(encode("probes", record))
         return int(table.last_pk), int(record["seq"])
 
-    def find_reusable(self, probe_key: str) -> list[dict]:
-        """Every executed probe with this probe key, newest first, across all runs.
+    def find_reusable(self, *probe_keys: str) -> list[dict]:
+        """Every executed probe with one of these probe keys (one per machine that could
+        run it), newest first, across all runs.
 
         Only rows that actually ran (``reused_from IS NULL``) and reached an outcome
         count: copies would chain, and a probe killed before it was judged has
         nothing to reuse. The caller applies the timeout rule.
         """
-        sql = ("SELECT * FROM probes WHERE probe_key = ? AND reused_from IS NULL AND outcome IS NOT NULL"
+        marks = ", ".join("?" for _ in probe_keys)
+        sql = (f"SELECT * FROM probes WHERE probe_key IN ({marks}) AND reused_from IS NULL AND outcome IS NOT NULL"
                " ORDER BY id DESC")
-        return self._rows("probes", sql, [probe_key])
+        return self._rows("probes", sql, list(probe_keys))
 
     def put_lock(self, lock_hash: str, text: str) -> None:
         """Keep a lock's text by its hash (a probe row names it by ``lock_hash``)."""

@@ -112,8 +112,8 @@ def test_every_mistake_of_a_block_is_on_the_one_line_in_file_order():
 def test_unknown_keys_keep_the_known_key_list_and_gain_a_suggestion_and_a_line():
     message = recipe_error(recipe_text(tool="pakage = 'x'"))
     assert message == (f"recipe {PATH}:6: unknown key(s) in [tool.envbisect]: pakage (did you mean 'package'?); "
-                       "known keys are env, index-url, nightly-index, nightly-package, package, pre, python, range, "
-                       "regress, timeout, variant, with")
+                       "known keys are env, exclusive, index-url, nightly-index, nightly-package, package, pre, python, "
+                       "range, regress, resources, timeout, variant, with")
 
 
 @pytest.mark.parametrize(("block", "line"), [
@@ -217,3 +217,21 @@ def test_key_lines_skip_other_tables_and_count_array_tables():
     assert lines.key(("w",), "pre", 1) == 17
     assert lines.table(("w",), 1) == 15 and lines.table(("w",), 2) is None
     assert lines.key(("y",), "pre") == 10  # no such table: the text's first line
+
+
+@pytest.mark.parametrize("tool, needle", [
+    ("resources = {gpu = 0}", "[tool.envbisect.resources] gpu: must be a table of resource names to positive "
+                              "amounts, e.g. {gpu = 1}, not 0"),
+    ("resources = {gpu = 'one'}", "[tool.envbisect.resources] gpu: must be a table of resource names"),
+    ("resources = {'a b' = 1}", "is not a resource name"),
+    ("resources = 'gpu'", "resources: must be a table of resource names"),
+    ("exclusive = 'yes'", "exclusive: must be true or false"),
+])
+def test_exclusive_and_resources_are_checked(tool, needle):
+    assert needle in recipe_error(recipe_text(tool=tool))
+
+
+def test_exclusive_and_resources_reach_the_recipe_settings():
+    recipe = parse_recipe_text(recipe_text(tool="exclusive = true\n# resources = {metal = 1, gpu = 0.5}"), PATH)
+    assert recipe.settings.exclusive is True
+    assert recipe.settings.resources == (("gpu", 0.5), ("metal", 1.0))

@@ -1,0 +1,92 @@
+"""Benchmark the ways probes can run: one at a time, building ahead, ``--jobs 3``, and a
+3-worker Dask ``LocalCluster``, side by side on the same index.
+
+Serves N releases of ``benchpkg`` on 127.0.0.1 whose wheel downloads each take ``--delay``
+seconds (a big wheel), with a recipe that sleeps ``--sleep`` seconds, and runs a cold
+``bisect run`` on a fresh cache in each mode:
+
+* ``sequential``: ``--prefetch 0 --jobs 1`` (every env built when its probe needs it);
+* ``prefetch``: ``--prefetch 2`` (the default: the two possible next envs built ahead);
+* ``jobs3``: ``--jobs 3`` (three candidates per round: the window is cut in four);
+* ``dask3``: ``--executor dask --jobs 3`` against a ``distributed.LocalCluster`` of three
+  single-threaded worker processes on this machine, each with its own cache.
+
+Prints wall time, probes and rounds per mode, the share of env-build time prefetching hid
+((t_seq - t_prefetch) / (probes x delay)), the speed-up of ``--jobs 3`` over ``--jobs 1``
+(the prefetch mode, the default one-at-a-time run) and the ratio of the cluster to
+``--jobs 3``, with the targets beside them. A report, not a test: exits 0.
+
+    .venv/bin/python bench/bench_parallel.py [--sizes 64 256] [--delay 1.0] [--sleep 1.0]
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+from _index import build_fixture
+from bench_run import bisect_run
+
+MODES = {
+    "sequential": ("--prefetch", "0", "--jobs", "1"),
+    "prefetch": ("--prefetch", "2", "--jobs", "1"),
+    "jobs3": ("--jobs", "3"),
+    "dask3": ("--executor", "dask", "--jobs", "3"),
+}
+
+
+def cluster(root: Path):
+    """Three single-threaded worker processes, each with its own cache (as three machines)."""
+    from distributed import LocalCluster
+
+    os.environ["ENVBISECT_CACHE_DIR"] = str(root / "worker-cache")
+    return LocalCluster(n_workers=3, threads_per_worker=1, processes=True, dashboard_address=None,
+                        scheduler_port=0, silence_logs=40)
+
+
+def measure(n: int, delay: float, sleep: float, seed: int) -> None:
+    with tempfile.TemporaryDirectory(prefix=f"envbisect-parallel-{n}-") as tmp:
+        root = Path(tmp)
+        fx = build_fixture(root, n, seed, delay_files_s=delay, recipe_sleep_s=sleep)
+        rows = {}
+        try:
+            with cluster(root) as lc:
+                for mode, flags in MODES.items():
+                    extra = (*flags, "--scheduler", lc.scheduler_address) if mode == "dask3" else flags
+                    result, elapsed = bisect_run(fx, root / f"cache-{mode}", *extra)
+                    rows[mode] = (elapsed, len(result["probes"]), result.get("rounds"), result["first_bad"])
+        finally:
+            fx.index.stop()
+    answers = {r[3] for r in rows.values()}
+    print(f"N = {n}: first bad {fx.first_bad}, answers {'agree' if answers == {fx.first_bad} else answers}; "
+          f"wheel download {delay:.1f} s, recipe {sleep:.1f} s")
+    for mode, (elapsed, probes, rounds, _) in rows.items():
+        print(f"  {mode:<11} {elapsed:7.2f} s  {probes:3d} probes  {rounds:3d} rounds")
+    seq, pre, jobs, dask = (rows[m][0] for m in MODES)
+    hidden = (seq - pre) / (rows["sequential"][1] * delay) if delay else 0.0
+    bound = math.ceil(math.log(n, 4)) + 2
+    print(f"  env-build time hidden by prefetch: {hidden:.0%} (target >= 70%)")
+    print(f"  --jobs 3 vs --jobs 1: {pre / jobs:.2f}x faster (target >= 1.8x); vs sequential {seq / jobs:.2f}x; "
+          f"rounds {rows['jobs3'][2]} (bound ceil(log4 N)+2 = {bound})")
+    print(f"  LocalCluster vs --jobs 3: {dask / jobs:.2f}x the time (target <= 1.3x)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[64, 256])
+    parser.add_argument("--delay", type=float, default=1.0)
+    parser.add_argument("--sleep", type=float, default=1.0)
+    parser.add_argument("--seed", type=int, default=20240229)
+    args = parser.parse_args(argv)
+    print(f"Python {sys.version.split()[0]}; {os.cpu_count()} cores; index on 127.0.0.1; installer uv", flush=True)
+    for n in args.sizes:
+        measure(n, args.delay, args.sleep, args.seed)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,150 @@
+"""The Dask executor (``--executor dask --scheduler tcp://HOST:8786``): each probe attempt
+is a task on a worker of a Dask distributed cluster.
+
+Execution layer, optional (``pip install 'envbisect[dask]'``; imported only when asked
+for, so ``bisect --help`` stays fast and the base install stays small). A task is
+:func:`envbisect.executor.execute_remote`: the worker builds the env from the task's lock
+in its own cache and runs the recipe there. What travels is the task (recipe text, lock,
+declared env values, timeout, resources): no token, no index credentials, no database;
+a worker that needs credentials for the index has them in its own environment.
+
+* Resources a recipe declares (``resources = {metal = 1}``) go to ``client.submit(...,
+  resources=...)``, so only workers started with ``--resources "metal=1"`` run it. When no
+  connected worker offers them, the run stops with one line naming the resource and how
+  to start such a worker.
+* A worker that dies mid-probe: the scheduler hands the task to another worker (its
+  ``allowed-failures``, 3 by default); the dead worker's recipe dies with it (parent-death
+  signal), so the probe is simply run again, never judged from half a run. A task that
+  kills that many workers stops the run with one line (nothing recorded for it).
+* Reuse: a stored probe is reused when its key matches the key it would have on one of
+  the workers that could run it now (each worker reports its fingerprint and interpreter).
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Mapping
+from concurrent.futures import Future
+
+from envbisect.errors import ConfigError, EnvbisectError, ExecutorError
+from envbisect.executor import Place, ProbeTask, TaskResult, execute_remote, worker_place
+from envbisect.redact import redact
+
+INSTALL_HINT = "pip install 'envbisect[dask]'"
+CONNECT_TIMEOUT_S = 10
+
+
+def _resources(resources: Mapping[str, float]) -> str:
+    return ",".join(f"{name}={amount:g}" for name, amount in sorted(resources.items()))
+
+
+class DaskExecutor:
+    """Submits probe tasks to the workers of one Dask scheduler."""
+
+    kind = "dask"
+
+    def __init__(self, scheduler: str, *, python: str | None = None) -> None:
+        try:
+            from distributed import Client
+        except ImportError:
+            raise ConfigError(f"--executor dask needs Dask distributed, which is not installed; {INSTALL_HINT}") \
+                from None
+        self.scheduler = scheduler
+        self.python = python
+        try:
+            self.client = Client(scheduler, timeout=CONNECT_TIMEOUT_S, set_as_default=False)
+        except (OSError, TimeoutError, ValueError) as exc:
+            raise ExecutorError(f"cannot reach the Dask scheduler at {redact(scheduler)} ({_first_line(exc)}); "
+                                "start one with `dask scheduler`, or fix --scheduler / ENVBISECT_SCHEDULER") from None
+        self._places: dict[str, Place] = {}
+        self._running: dict[str, object] = {}  # key -> dask future (Dask drops unreferenced ones)
+        self._lock = threading.Lock()
+
+    def _workers(self, resources: Mapping[str, float]) -> list[str]:
+        workers = self.client.scheduler_info(n_workers=-1).get("workers", {})
+        if not workers:
+            raise ExecutorError(f"no Dask worker is connected to {redact(self.scheduler)}; start one with "
+                                f"`dask worker {redact(self.scheduler)}`")
+        fit = [addr for addr, info in workers.items()
+               if all((info.get("resources") or {}).get(name, 0) >= amount for name, amount in resources.items())]
+        if not fit:
+            offered = sorted({_resources(info.get("resources") or {}) for info in workers.values()} - {""})
+            raise ExecutorError(
+                f"no Dask worker offers the resources the recipe needs ({_resources(resources)}; the {len(workers)} "
+                f"connected offer {', '.join(offered) or 'none'}); start one on a machine that has them with "
+                f"`dask worker {redact(self.scheduler)} --resources \"{_resources(resources)}\"`")
+        return fit
+
+    def places(self, resources: Mapping[str, float] | None = None) -> list[Place]:
+        """The machines that could run a probe needing ``resources`` (one per distinct
+        fingerprint and interpreter); :class:`ExecutorError` when none could."""
+        workers = self._workers(resources or {})
+        missing = [w for w in workers if w not in self._places]
+        if missing:
+            self._places.update(self.client.run(worker_place, self.python, workers=missing))
+        unique = {(p.host, p.python, p.implementation, p.platform): p for w in workers if (p := self._places.get(w))}
+        return list(unique.values())
+
+    def submit(self, task: ProbeTask) -> Future:
+        """Run ``task`` on a worker that offers its resources; the result comes back in a
+        :class:`concurrent.futures.Future`."""
+        self._workers(task.resources)  # fail with the one line now, not by waiting forever
+        key = f"envbisect-probe-{task.run_id}-{task.attempt}-{uuid.uuid4().hex[:12]}"
+        remote = self.client.submit(execute_remote, task, key=key, pure=False,
+                                    resources=dict(task.resources) or None)
+        bridge: Future = Future()
+        with self._lock:
+            self._running[key] = remote
+
+        def done(fut) -> None:
+            with self._lock:
+                self._running.pop(key, None)
+            try:
+                bridge.set_result(_checked(fut.result()))
+            except BaseException as exc:  # noqa: BLE001 - handed to the coordinator
+                bridge.set_exception(_translate(exc, task))
+
+        remote.add_done_callback(done)
+        return bridge
+
+    def close(self) -> None:
+        with self._lock:
+            running = list(self._running.values())
+            self._running.clear()
+        try:
+            if running:
+                self.client.cancel(running)
+            self.client.close()
+        except Exception:  # noqa: BLE001 - closing a client to a scheduler that went away
+            pass
+
+
+def _checked(result: object) -> TaskResult:
+    if not isinstance(result, TaskResult):
+        raise ExecutorError(f"a Dask worker returned {type(result).__name__}, not a probe result; "
+                            "install the same envbisect version on the workers")
+    return result
+
+
+def _translate(exc: BaseException, task: ProbeTask) -> BaseException:
+    """A worker-side failure as the one line the user sees (envbisect's own errors pass)."""
+    if isinstance(exc, EnvbisectError):
+        return exc
+    name = type(exc).__name__
+    if name == "KilledWorker":
+        return ExecutorError(f"the probe of {task.label} killed every Dask worker that ran it; nothing was "
+                             "recorded for it: check the workers' memory and logs, then run the same command "
+                             "again (the run resumes)")
+    if name in ("CancelledError", "FutureCancelledError"):
+        return ExecutorError(f"the Dask scheduler dropped the probe of {task.label} (scheduler restarted?); "
+                             "run the same command again (the run resumes)")
+    if isinstance(exc, (ModuleNotFoundError, ImportError)):
+        return ExecutorError(f"a Dask worker cannot import envbisect ({_first_line(exc)}); "
+                             f"{INSTALL_HINT} on every worker")
+    return exc
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return redact(text[0] if text else type(exc).__name__)[:200]

@@ -1,0 +1,241 @@
+"""Executors: where a probe's recipe runs. One interface, two kinds.
+
+Execution layer. The session submits a :class:`ProbeTask` (one attempt of one candidate:
+the recipe's text and hash, the exact lock, the declared env values, the timeout, the
+resources the recipe needs) and gets back a :class:`TaskResult` (the raw run: exit,
+signal, timing, tails, metrics; the resolved set; the env key; where it ran). Judging
+and storing stay with the session in the coordinating process: an executor never opens
+the database, and nothing in a task is secret (no token, no index credentials: a
+machine that needs credentials for the index has them in its own environment).
+
+* :class:`LocalExecutor` (the default) runs tasks on this machine: with ``--jobs 1`` in
+  the calling thread (exactly what a probe always did), with ``--jobs k`` in up to ``k``
+  daemon threads (a killed coordinator takes its recipes with it: every child gets the
+  parent-death signal, see :mod:`envbisect.procs`).
+* :class:`envbisect.dask_executor.DaskExecutor` (``--executor dask``, the optional
+  ``envbisect[dask]`` extra) runs each task on a Dask worker, which builds the env from
+  the lock in its own cache.
+
+:func:`execute` is the task body both use. A recipe that declares ``exclusive = true``
+or ``resources = {gpu = 1}`` holds a host-wide lock per resource while it runs, so two
+such probes never run at once on one host, whatever executor, process or worker started
+them.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import tempfile
+import threading
+from collections.abc import Mapping
+from concurrent.futures import Future
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from filelock import FileLock
+
+from envbisect.config import CachePaths, default_cache_dir
+from envbisect.envs import EnvManager, EnvSpec, env_key, host_platform
+from envbisect.errors import InstallFailed
+from envbisect.host import fingerprint, fingerprint_id
+from envbisect.index import IndexConfig
+from envbisect.installer import Interpreter, find_interpreter
+from envbisect.plan import Lock
+from envbisect.redact import strip_credentials
+from envbisect.runner import run_recipe, scrubbed_environ
+
+
+@dataclass(frozen=True)
+class Place:
+    """A machine (and interpreter) that runs probes, as it describes itself."""
+
+    host: str
+    fingerprint: dict[str, str]
+    python: str
+    implementation: str
+    platform: str
+
+    def env_key(self, lock_hash: str, installer: str) -> str:
+        """The key the env of ``lock_hash`` has on this machine."""
+        return env_key(python=self.python, implementation=self.implementation, platform=self.platform,
+                       lock=lock_hash, installer=installer)
+
+
+@dataclass(frozen=True)
+class ProbeTask:
+    """One attempt of one candidate, self-contained (it can be pickled to another machine)."""
+
+    run_id: int
+    label: str
+    attempt: int
+    recipe_name: str
+    recipe_text: str
+    recipe_hash: str
+    lock_text: str
+    timeout: float
+    env_values: dict[str, str | None] = field(default_factory=dict)
+    python: str | None = None
+    installer: str = "uv"
+    allow_build: bool = False
+    exclusive: bool = False
+    resources: dict[str, float] = field(default_factory=dict)
+    #: The index without credentials (a worker whose own environment names no index uses it).
+    index: dict = field(default_factory=dict)
+    #: The recipe's path on the coordinating machine (a local executor runs it in place).
+    recipe_path: str | None = None
+
+
+@dataclass(frozen=True)
+class TaskResult:
+    """What running a :class:`ProbeTask` produced: a raw run, or why the env failed."""
+
+    place: Place
+    env_key: str
+    resolved: dict[str, str] = field(default_factory=dict)
+    env_build_s: float = 0.0
+    raw: dict | None = None
+    install_failed: str | None = None
+
+
+def place_of(interpreter: Interpreter) -> Place:
+    """This machine, running ``interpreter``."""
+    fp = fingerprint()
+    return Place(fingerprint_id(fp), fp, interpreter.version, interpreter.implementation, host_platform())
+
+
+def worker_place(python: str | None) -> Place:
+    """What a worker machine says of itself for ``--python`` (Dask's ``client.run``)."""
+    return place_of(find_interpreter(python))
+
+
+def public_index(index: IndexConfig) -> dict:
+    """``index`` with every credential removed: what a task may carry."""
+    return {"index_url": strip_credentials(index.index_url),
+            "extra_index_urls": [strip_credentials(u) for u in index.extra_index_urls],
+            "find_links": [strip_credentials(u) for u in index.find_links]}
+
+
+@dataclass
+class Workshop:
+    """What one machine runs probes with: its cache, index, interpreter and env manager."""
+
+    cache: CachePaths
+    index: IndexConfig
+    interpreter: Interpreter
+    local: bool = True
+    envs: EnvManager | None = None
+
+    def __post_init__(self) -> None:
+        self.envs = self.envs or EnvManager(self.cache)
+        self.place = place_of(self.interpreter)
+
+    def recipe_file(self, task: ProbeTask) -> Path:
+        """The recipe to run: in place on the coordinating machine, else a copy of the
+        task's text under this machine's cache (named by its hash, written atomically)."""
+        if self.local and task.recipe_path:
+            return Path(task.recipe_path)
+        target = self.cache.root / "recipes" / task.recipe_hash[:16] / task.recipe_name
+        if not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}")
+            tmp.write_text(task.recipe_text, encoding="utf-8")
+            os.replace(tmp, target)
+        return target
+
+
+@functools.lru_cache(maxsize=8)
+def worker_workshop(python: str | None, index_json: str) -> Workshop:
+    """A worker's workshop: its own cache (``ENVBISECT_CACHE_DIR`` or ``./cache``) and the
+    index its own environment names (with its credentials), else the task's."""
+    task_index = json.loads(index_json)
+    own = IndexConfig.resolve(os.environ)
+    named = any(os.environ.get(k) for k in ("UV_DEFAULT_INDEX", "UV_INDEX_URL", "PIP_INDEX_URL"))
+    index = own if named else IndexConfig.resolve(
+        os.environ, index_url=task_index.get("index_url"), extra_index_urls=task_index.get("extra_index_urls", ()),
+        find_links=task_index.get("find_links", ()))
+    cache = CachePaths(default_cache_dir().absolute()).ensure()
+    return Workshop(cache, index, find_interpreter(python), local=False)
+
+
+def recipe_environ(env_bin: Path, values: Mapping[str, str | None]) -> dict[str, str]:
+    """The recipe's environment: this machine's, scrubbed, with the declared values the
+    probe key holds (None: unset), so a remote run sees what the key says."""
+    environ = scrubbed_environ(env_bin=env_bin)
+    for name, value in values.items():
+        if value is None:
+            environ.pop(name, None)
+        else:
+            environ[name] = value
+    return environ
+
+
+def host_locks(task: ProbeTask) -> ExitStack:
+    """Host-wide locks for an exclusive recipe and for each resource it declares."""
+    stack = ExitStack()
+    names = sorted({*(["exclusive"] if task.exclusive else []), *task.resources})
+    for name in names:
+        safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in name)
+        path = Path(tempfile.gettempdir()) / f"envbisect-{os.getuid() if hasattr(os, 'getuid') else 0}-{safe}.lock"
+        stack.enter_context(FileLock(str(path)))
+    return stack
+
+
+def _safe(label: str) -> str:
+    return "".join(c if c.isalnum() or c in ".-_+" else "_" for c in label)[:60]
+
+
+def execute(task: ProbeTask, shop: Workshop) -> TaskResult:
+    """Build (or find) the env of ``task.lock_text`` and run the recipe once in it."""
+    spec = EnvSpec(shop.interpreter, Lock.from_text(task.lock_text), shop.index, installer=task.installer,
+                   allow_build=task.allow_build)
+    try:
+        env = shop.envs.ensure(spec)
+    except InstallFailed as exc:
+        return TaskResult(shop.place, spec.key, install_failed=str(exc))
+    log = shop.cache.logs / f"run-{task.run_id}" / f"{_safe(task.label)}-{spec.key[:8]}-{task.attempt}.log"
+    with shop.envs.in_use(env), host_locks(task):
+        try:
+            raw = run_recipe(env.python, shop.recipe_file(task), timeout=task.timeout, log_path=log,
+                             scratch_dir=shop.cache.scratch, env=recipe_environ(env.python.parent, task.env_values))
+        except InstallFailed as exc:  # the env's interpreter cannot start
+            return TaskResult(shop.place, spec.key, install_failed=str(exc))
+    return TaskResult(shop.place, spec.key, env.resolved, env.build_s if task.attempt == 0 else 0.0, raw.to_dict())
+
+
+def execute_remote(task: ProbeTask) -> TaskResult:
+    """The task body on a worker machine (what the Dask executor submits)."""
+    return execute(task, worker_workshop(task.python, json.dumps(task.index, sort_keys=True)))
+
+
+class LocalExecutor:
+    """Runs tasks on this machine: in the caller's thread (``jobs`` 1) or in daemon threads."""
+
+    kind = "local"
+
+    def __init__(self, shop: Workshop, jobs: int = 1) -> None:
+        self.shop = shop
+        self.jobs = max(1, jobs)
+
+    def places(self, resources: Mapping[str, float] | None = None) -> list[Place]:
+        return [self.shop.place]
+
+    def submit(self, task: ProbeTask) -> Future:
+        future: Future = Future()
+        if self.jobs == 1:  # exceptions (Ctrl-C, an outage) reach the caller directly
+            future.set_result(execute(task, self.shop))
+            return future
+
+        def work() -> None:
+            try:
+                future.set_result(execute(task, self.shop))
+            except BaseException as exc:  # noqa: BLE001 - handed to the coordinator
+                future.set_exception(exc)
+
+        threading.Thread(target=work, daemon=True, name=f"envbisect-probe-{task.label}").start()
+        return future
+
+    def close(self) -> None:
+        pass

@@ -1,0 +1,235 @@
+"""Probes in parallel (``--jobs``), built ahead (``--prefetch``) and on Dask workers
+(``--executor dask``): the answer never depends on how probes ran.
+
+Real parts throughout: one index on 127.0.0.1 and one ``distributed.LocalCluster`` of
+three worker processes (each offering ``gpu=1``) shared by the whole module, real uv
+installs, real recipes; the workers build envs in their own cache. Nothing of Dask is
+mocked.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import threading
+import time
+from collections import Counter
+from contextlib import contextmanager
+from pathlib import Path
+
+import psutil
+import pytest
+from support.cli import assert_one_line_error, bisect_cli, cli_env, write_recipe
+from support.index_server import LocalIndex
+from support.wheels import build_wheel
+
+distributed = pytest.importorskip("distributed")
+
+VERSIONS = [f"1.{i}" for i in range(16)]
+FIRST_BAD = "1.9"
+
+
+@pytest.fixture(scope="module")
+def index(tmp_path_factory):
+    root = tmp_path_factory.mktemp("par-index")
+    idx = LocalIndex(root / "index", flavour="both")
+    for v in VERSIONS:
+        value = 2 if tuple(map(int, v.split("."))) >= (1, 9) else 1
+        idx.add(build_wheel(root / "wheels", "par", v, files={"par/__init__.py": f'__version__ = "{v}"\nVALUE = {value}\n'}))
+    idx.start()
+    yield idx
+    idx.stop()
+
+
+@contextmanager
+def _worker_environ(cache: Path):
+    """Workers start with their own cache and no installer settings of this machine."""
+    saved = dict(os.environ)
+    for name in list(os.environ):
+        if name.startswith(("UV_", "PIP_", "ENVBISECT_")):
+            del os.environ[name]
+    os.environ["ENVBISECT_CACHE_DIR"] = str(cache)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    cache = tmp_path_factory.mktemp("worker-cache")
+    with _worker_environ(cache):
+        lc = distributed.LocalCluster(n_workers=3, threads_per_worker=1, processes=True, dashboard_address=None,
+                                      resources={"gpu": 1}, silence_logs=40)
+    yield lc
+    lc.close()
+
+
+def _modes(cluster) -> dict[str, tuple[str, ...]]:
+    return {"sequential": ("--prefetch", "0"), "prefetch": ("--prefetch", "2"), "jobs3": ("--jobs", "3"),
+            "dask3": ("--executor", "dask", "--scheduler", cluster.scheduler_address, "--jobs", "3")}
+
+
+# Each recipe reads par.VALUE (1: good, 2: bad); PAR_STATE is a directory for markers.
+BODIES = {
+    "regression": "import sys, par\nsys.exit(0 if par.VALUE == 1 else 1)\n",
+    "find-fix": "import sys, par\nsys.exit(1 if par.VALUE == 1 else 0)\n",
+    # 1.3, 1.8 and 1.12 cannot be tested (exit 125): 1.8 sits at the boundary.
+    "skip": "import sys, par\nif par.__version__ in ('1.3', '1.8', '1.12'):\n    sys.exit(125)\n"
+            "sys.exit(0 if par.VALUE == 1 else 1)\n",
+    # 1.9's runs disagree (bad, then good): flaky, stepped around like an untestable one.
+    "flaky": "import os, sys, par\nif par.__version__ == '1.9':\n"
+             "    mark = os.path.join(os.environ['PAR_STATE'], 'ran-1.9')\n"
+             "    first = not os.path.exists(mark)\n    open(mark, 'a').close()\n    sys.exit(1 if first else 0)\n"
+             "sys.exit(0 if par.VALUE == 1 else 1)\n",
+}
+EXPECTED = {  # (status, last old, first new, untestable between)
+    "regression": ("found", "1.8", "1.9", ()),
+    "find-fix": ("found", "1.8", "1.9", ()),
+    "skip": ("inconclusive", "1.7", "1.9", ("1.8",)),
+    "flaky": ("inconclusive", "1.8", "1.10", ("1.9",)),
+}
+
+
+def _run(tmp: Path, index, body: str, mode_flags: tuple[str, ...], *extra: str, name: str, tool: str = "",
+         env: dict | None = None):
+    work = tmp / name
+    (work / "state").mkdir(parents=True)
+    # PAR_STATE is declared: a Dask worker's recipe sees only the declared variables.
+    recipe = write_recipe(work / "r.py", body, package="par", deps=("par",),
+                          extra_tool="env = [\"PAR_STATE\"]\n" + tool)
+    proc = bisect_cli("run", str(recipe), "--index-url", index.url, "--cache-dir", str(work / "cache"), "--json",
+                      *mode_flags, *extra, cwd=work, env=cli_env(PAR_STATE=str(work / "state"), **(env or {})),
+                      timeout=300)
+    return proc, work
+
+
+def _rows(db: Path) -> list[dict]:
+    import sqlite3
+
+    con = sqlite3.connect(db)
+    con.row_factory = sqlite3.Row
+    try:
+        return [dict(r) for r in con.execute("SELECT * FROM probes ORDER BY id")]
+    finally:
+        con.close()
+
+
+def _answer(res: dict, find_fix: bool) -> tuple:
+    old, new = ("last_bad", "first_good") if find_fix else ("last_good", "first_bad")
+    return res["status"], res[old], res[new], tuple(res["untestable_between"])
+
+
+@pytest.mark.parametrize("pattern", list(BODIES))
+def test_every_way_of_running_gives_the_sequential_answer(tmp_path, index, cluster, pattern):
+    extra = ("--find-fix",) if pattern == "find-fix" else ()
+    extra += ("--retries", "1") if pattern == "flaky" else ()
+    modes = _modes(cluster) if pattern == "regression" else \
+        {k: v for k, v in _modes(cluster).items() if k != "prefetch"}
+    answers = {}
+    for mode, flags in modes.items():
+        proc, work = _run(tmp_path, index, BODIES[pattern], flags, *extra, name=mode)
+        assert proc.returncode in (0, 4), (mode, proc.stderr)
+        res = json.loads(proc.stdout)
+        answers[mode] = _answer(res, pattern == "find-fix")
+        rows = _rows(work / "cache" / "results.db")
+        pairs = Counter((r["seq"], r["attempt"]) for r in rows)
+        assert all(n == 1 for n in pairs.values()), f"{mode}: a probe row recorded twice: {pairs}"
+        assert len({r["version"] for r in rows}) == len(res["probes"]), f"{mode}: {rows}"
+        attempts = 2 if pattern == "flaky" else 1
+        assert len(rows) == attempts * len(res["probes"]), f"{mode}: {rows}"
+        if mode in ("jobs3", "dask3"):
+            assert res["rounds"] <= math.ceil(math.log(len(VERSIONS), 4)) + 2, res["rounds"]
+    assert set(answers.values()) == {EXPECTED[pattern]}, answers
+
+
+def test_jobs_round_count_and_where_each_probe_ran(tmp_path, index, cluster):
+    proc, work = _run(tmp_path, index, BODIES["regression"], _modes(cluster)["dask3"], name="where")
+    res = json.loads(proc.stdout)
+    assert proc.returncode == 0, proc.stderr
+    assert res["rounds"] < len(res["probes"]), "three probes per round"
+    assert all(p["host"] for p in res["probes"])
+    shown = bisect_cli("show", str(res["run_id"]), "--cache-dir", str(work / "cache"), cwd=work)
+    assert shown.returncode == 0, shown.stderr
+    assert "host A: " in shown.stdout, shown.stdout
+    report = bisect_cli("report", str(res["run_id"]), "--cache-dir", str(work / "cache"), cwd=work)
+    assert "| host |" in report.stdout and "Host A: " in report.stdout, report.stdout
+
+
+def test_a_resource_no_worker_offers_stops_the_run_with_one_line(tmp_path, index, cluster):
+    proc, work = _run(tmp_path, index, BODIES["regression"], _modes(cluster)["dask3"], name="metal",
+                      tool="resources = {metal = 1}")
+    line = assert_one_line_error(proc, "metal=1", "--resources \"metal=1\"", "dask worker", code=6)
+    assert "gpu=1" in line, "says what the connected workers do offer"
+    assert not _rows(work / "cache" / "results.db"), "nothing recorded"
+
+
+def test_no_scheduler_is_one_line(tmp_path, index):
+    proc, _ = _run(tmp_path, index, BODIES["regression"], ("--executor", "dask", "--scheduler", "tcp://127.0.0.1:9"),
+                   name="nosched")
+    assert_one_line_error(proc, "cannot reach the Dask scheduler at tcp://127.0.0.1:9", "dask scheduler", code=6)
+    proc, _ = _run(tmp_path, index, BODIES["regression"], ("--executor", "dask"), name="noaddr")
+    assert_one_line_error(proc, "--scheduler", "ENVBISECT_SCHEDULER", code=2)
+
+
+EXCLUSIVE_BODY = """
+import os, sys, time, par
+start = time.time()
+time.sleep(0.4)
+with open(os.path.join(os.environ["PAR_STATE"], "spans"), "a") as fh:
+    fh.write(f"{start} {time.time()}\\n")
+sys.exit(0 if par.VALUE == 1 else 1)
+"""
+
+
+@pytest.mark.parametrize("mode", ["jobs3", "dask3"])
+def test_an_exclusive_recipe_never_runs_two_probes_at_once(tmp_path, index, cluster, mode):
+    tool = "exclusive = true\nresources = {gpu = 1}" if mode == "dask3" else "exclusive = true"
+    proc, work = _run(tmp_path, index, EXCLUSIVE_BODY, _modes(cluster)[mode], name=mode, tool=tool)
+    assert proc.returncode == 0, proc.stderr
+    spans = sorted(tuple(map(float, ln.split())) for ln in (work / "state" / "spans").read_text().splitlines())
+    assert len(spans) == len(json.loads(proc.stdout)["probes"]) >= 4
+    for (_, end), (start, _) in zip(spans, spans[1:]):
+        assert start >= end, f"two exclusive probes overlapped: {spans}"
+
+
+KILLED_BODY = """
+import os, sys, time, par
+armed = os.path.join(os.environ["PAR_STATE"], "armed")
+if not os.path.exists(armed):  # the first recipe anywhere: tell the test, then wait to be killed
+    open(armed, "w").write(str(os.getpid()))
+    time.sleep(60)
+sys.exit(0 if par.VALUE == 1 else 1)
+"""
+
+
+def test_a_worker_killed_mid_probe_costs_a_retry_not_the_answer(tmp_path, index, cluster):
+    state = tmp_path / "killed" / "state"
+    killed: list[int] = []
+
+    def killer() -> None:
+        armed = state / "armed"
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline:
+            if armed.exists() and armed.read_text().strip():
+                worker = psutil.Process(int(armed.read_text())).parent()  # the worker process
+                killed.append(worker.pid)
+                worker.send_signal(signal.SIGKILL)
+                return
+            time.sleep(0.05)
+
+    thread = threading.Thread(target=killer, daemon=True)
+    thread.start()
+    proc, work = _run(tmp_path, index, KILLED_BODY, _modes(cluster)["dask3"], name="killed")
+    thread.join(timeout=5)
+    assert killed, "the test never saw the recipe start"
+    assert proc.returncode == 0, proc.stderr
+    res = json.loads(proc.stdout)
+    assert (res["last_good"], res["first_bad"]) == ("1.8", "1.9")
+    rows = _rows(work / "cache" / "results.db")
+    assert Counter((r["seq"], r["attempt"]) for r in rows).most_common(1)[0][1] == 1
+    assert len(rows) == len(res["probes"])
+    cluster.wait_for_workers(3, timeout=60)  # the nanny restarts it for the next tests
