@@ -18,7 +18,7 @@ from envbisect.config import CACHE_ENV
 from envbisect.store import Store
 from envbisect.trackers import GitHub, attach_run, finding_for_run, parse_issue
 from envbisect.watch import run as run_watch
-from envbisect.watchconfig import DEFAULT_CONFIG, load_config
+from envbisect.watchconfig import DEFAULT_CONFIG, load_file
 
 
 def watch(
@@ -34,8 +34,10 @@ def watch(
     with --once every watch is checked now (the scheduler owns the interval). Exit status
     with --once: 0 all checked and posted, 1 a watch failed or a finding is still queued.
     """
-    specs = load_config(config)  # validate everything before taking the lock
-    code = run_watch(specs, settings_for(cache_dir, installer=installer), once=once, source=str(config))
+    specs, executor = load_file(config)  # validate everything before taking the lock
+    settings = settings_for(cache_dir, installer=installer, prefetch=executor.prefetch, jobs=executor.jobs,
+                            executor=executor.kind, scheduler=executor.scheduler)
+    code = run_watch(specs, settings, once=once, source=str(config))
     raise typer.Exit(code)
 
 

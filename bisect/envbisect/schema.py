@@ -23,7 +23,7 @@ import difflib
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Annotated, Any, Optional, TypeVar, get_args
+from typing import Annotated, Any, Literal, Optional, TypeVar, get_args
 
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
@@ -242,6 +242,16 @@ class WatchTable(_Table):
     every: Annotated[float, PlainValidator(_duration),
                      Field(description='a duration such as "6h" or a number of seconds')] = DEFAULT_EVERY_S
     pre: PreField = False
+
+
+class ExecutorTable(_Table):
+    """``[executor]`` of ``bisect.toml``: where and how many probes the daemon runs at once
+    (the ``--executor``/``--scheduler``/``--jobs``/``--prefetch`` of ``bisect run``)."""
+
+    kind: Annotated[Literal["local", "dask"], Field(description='"local" or "dask"')] = "local"
+    scheduler: Annotated[Optional[Text], Field(description='a scheduler address string, e.g. "tcp://host:8786"')] = None
+    jobs: Annotated[int, Field(ge=1, description="a whole number of at least 1")] = 1
+    prefetch: Annotated[int, Field(ge=0, description="a whole number, 0 or more")] = 2
 
 
 # ------------------------------------------------------------------ errors

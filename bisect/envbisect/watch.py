@@ -275,6 +275,10 @@ class Watcher:
     def check(self, spec: WatchSpec) -> None:
         """One check of one watch (steps 1–3 of the module docstring)."""
         ctx = self._context(spec)
+        with ctx.session:  # its executor (a Dask client) is let go after the check
+            self._check(spec, ctx)
+
+    def _check(self, spec: WatchSpec, ctx: _Context) -> None:
         row = self.store.get_watch(spec.name)
         state = WatchState.load(row)
         cands, _excluded, _ = ctx.session.list_versions(ctx.package, ctx.recipe.settings.range, pre=spec.pre)

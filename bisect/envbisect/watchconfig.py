@@ -13,6 +13,12 @@ optionally pins, an index, an issue and an interval::
     every = "6h"
     pre = false                       # optional: watch pre-releases and nightlies too
 
+    [executor]                        # optional: where the daemon's probes run
+    kind = "dask"                     # "local" (default) or "dask"
+    scheduler = "tcp://HOST:8786"     # for kind = "dask"
+    jobs = 3                          # probes per round (default 1)
+    prefetch = 2                      # envs built ahead per probe slot (default 2)
+
 The whole file is validated before anything runs and every mistake is reported at once,
 each with its key and line, so a daemon never starts half-configured.
 
@@ -39,7 +45,8 @@ from packaging.requirements import Requirement
 
 from envbisect.errors import ConfigError, EnvbisectError
 from envbisect.recipes import load_recipe
-from envbisect.schema import DEFAULT_EVERY_S, KeyLines, WatchTable, did_you_mean, keys_of, parse_duration, validate
+from envbisect.schema import (DEFAULT_EVERY_S, ExecutorTable, KeyLines, WatchTable, did_you_mean, keys_of,
+                              parse_duration, validate)
 from envbisect.trackers import IssueRef, parse_issue
 
 if sys.version_info >= (3, 11):
@@ -139,6 +146,19 @@ class _Checker:
         checked, _ = validate(WatchTable, {k: v for k, v in table.items() if k not in wrong})
         return checked
 
+    def executor(self, table: object) -> ExecutorTable:
+        """``[executor]`` checked (every mistake recorded); the defaults when it is wrong."""
+        if not isinstance(table, dict):
+            self.problem(None, "executor", "must be a table: write [executor] followed by key = value lines")
+            return ExecutorTable()
+        checked, issues = validate(ExecutorTable, table)
+        for issue in issues:
+            hint = f"; {_suggest(issue.key, keys_of(ExecutorTable))}" if issue.kind == "unknown" else ""
+            self.problem(None, "executor", f"{issue.key}: {issue.message}{hint}")
+        if checked is not None and checked.kind == "dask" and not checked.scheduler:
+            self.problem(None, "executor", "kind = \"dask\" needs scheduler = \"tcp://HOST:8786\"")
+        return checked or ExecutorTable()
+
     def watch(self, index: int, table: object) -> WatchSpec | None:
         if not isinstance(table, dict):
             self.table_problem(index, "must be a table: write it as [[watch]] followed by key = value lines")
@@ -170,14 +190,21 @@ class _Checker:
 
 def parse_config(text: str, *, base: Path, source: str = DEFAULT_CONFIG) -> list[WatchSpec]:
     """Validate the text of a ``bisect.toml``; :class:`ConfigError` lists every mistake."""
+    return parse_file(text, base=base, source=source)[0]
+
+
+def parse_file(text: str, *, base: Path, source: str = DEFAULT_CONFIG) -> tuple[list[WatchSpec], ExecutorTable]:
+    """The watches and the ``[executor]`` table (defaults when absent) of a ``bisect.toml``."""
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{source} is not valid TOML: {exc}; fix the syntax and start again") from None
     checker = _Checker(text, base)
     for key in data:
-        if key != "watch":
-            checker.problem(None, key, "unknown top-level key; bisect.toml holds only [[watch]] tables")
+        if key not in ("watch", "executor"):
+            checker.problem(None, key, "unknown top-level key; bisect.toml holds [[watch]] tables and an "
+                            "optional [executor] table")
+    executor = checker.executor(data.get("executor", {}))
     watches = data.get("watch")
     specs: list[WatchSpec] = []
     if watches is None:
@@ -199,15 +226,20 @@ def parse_config(text: str, *, base: Path, source: str = DEFAULT_CONFIG) -> list
         ordered = sorted(checker.problems, key=lambda p: p.line)
         lines = "\n".join("  " + p.render(source) for p in ordered)
         raise ConfigError(f"{source} has {len(ordered)} mistake(s); fix them and start again:\n{lines}")
-    return specs
+    return specs, executor
 
 
 def load_config(path: Path) -> list[WatchSpec]:
     """Read and validate ``path``; recipes are relative to the file's directory."""
+    return load_file(path)[0]
+
+
+def load_file(path: Path) -> tuple[list[WatchSpec], ExecutorTable]:
+    """Read and validate ``path``: its watches and its ``[executor]`` table."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(f"no watch configuration at {path}; create it (see docs/watch.md) or pass --config") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read {path}: {exc}; check the file or pass --config") from None
-    return parse_config(text, base=path.parent.absolute(), source=str(path))
+    return parse_file(text, base=path.parent.absolute(), source=str(path))

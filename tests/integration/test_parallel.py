@@ -110,10 +110,14 @@ def _run(tmp: Path, index, body: str, mode_flags: tuple[str, ...], *extra: str, 
 def _rows(db: Path) -> list[dict]:
     import sqlite3
 
-    con = sqlite3.connect(db)
+    con = sqlite3.connect(db, timeout=30)
     con.row_factory = sqlite3.Row
     try:
         return [dict(r) for r in con.execute("SELECT * FROM probes ORDER BY id")]
+    except sqlite3.OperationalError as exc:  # the run has not created its tables yet
+        if "no such table" in str(exc):
+            return []
+        raise
     finally:
         con.close()
 
@@ -233,3 +237,68 @@ def test_a_worker_killed_mid_probe_costs_a_retry_not_the_answer(tmp_path, index,
     assert Counter((r["seq"], r["attempt"]) for r in rows).most_common(1)[0][1] == 1
     assert len(rows) == len(res["probes"])
     cluster.wait_for_workers(3, timeout=60)  # the nanny restarts it for the next tests
+
+
+def test_a_task_carries_no_secret(tmp_path, index, monkeypatch):
+    """What would travel to a worker (the pickled task) holds no index credentials and no
+    token, though the coordinator has both; the recipe still runs from it."""
+    import pickle
+
+    from envbisect.config import CachePaths, Settings
+    from envbisect.executor import LocalExecutor
+    from envbisect.index import IndexConfig
+    from envbisect.recipes import load_recipe
+    from envbisect.requests_model import Judging
+    from envbisect.session import Session
+    from envbisect.store import Store
+
+    monkeypatch.setenv("GITHUB_TOKEN", "ghp_tokenvalue123456")
+    url = index.url.replace("http://", "http://alice:s3cr3tpass@")
+    sent: list[bytes] = []
+
+    class Capturing(LocalExecutor):
+        def submit(self, task):
+            sent.append(pickle.dumps(task))
+            return super().submit(task)
+
+    recipe = load_recipe(write_recipe(tmp_path / "r.py", BODIES["regression"], package="par", deps=("par",)))
+    settings = Settings(cache=CachePaths(tmp_path / "cache").ensure(), index=IndexConfig(url))
+    with Store(tmp_path / "cache" / "results.db") as store, Session(settings, store) as session:
+        session._executor = Capturing(session.executor.shop)
+        run_id = store.create_run(kind="check", recipe_path=str(recipe.path), recipe_hash=recipe.hash, package="par",
+                                  spec=None, signature="secret-test", settings={}, argv=[])
+        probe = session.probe(run_id, recipe, "1.2", ["par==1.2"], package="par", judging=Judging(60))
+    assert probe.judgement.verdict.value == "good" and sent
+    for blob in sent:
+        assert b"s3cr3tpass" not in blob and b"alice" not in blob and b"ghp_tokenvalue" not in blob
+        assert b"results.db" not in blob
+
+
+def test_the_coordinator_killed_with_sigkill_resumes(tmp_path, index, cluster):
+    import subprocess
+    import sys
+
+    work = tmp_path / "resume"
+    (work / "state").mkdir(parents=True)
+    body = "import sys, time, par\ntime.sleep(1)\nsys.exit(0 if par.VALUE == 1 else 1)\n"
+    recipe = write_recipe(work / "r.py", body, package="par", deps=("par",))
+    argv = ["run", str(recipe), "--index-url", index.url, "--cache-dir", str(work / "cache"), "--json",
+            *_modes(cluster)["dask3"]]
+    proc = subprocess.Popen([sys.executable, "-m", "envbisect", *argv], cwd=work, env=cli_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    db = work / "cache" / "results.db"
+    deadline = time.monotonic() + 120
+    while not (db.exists() and len(_rows(db)) >= 2):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=30)
+    before = _rows(db)
+    again = bisect_cli(*argv, cwd=work, check_json=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    res = again.json
+    assert (res["last_good"], res["first_bad"]) == ("1.8", "1.9")
+    after = _rows(db)
+    assert {r["run_id"] for r in after} == {res["run_id"]} == {before[0]["run_id"]}, "resumed, not restarted"
+    assert Counter(r["version"] for r in after).most_common(1)[0][1] == 1, after
+    assert {r["id"] for r in before} <= {r["id"] for r in after}

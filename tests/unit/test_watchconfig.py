@@ -157,3 +157,31 @@ def test_log_filter_masks_the_token_and_url_credentials(monkeypatch):
                                "posting with %s via %s\nsecond line", ("s3cr3t-token", "https://u:pw@idx/simple"), None)
     assert _MaskSecrets().filter(record)
     assert record.getMessage() == "posting with *** via https://***@idx/simple second line"
+
+
+WATCH = '[[watch]]\nrecipe = "recipes/with_pkg.py"\n'
+
+
+def test_executor_table_sets_where_the_daemon_probes(base):
+    from envbisect.watchconfig import parse_file
+
+    specs, executor = parse_file(WATCH + '[executor]\nkind = "dask"\nscheduler = "tcp://10.0.0.5:8786"\njobs = 3\n',
+                                 base=base)
+    assert len(specs) == 1
+    assert (executor.kind, executor.scheduler, executor.jobs, executor.prefetch) == ("dask", "tcp://10.0.0.5:8786", 3, 2)
+    _, default = parse_file(WATCH, base=base)
+    assert (default.kind, default.jobs, default.scheduler) == ("local", 1, None)
+
+
+@pytest.mark.parametrize("table, needle", [
+    ('[executor]\nkind = "slurm"\n', "executor: kind: must be"),
+    ('[executor]\nkind = "dask"\n', 'kind = "dask" needs scheduler'),
+    ('[executor]\njobs = 0\n', "executor: jobs: must be a whole number of at least 1"),
+    ('[executor]\njobs = "3"\n', "executor: jobs: must be"),
+    ('[executor]\nworkers = 3\n', "executor: workers: unknown key"),
+    ('executor = 3\n', "executor: must be a table"),
+])
+def test_executor_table_mistakes_are_reported(base, table, needle):
+    text = (table + WATCH) if not table.startswith("[") else (WATCH + table)
+    errors = _errors(text, base)
+    assert any(needle in e for e in errors), errors
