@@ -27,30 +27,51 @@ goes (``verify=False`` skips step 1 and takes ``lo`` as OLD and ``hi`` as NEW):
    still a well-defined deterministic choice that only shrinks, so the search always
    terminates.
 
-   * ``a`` and ``b``: the usual window. Probe the untested candidate nearest its
-     midpoint, stepping around untestable ones alternately below and above it (like
-     ``git bisect skip``). When nothing untested is left inside, the answer is
-     ``(a, b)``: FOUND when they are adjacent, INCONCLUSIVE with the untestable
-     candidates that separate them otherwise.
+   * ``a`` and ``b``: the usual window. Probe its *stable midpoint* (below) among
+     the untested candidates inside, which steps around untestable ones (like ``git
+     bisect skip``): they are simply not among the candidates counted or chosen. When
+     nothing untested is left inside, the answer is ``(a, b)``: FOUND when they are
+     adjacent, INCONCLUSIVE with the untestable candidates that separate them
+     otherwise.
    * ``b`` but no OLD below it (``lo`` was untestable): the untestable candidates are
      taken to be one stretch at the old end. The floor ``f`` is the largest
-     untestable index below ``b``; probe the middle of ``(f, b)``. Untestable raises
-     the floor, OLD gives ``a`` (the usual window), NEW lowers ``b``. When ``f`` and
-     ``b`` meet the answer is INCONCLUSIVE with ``first_new=b`` and
-     ``untestable_edge="old"``: every older candidate looked untestable. This is
-     never PREDATES_RANGE, which needs ``lo`` itself tested NEW.
+     untestable index below ``b``; probe the stable midpoint of ``(f, b)``.
+     Untestable raises the floor, OLD gives ``a`` (the usual window), NEW lowers
+     ``b``. When ``f`` and ``b`` meet the answer is INCONCLUSIVE with
+     ``first_new=b`` and ``untestable_edge="old"``: every older candidate looked
+     untestable. This is never PREDATES_RANGE, which needs ``lo`` itself tested NEW.
    * ``a`` but no NEW above it (``hi`` was untestable): the mirror image, with the
      ceiling ``c``, the smallest untestable index above ``a``; the answer is
      INCONCLUSIVE with ``last_old=a`` and ``untestable_edge="new"``.
-   * Neither (both ends untestable): probe the middle of the longest run of
-     consecutive untested candidates (the older run on a tie) until one is
-     testable; INCONCLUSIVE with neither answer when nothing is.
+   * Neither (both ends untestable): probe the exact middle (the lower of two) of
+     the longest run of consecutive untested candidates (the older run on a tie)
+     until one is testable; INCONCLUSIVE with neither answer when nothing is. This
+     phase hunts for any testable candidate, not for the change, so it splits at the
+     middle (see probe counts) rather than at a stable midpoint.
+
+Stable midpoints (as cargo-bisect-rustc does, rust-lang/cargo-bisect-rustc#372): the
+exact middle depends on ``lo`` and ``hi``, so two searches over the same candidates
+with different bounds would hardly ever probe the same index. Instead, a window with
+``m`` untested candidates, which needs ``s = ceil(log2(m + 1))`` probes in the worst
+case, may be split at any of them that leaves at most ``2**(s-1) - 1`` untested
+candidates on each side: the count stays exactly ``s``. Those positions form a band
+around the middle (one candidate when ``m = 2**s - 1``, wider the further ``m`` is
+below it), and the probe is the one whose absolute index has the most trailing zero
+bits (a multiple of 128 before one of 64 and so on; index 0 counts as the roundest),
+the one nearest the middle on a tie, then the lower. A rerun with new bounds, or a
+search resumed from another's verdicts, then mostly lands on indices whose verdicts
+are already stored instead of testing new ones. Untestable candidates are not counted
+in ``m``; each one probed costs one extra probe, as with ``git bisect skip``.
 
 Probe counts: with testable ends, or an untestable stretch at only one end, a search
-over ``N`` candidates asks at most ``ceil(log2 N) + 2`` times (the two ends, then one
-halving per probe). With both ends untestable no strategy can promise that (an
-untestable answer does not say on which side the testable candidates lie); finding
-the first testable one costs one probe per run split, then the halving resumes.
+over ``N`` candidates asks at most ``ceil(log2 N) + 2`` times: the two ends, then
+at most the optimal ``ceil(log2(m + 1)) <= ceil(log2 N)`` for the window of
+``m <= N - 2`` untested candidates, since every stable midpoint lowers that number by
+at least one whatever the verdict (an untestable one at a stretch's edge only moves
+the floor or ceiling past it). With both ends untestable no strategy can promise that
+(an untestable answer does not say on which side the testable candidates lie);
+finding the first testable one costs one probe per run split, then the halving
+resumes.
 """
 
 from __future__ import annotations
@@ -120,19 +141,47 @@ def _ceil_log2(count: int) -> int:
     return max(count - 1, 0).bit_length()
 
 
+#: The alignment given to index 0, which has no set bit at all: more than any other.
+_ZERO_ALIGNMENT = 1 << 62
+
+
+def _alignment(index: int) -> int:
+    """Trailing zero bits of ``index`` (how round it is); 0 counts as the roundest."""
+    return (index & -index).bit_length() - 1 if index else _ZERO_ALIGNMENT
+
+
+def _stable_midpoint(untested: tuple[int, ...], busy: set[int]) -> int | None:
+    """The stable midpoint of ``untested`` (ascending, non-empty), ``busy`` ones excepted.
+
+    A position ``p`` keeps the remaining probes optimal when neither side has more than
+    ``2**(s-1) - 1`` untested candidates, ``s = ceil(log2(m + 1))``; among those the
+    index with the most trailing zero bits, then the one nearest the middle, then the
+    lower. None when every allowed position is busy.
+    """
+    m = len(untested)
+    side = (1 << (_ceil_log2(m + 1) - 1)) - 1  # most candidates one side may keep
+    allowed = [p for p in range(m - 1 - side, side + 1) if untested[p] not in busy]
+    if not allowed:
+        return None
+    best = min(allowed, key=lambda p: (-_alignment(untested[p]), abs(2 * p - (m - 1)), p))
+    return untested[best]
+
+
 @dataclass(frozen=True)
 class _Step:
     """Where one pass over the held verdicts leaves the search.
 
     Exactly one of three shapes: ``result`` set (done); ``ends`` non-empty (the ends of
     ``[lo, hi]`` that have no verdict yet, ``lo`` first); or ``window`` set with the
-    untested candidates strictly inside it, to be probed nearest its midpoint.
+    untested candidates strictly inside it, to be probed at its stable midpoint
+    (``stable=False``: at its exact middle, for a run between untestable candidates).
     """
 
     result: SearchResult | None = None
     ends: tuple[int, ...] = ()
     window: tuple[int, int] | None = None
     untested: tuple[int, ...] = ()
+    stable: bool = True
 
 
 class Bisection:
@@ -203,8 +252,10 @@ class Bisection:
 
         ``in_flight`` are indices being tested now; they are never returned. While an
         end is unverified only the end candidates are returned (the window depends on
-        them); afterwards the indices split the current window (the usual one, the
-        one-sided one beside an untestable stretch, or the longest untested run) into
+        them); afterwards, for ``k == 1``, the stable midpoint of the current window
+        (the usual one or the one-sided one beside an untestable stretch; see the
+        module doc) or the middle of the longest untested run. For ``k > 1``, or when
+        every allowed stable midpoint is in flight, the indices split the window into
         ``k + 1`` near-equal parts.
         An empty list with an unfinished search means: wait for the in-flight results.
         ``next_probes(1)`` is always ``[next_probe()]`` when nothing is in flight.
@@ -218,6 +269,10 @@ class Bisection:
         if step.ends:
             return [i for i in step.ends if i not in busy][:k]
         assert step.window is not None
+        if k == 1 and step.stable:
+            stable = _stable_midpoint(step.untested, busy)
+            if stable is not None:
+                return [stable]
         a, b = step.window
         free = [i for i in step.untested if i not in busy]
         chosen: list[int] = []
@@ -359,7 +414,7 @@ class Bisection:
             run = []
         if not best:
             return self._done(Status.INCONCLUSIVE)
-        return _Step(window=(best[0] - 1, best[-1] + 1), untested=best)
+        return _Step(window=(best[0] - 1, best[-1] + 1), untested=best, stable=False)
 
 
 def bisect_with(n: int, oracle: Callable[[int], Verdict], **kwargs: object) -> SearchResult:

@@ -4,12 +4,15 @@ Example tests pin each status and option; hypothesis properties compare the sear
 with a brute-force answer computed from the whole truth wherever the search promises an
 exact answer (untestable candidates only in stretches at the ends of the range, or
 anywhere between testable ends), check that any search never asks twice, never leaves
-[lo, hi] and only claims what its verdicts show, and check the probe budgets.
+[lo, hi] and only claims what its verdicts show, and check the probe budgets. Stable
+midpoints are checked for their band (the optimal count), their alignment, and for
+searches with different bounds landing on the same probes.
 """
 
 from __future__ import annotations
 
 import math
+import random
 from collections.abc import Collection
 from functools import cache
 from typing import NamedTuple
@@ -353,9 +356,10 @@ def test_untestable_new_stretch_is_crossed_by_bisection(first_new: int) -> None:
 def test_both_ends_untestable_probe_the_longest_untested_run() -> None:
     verdicts = truth(10, 7, untestable={0, 4, 9})
     result, oracle = run_recorded(10, verdicts)
-    # Run 1..8 -> 4 (untestable); runs 1..3 and 5..8 -> the longer: 6 (old); then the
-    # window (6, 9) below the untestable hi -> 7 (new); then the usual window (6, 7).
-    assert oracle.asked == [0, 9, 4, 6, 7]
+    # Run 1..8 -> its exact middle 4 (untestable); runs 1..3 and 5..8 -> the longer:
+    # 6 (old); then the window (6, 9) below the untestable hi, where 7 and 8 both leave
+    # one probe -> the rounder 8 (new); then the usual window (6, 8) -> 7 (new).
+    assert oracle.asked == [0, 9, 4, 6, 8, 7]
     assert summary(result) == (Status.FOUND, 6, 7, (), None)
 
 
@@ -368,15 +372,33 @@ def test_untestable_hole_beside_an_untestable_end_may_hide_the_old_side() -> Non
     # testable candidates raises the floor past them. The answer says so honestly.
     verdicts = [U, G, G, U, U, U, B, B, B, B, B]
     result, oracle = run_recorded(11, verdicts)
-    assert oracle.asked == [0, 10, 5, 7, 6]
+    # (0, 10) -> 8 (new; 2..8 all keep four probes, 8 is the roundest); (0, 8) -> 4
+    # (untestable: the floor rises past 1 and 2); (4, 8) -> 6 (new); (4, 6) -> 5
+    # (untestable): floor and first new meet.
+    assert oracle.asked == [0, 10, 8, 4, 6, 5]
     assert summary(result) == (Status.INCONCLUSIVE, None, 6, (), "old")
 
 
-def test_untestable_midpoint_is_skipped_alternately() -> None:
-    # Window (0, 10): midpoint 5, then 4 and 6, then 3 and 7 ...
+def test_untestable_midpoint_is_stepped_around() -> None:
+    # Window (0, 10): 8 (new, the roundest of 2..8); window (0, 8): 1..7 leave only 4
+    # (untestable); then 3 or 5 (equally round and central: the lower), untestable;
+    # then 2 or 6 (likewise), 2 (old); window (2, 8): 6, 5 (both untestable), then 7
+    # (old).
     verdicts = truth(11, 8, untestable={3, 4, 5, 6})
-    _, oracle = run_recorded(11, verdicts)
-    assert oracle.asked[2:7] == [5, 4, 6, 3, 7]
+    result, oracle = run_recorded(11, verdicts)
+    assert oracle.asked == [0, 10, 8, 4, 3, 2, 6, 5, 7]
+    assert summary(result) == (Status.FOUND, 7, 8, (), None)
+
+
+def test_untestable_stable_midpoint_is_replaced_within_its_band() -> None:
+    # (0, 16): 15 untested leave only 8; once it is untestable, 7 or 9 (equally round
+    # and central: the lower), then 6 or 10 (rounder than 9), each keeping four probes.
+    search = Bisection(17, known={0: G, 16: B})
+    assert search.next_probe() == 8
+    search.record(8, U)
+    assert search.next_probe() == 7
+    search.record(7, U)
+    assert search.next_probe() == 6
 
 
 def test_untestable_ends_between_old_and_new_reported_as_range() -> None:
@@ -461,6 +483,14 @@ def test_next_probes_split_one_sided_windows_and_runs_alike(ends: tuple[Verdict,
     search = Bisection(31, known=dict(zip((0, 30), ends)))
     assert search.next_probes(3) == [7, 15, 22]
     assert search.next_probes(3, in_flight=[15]) == [7, 14, 22]
+
+
+def test_next_probes_one_skips_an_in_flight_stable_midpoint() -> None:
+    search = Bisection(256, known={0: G, 255: B})
+    assert search.next_probes(1) == [search.next_probe()] == [128]
+    assert search.next_probes(1, in_flight=[128]) == [127]  # the band is 127..128
+    narrow = Bisection(17, known={0: G, 16: B})  # the band is 8 alone
+    assert narrow.next_probes(1, in_flight=[8]) == [7]  # nearest the middle, lower first
 
 
 def test_next_probes_waits_while_both_ends_are_in_flight() -> None:
@@ -619,3 +649,199 @@ def test_fork_learns_one_more_verdict_and_leaves_the_original_alone() -> None:
     assert good.next_probe() > probing > bad.next_probe()
     assert search.next_probe() == probing and not search.decided(probing)
     assert good.decided(probing) and bad.decided(probing)
+
+
+# -- stable midpoints -------------------------------------------------------------
+
+
+def band(lo: int, hi: int) -> range:
+    """Indices of the window (lo, hi), nothing inside held, that keep the optimal count:
+    at most ``2**(s-1) - 1`` of the ``m`` untested candidates on either side."""
+    m = hi - lo - 1
+    side = 2 ** (math.ceil(math.log2(m + 1)) - 1) - 1
+    return range(hi - 1 - side, lo + 1 + side + 1)
+
+
+def roundness(index: int) -> int:
+    """Trailing zero bits."""
+    return (index & -index).bit_length() - 1 if index else 64
+
+
+def window_probes(n: int, first_new: int, lo: int, hi: int) -> list[int]:
+    """The probes a search over the trusted window (lo, hi) asks, in order."""
+    _, oracle = run_recorded(n, truth(n, first_new), lo=lo, hi=hi, verify=False)
+    return oracle.asked
+
+
+def plain_midpoints(first_new: int, lo: int, hi: int) -> list[int]:
+    """What always probing the exact middle of the window would ask (for comparison)."""
+    probes = []
+    while hi - lo > 1:
+        probes.append(mid := (lo + hi) // 2)
+        lo, hi = (lo, mid) if mid >= first_new else (mid, hi)
+    return probes
+
+
+def test_probe_budget_and_answer_for_every_size_and_change() -> None:
+    """Every N in 1..300 and every first-new position 0..N: at most ``ceil(log2 N) + 2``
+    probes and the exact answer. Walks the decision tree with ``fork`` (each leaf is one
+    first-new position) instead of rerunning a search per position."""
+
+    def walk(search: Bisection, low: int, high: int, depth: int, budget: int) -> int:
+        # low..high: the first-new positions consistent with the verdicts so far.
+        index = search.next_probe()
+        if search.n <= 64:
+            assert search.next_probes(1) == ([] if index is None else [index])
+        if index is None:
+            assert low == high
+            result = search.result()
+            if low == 0:
+                assert summary(result) == (Status.PREDATES_RANGE, None, 0, (), None)
+            elif low == search.n:
+                assert summary(result) == (Status.NOT_REPRODUCED, low - 1, None, (), None)
+            else:
+                assert summary(result) == (Status.FOUND, low - 1, low, (), None)
+            return 1
+        assert depth < budget and not search.decided(index)
+        leaves = 0
+        if low <= index:
+            leaves += walk(search.fork(index, B), low, min(high, index), depth + 1, budget)
+        if index < high:
+            leaves += walk(search.fork(index, G), max(low, index + 1), high, depth + 1, budget)
+        return leaves
+
+    for n in range(1, 301):
+        budget = math.ceil(math.log2(n)) + 2 if n >= 2 else 1
+        assert walk(Bisection(n), 0, n, 0, budget) == n + 1
+
+
+@PROPS
+@given(
+    st.integers(3, 2000).flatmap(
+        lambda n: st.tuples(st.just(n), st.lists(st.integers(0, n - 1), min_size=2, max_size=2,
+                                                 unique=True).map(sorted))
+    )
+)
+def test_first_window_probe_is_the_roundest_of_its_band(case: tuple[int, list[int]]) -> None:
+    n, (lo, hi) = case
+    probe = Bisection(n, lo=lo, hi=hi, known={lo: G, hi: B}).next_probe()
+    if hi - lo < 2:
+        assert probe is None
+        return
+    allowed = band(lo, hi)
+    assert probe in allowed
+    assert all(roundness(i) <= roundness(probe) for i in allowed)
+    if any(i % 64 == 0 for i in allowed):
+        assert probe % 64 == 0
+
+
+@st.composite
+def windows_around_one_candidate(draw: st.DrawFn) -> tuple[int, list[int]]:
+    """``n`` and two windows ``lo1, hi1, lo2, hi2`` over it that both contain one
+    candidate (as two searches around the same change do)."""
+    n = draw(st.integers(3, 2000))
+    inside = draw(st.integers(1, n - 2))
+    lows = st.integers(0, inside - 1)
+    highs = st.integers(inside + 1, n - 1)
+    return n, [draw(lows), draw(highs), draw(lows), draw(highs)]
+
+
+@PROPS
+@given(windows_around_one_candidate())
+def test_overlapping_bands_share_their_roundest_probe(case: tuple[int, list[int]]) -> None:
+    """Two windows over the same candidates probe the same index first whenever the
+    roundest index of their bands together lies in both (it is unique: between two
+    equally round indices lies a rounder one)."""
+    n, (lo1, hi1, lo2, hi2) = case
+    first = Bisection(n, lo=lo1, hi=hi1, known={lo1: G, hi1: B}).next_probe()
+    second = Bisection(n, lo=lo2, hi=hi2, known={lo2: G, hi2: B}).next_probe()
+    one, two = band(lo1, hi1), band(lo2, hi2)
+    if one.start > two.stop or two.start > one.stop:
+        return  # bands apart: nothing to share
+    union = range(min(one.start, two.start), max(one.stop, two.stop))
+    roundest = max(union, key=roundness)
+    if roundest in one and roundest in two:
+        assert first == second == roundest
+
+
+@pytest.mark.parametrize(
+    ("bounds", "other"),
+    [((0, 255), (10, 200)), ((0, 1000), (300, 700)), ((37, 901), (120, 650)), ((5, 77), (40, 90))],
+)
+def test_searches_with_different_bounds_share_their_first_window_probe(
+    bounds: tuple[int, int], other: tuple[int, int]
+) -> None:
+    first = {
+        Bisection(1001, lo=lo, hi=hi, known={lo: G, hi: B}).next_probe()
+        for lo, hi in (bounds, other)
+    }
+    assert len(first) == 1
+
+
+def test_narrower_search_probes_what_the_wider_one_did() -> None:
+    # [0, 255] then [10, 200], change at 150: every probe is the same (so a second
+    # recipe over the new bounds finds all its environments built). Exact middles
+    # would share only the last two: 127, 191, 159, ..., 149, 150 and 105, 152, 128, ...
+    wide = window_probes(256, 150, 0, 255)
+    narrow = window_probes(256, 150, 10, 200)
+    assert wide == narrow == [128, 192, 160, 144, 152, 148, 150, 149]
+    middles = set(plain_midpoints(150, 0, 255)) & set(plain_midpoints(150, 10, 200))
+    assert middles == {149, 150}
+
+
+def test_random_reruns_share_probes_far_more_than_plain_midpoints() -> None:
+    """Seeded, so deterministic: searches over two random bounds around the same change
+    share a good part of their probes (over 6 of about 9 each here), more than twice
+    as many as exact middles do (under 3)."""
+    rng = random.Random(372)
+    shared = plain = 0
+    trials = 200
+    for _ in range(trials):
+        n = rng.randint(64, 1024)
+        first_new = rng.randint(1, n - 1)
+        (lo1, hi1), (lo2, hi2) = [
+            (rng.randint(0, first_new - 1), rng.randint(first_new, n - 1)) for _ in range(2)
+        ]
+        one, two = window_probes(n, first_new, lo1, hi1), window_probes(n, first_new, lo2, hi2)
+        assert len(one) <= math.ceil(math.log2(hi1 - lo1))  # exactly optimal windows
+        assert len(two) <= math.ceil(math.log2(hi2 - lo2))
+        shared += len(set(one) & set(two))
+        middles = plain_midpoints(first_new, lo1, hi1), plain_midpoints(first_new, lo2, hi2)
+        plain += len(set(middles[0]) & set(middles[1]))
+    assert shared >= 2 * plain
+    assert shared >= 5 * trials  # at least five shared probes per pair on average
+
+
+def even_split(a: int, b: int, untested: list[int], k: int) -> list[int]:
+    """The ``k > 1`` rule: nearest the k evenly spaced cut points of (a, b), lower first."""
+    free, chosen = list(untested), []
+    for j in range(1, k + 1):
+        if not free:
+            break
+        best = min(free, key=lambda i: (abs((k + 1) * i - ((k + 1 - j) * a + j * b)), i))
+        chosen.append(best)
+        free.remove(best)
+    return sorted(chosen)
+
+
+@PROPS
+@given(
+    st.integers(3, 200).flatmap(
+        lambda n: st.tuples(
+            st.just(n),
+            st.sets(st.integers(1, n - 2)),
+            st.sets(st.integers(1, n - 2)),
+            st.integers(2, 6),
+        )
+    )
+)
+def test_parallel_probes_keep_even_spacing(case: tuple[int, set[int], set[int], int]) -> None:
+    n, untestable, busy, k = case
+    search = Bisection(n, known={0: G, n - 1: B, **{i: U for i in untestable}})
+    untested = [i for i in range(1, n - 1) if i not in untestable]
+    if not untested:
+        assert search.done
+        return
+    assert search.next_probes(k) == even_split(0, n - 1, untested, k)
+    free = [i for i in untested if i not in busy]
+    assert search.next_probes(k, in_flight=busy) == even_split(0, n - 1, free, k)
