@@ -44,7 +44,7 @@ def cluster(root: Path):
     from distributed import LocalCluster
 
     os.environ["ENVBISECT_CACHE_DIR"] = str(root / "worker-cache")
-    return LocalCluster(n_workers=3, threads_per_worker=1, processes=True, dashboard_address=None,
+    return LocalCluster(n_workers=3, threads_per_worker=1, processes=True, dashboard_address=":0",
                         scheduler_port=0, silence_logs=40)
 
 

@@ -251,8 +251,9 @@ class Bisection:
         """Up to ``k`` indices worth testing at the same time (for parallel probing).
 
         ``in_flight`` are indices being tested now; they are never returned. While an
-        end is unverified only the end candidates are returned (the window depends on
-        them); afterwards, for ``k == 1``, the stable midpoint of the current window
+        end is unverified the end candidates come first, and slots to spare go to
+        candidates spread evenly inside the range (with ``k = 3``: both ends and the
+        middle); afterwards, for ``k == 1``, the stable midpoint of the current window
         (the usual one or the one-sided one beside an untestable stretch; see the
         module doc) or the middle of the longest untested run. For ``k > 1``, or when
         every allowed stable midpoint is in flight, the indices split the window into
@@ -267,7 +268,10 @@ class Bisection:
         if step.result is not None:
             return []
         if step.ends:
-            return [i for i in step.ends if i not in busy][:k]
+            ends = [i for i in step.ends if i not in busy][:k]
+            if len(ends) < len(step.ends):  # an end in flight: wait for it
+                return ends
+            return sorted(ends + self._beside_ends(k - len(ends), busy | set(ends)))
         assert step.window is not None
         if k == 1 and step.stable:
             stable = _stable_midpoint(step.untested, busy)
@@ -286,6 +290,23 @@ class Bisection:
             chosen.append(best)
             free.remove(best)
         return sorted(chosen)
+
+    def _beside_ends(self, r: int, busy: set[int]) -> list[int]:
+        """For a parallel caller with slots to spare while an end is unverified: ``r``
+        untested candidates spread evenly inside ``[lo, hi]`` (they split the window the
+        ends will most likely open, so that round is not spent on the ends alone)."""
+        if r < 1:
+            return []
+        free = [i for i in range(self.lo + 1, self.hi) if i not in busy and i not in self._verdicts]
+        chosen: list[int] = []
+        for j in range(1, r + 1):
+            if not free:
+                break
+            target = (r + 1 - j) * self.lo + j * self.hi
+            best = min(free, key=lambda i: (abs((r + 1) * i - target), i))
+            chosen.append(best)
+            free.remove(best)
+        return chosen
 
     def result(self) -> SearchResult:
         """The answer; only valid once ``next_probe()`` returns None."""

@@ -62,7 +62,7 @@ def _worker_environ(cache: Path):
 def cluster(tmp_path_factory):
     cache = tmp_path_factory.mktemp("worker-cache")
     with _worker_environ(cache):
-        lc = distributed.LocalCluster(n_workers=3, threads_per_worker=1, processes=True, dashboard_address=None,
+        lc = distributed.LocalCluster(n_workers=3, threads_per_worker=1, processes=True, dashboard_address=":0",
                                       resources={"gpu": 1}, silence_logs=40)
     yield lc
     lc.close()

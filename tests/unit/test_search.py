@@ -468,8 +468,11 @@ def test_remaining_estimate_counts_down_to_zero() -> None:
 
 def test_next_probes_offers_both_ends_then_splits_the_window() -> None:
     search = Bisection(31)
-    assert search.next_probes(3) == [0, 30]
-    assert search.next_probes(3, in_flight=[0]) == [30]
+    assert search.next_probes(2) == [0, 30]
+    assert search.next_probes(3) == [0, 15, 30], "a spare slot goes to the middle, not idle"
+    assert search.next_probes(4) == [0, 10, 20, 30]
+    assert search.next_probes(3, in_flight=[0]) == [30], "an end in flight: the other end alone"
+    assert search.next_probes(1, in_flight=[0]) == [30], "one at a time: the ends alone"
     search.record(0, G)
     search.record(30, B)
     assert search.next_probes(3) == [7, 15, 22]
@@ -845,3 +848,21 @@ def test_parallel_probes_keep_even_spacing(case: tuple[int, set[int], set[int], 
     assert search.next_probes(k) == even_split(0, n - 1, untested, k)
     free = [i for i in untested if i not in busy]
     assert search.next_probes(k, in_flight=busy) == even_split(0, n - 1, free, k)
+
+
+@pytest.mark.parametrize("k", [2, 3, 4, 7])
+def test_multisection_rounds_stay_within_log_k_plus_1(k) -> None:
+    """Rounds of k probes (each round waits for all): at most ceil(log_(k+1) N) + 2, and
+    the answer of a one-at-a-time search, for every N up to 300 and every change."""
+    for n in list(range(2, 70)) + [100, 256, 300]:
+        bound = math.ceil(math.log(n, k + 1) - 1e-9) + 2
+        for first_bad in range(1, n):
+            search = Bisection(n)
+            rounds = 0
+            while picks := search.next_probes(k):
+                rounds += 1
+                for i in picks:
+                    search.record(i, G if i < first_bad else B)
+            res = search.result()
+            assert (res.status, res.last_old, res.first_new) == (Status.FOUND, first_bad - 1, first_bad), (n, k)
+            assert rounds <= bound, (n, k, first_bad, rounds, bound)
