@@ -13,6 +13,7 @@ would otherwise leak into either side and make the comparison unfair.
 
 from __future__ import annotations
 
+import argparse
 import os
 import random
 import sys
@@ -86,6 +87,17 @@ def build_fixture(root: Path, n: int, seed: int, *, delay_files_s: float = 0.0, 
     recipe = write_recipe(root / "recipe.py", body, package=PACKAGE, deps=(PACKAGE,), timeout=60)
     index.start()
     return Fixture(index, tuple(versions), version_at(bad_from), recipe)
+
+
+def delayed_index_parser(doc: str, sizes: list[int]) -> argparse.ArgumentParser:
+    """The options of a benchmark on a delayed index: release counts, wheel delay, recipe
+    sleep and the planted change's seed."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=sizes)
+    parser.add_argument("--delay", type=float, default=1.0)
+    parser.add_argument("--sleep", type=float, default=1.0)
+    parser.add_argument("--seed", type=int, default=20240229)
+    return parser
 
 
 def clean_environ(**extra: str) -> dict[str, str]:

@@ -21,14 +21,13 @@ Prints wall time, probes and rounds per mode, the share of env-build time prefet
 
 from __future__ import annotations
 
-import argparse
 import math
 import os
 import sys
 import tempfile
 from pathlib import Path
 
-from _index import build_fixture
+from _index import build_fixture, delayed_index_parser
 from bench_run import bisect_run
 
 MODES = {
@@ -76,12 +75,7 @@ def measure(n: int, delay: float, sleep: float, seed: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[64, 256])
-    parser.add_argument("--delay", type=float, default=1.0)
-    parser.add_argument("--sleep", type=float, default=1.0)
-    parser.add_argument("--seed", type=int, default=20240229)
-    args = parser.parse_args(argv)
+    args = delayed_index_parser(__doc__, [64, 256]).parse_args(argv)
     print(f"Python {sys.version.split()[0]}; {os.cpu_count()} cores; index on 127.0.0.1; installer uv", flush=True)
     for n in args.sizes:
         measure(n, args.delay, args.sleep, args.seed)

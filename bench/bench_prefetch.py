@@ -12,13 +12,12 @@ that prefetching hid: (t_off - t_on) / (probes x delay). A report, not a test: e
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
 import tempfile
 from pathlib import Path
 
-from _index import build_fixture
+from _index import build_fixture, delayed_index_parser
 from bench_run import bisect_run
 
 
@@ -47,12 +46,8 @@ def measure(n: int, delay: float, sleep: float, repeat: int, seed: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[64])
-    parser.add_argument("--delay", type=float, default=1.0)
-    parser.add_argument("--sleep", type=float, default=1.0)
+    parser = delayed_index_parser(__doc__, [64])
     parser.add_argument("--repeat", type=int, default=2)
-    parser.add_argument("--seed", type=int, default=20240229)
     args = parser.parse_args(argv)
     print(f"Python {sys.version.split()[0]}; index on 127.0.0.1; installer uv", flush=True)
     for n in args.sizes:

@@ -20,9 +20,9 @@ from rich.table import Table
 from envbisect import __version__, crashlog, reexec
 from envbisect.cli_matrix import matrix
 from envbisect.cli_options import (AllowBuild, AsJson, CacheDir, DownloadPython, Executor, ExtraIndex, FindLinks,
-                                   IndexUrl, Installer, Jobs, NoReuse, Scheduler, Python, Regress, Retries, Thresholds, Timeout, deps_mode, err,
-                                   judging_for, open_store, out, print_json, progress_for, run_id_argument,
-                                   settings_for)
+                                   IndexUrl, Installer, Jobs, NoReuse, Python, Regress, Retries, Scheduler, Thresholds,
+                                   Timeout, deps_mode, err, judging_for, open_store, out, print_json, progress_for,
+                                   run_id_argument, settings_for)
 from envbisect.cli_watch import attach, watch
 from envbisect.errors import ConfigError, EnvbisectError
 from envbisect.recipes import load_recipe
@@ -121,7 +121,8 @@ def run(
         retries=retries, argv=argv, deps=deps_mode(deps))
     channel = ChannelConfig(nightly_index or rec.settings.nightly_index, nightly_package or rec.settings.nightly_package,
                             variant or rec.settings.variant)
-    with open_store(settings) as store, progress_for(json_out) as progress, Session(settings, store, progress) as session:
+    with open_store(settings) as store, progress_for(json_out) as progress, \
+            Session(settings, store, progress) as session:
         if by_date:  # the timeline of the recipe's dependencies, then the culprit
             result = run_by_date(session, dated)
         elif nightlies:  # releases first, then the nightlies between the boundary releases

@@ -25,7 +25,6 @@ them.
 from __future__ import annotations
 
 import functools
-import json
 import os
 import tempfile
 import threading
@@ -41,7 +40,7 @@ from envbisect.config import CachePaths, default_cache_dir
 from envbisect.envs import EnvManager, EnvSpec, env_key, host_platform
 from envbisect.errors import InstallFailed
 from envbisect.host import fingerprint, fingerprint_id
-from envbisect.index import IndexConfig
+from envbisect.index import INDEX_VARIABLES, IndexConfig
 from envbisect.installer import Interpreter, find_interpreter
 from envbisect.plan import Lock
 from envbisect.redact import strip_credentials
@@ -83,7 +82,7 @@ class ProbeTask:
     exclusive: bool = False
     resources: dict[str, float] = field(default_factory=dict)
     #: The index without credentials (a worker whose own environment names no index uses it).
-    index: dict = field(default_factory=dict)
+    index: IndexConfig = field(default_factory=IndexConfig)
     #: The recipe's path on the coordinating machine (a local executor runs it in place).
     recipe_path: str | None = None
 
@@ -111,11 +110,10 @@ def worker_place(python: str | None) -> Place:
     return place_of(find_interpreter(python))
 
 
-def public_index(index: IndexConfig) -> dict:
+def public_index(index: IndexConfig) -> IndexConfig:
     """``index`` with every credential removed: what a task may carry."""
-    return {"index_url": strip_credentials(index.index_url),
-            "extra_index_urls": [strip_credentials(u) for u in index.extra_index_urls],
-            "find_links": [strip_credentials(u) for u in index.find_links]}
+    return IndexConfig(strip_credentials(index.index_url), tuple(map(strip_credentials, index.extra_index_urls)),
+                       tuple(map(strip_credentials, index.find_links)))
 
 
 @dataclass
@@ -147,15 +145,14 @@ class Workshop:
 
 
 @functools.lru_cache(maxsize=8)
-def worker_workshop(python: str | None, index_json: str) -> Workshop:
+def worker_workshop(python: str | None, task_index: IndexConfig) -> Workshop:
     """A worker's workshop: its own cache (``ENVBISECT_CACHE_DIR`` or ``./cache``) and the
     index its own environment names (with its credentials), else the task's."""
-    task_index = json.loads(index_json)
-    own = IndexConfig.resolve(os.environ)
-    named = any(os.environ.get(k) for k in ("UV_DEFAULT_INDEX", "UV_INDEX_URL", "PIP_INDEX_URL"))
-    index = own if named else IndexConfig.resolve(
-        os.environ, index_url=task_index.get("index_url"), extra_index_urls=task_index.get("extra_index_urls", ()),
-        find_links=task_index.get("find_links", ()))
+    if any(os.environ.get(k) for k in INDEX_VARIABLES):
+        index = IndexConfig.resolve(os.environ)
+    else:
+        index = IndexConfig.resolve(os.environ, index_url=task_index.index_url,
+                                    extra_index_urls=task_index.extra_index_urls, find_links=task_index.find_links)
     cache = CachePaths(default_cache_dir().absolute()).ensure()
     return Workshop(cache, index, find_interpreter(python), local=False)
 
@@ -177,8 +174,7 @@ def host_locks(task: ProbeTask) -> ExitStack:
     stack = ExitStack()
     names = sorted({*(["exclusive"] if task.exclusive else []), *task.resources})
     for name in names:
-        safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in name)
-        path = Path(tempfile.gettempdir()) / f"envbisect-{os.getuid() if hasattr(os, 'getuid') else 0}-{safe}.lock"
+        path = Path(tempfile.gettempdir()) / f"envbisect-{os.getuid() if hasattr(os, 'getuid') else 0}-{_safe(name)}.lock"
         stack.enter_context(FileLock(str(path)))
     return stack
 
@@ -207,7 +203,7 @@ def execute(task: ProbeTask, shop: Workshop) -> TaskResult:
 
 def execute_remote(task: ProbeTask) -> TaskResult:
     """The task body on a worker machine (what the Dask executor submits)."""
-    return execute(task, worker_workshop(task.python, json.dumps(task.index, sort_keys=True)))
+    return execute(task, worker_workshop(task.python, task.index))
 
 
 class LocalExecutor:

@@ -53,6 +53,8 @@ from envbisect.simple_api import (  # noqa: F401 - re-exported: callers know the
 )
 
 DEFAULT_INDEX_URL = "https://pypi.org/simple"
+#: The variables that name the main index, first one set wins (uv's, then pip's).
+INDEX_VARIABLES = ("UV_DEFAULT_INDEX", "UV_INDEX_URL", "PIP_INDEX_URL")
 
 #: PEP 691 content negotiation: JSON preferred, HTML accepted from older indexes.
 SIMPLE_ACCEPT = (
@@ -106,7 +108,7 @@ class IndexConfig:
         not read (see the module docstring).
         """
         main = index_url or next(
-            (environ[k] for k in ("UV_DEFAULT_INDEX", "UV_INDEX_URL", "PIP_INDEX_URL") if environ.get(k)),
+            (environ[k] for k in INDEX_VARIABLES if environ.get(k)),
             DEFAULT_INDEX_URL,
         )
         # UV_INDEX entries may be named ("name=url"); only the URL matters here.

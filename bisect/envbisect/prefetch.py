@@ -22,6 +22,7 @@ from envbisect.plan import Cutoff, Lock
 from envbisect.search import Bisection, Verdict
 from envbisect.session import Session
 
+
 def prefetch_limit(settings) -> int:
     """How many envs to build at once ahead of the search on this machine: ``--prefetch
     N`` covers N of the two possible next candidates of a one-probe round, and scales with
@@ -30,14 +31,12 @@ def prefetch_limit(settings) -> int:
     (``--executor dask``: each worker builds in its own cache)."""
     if settings.executor != "local" or settings.prefetch <= 0:
         return 0
-    return -(-settings.prefetch * settings.jobs * (settings.jobs + 1) // 2)
+    return settings.prefetch * settings.jobs * (settings.jobs + 1) // 2  # k(k+1) is even
 
 
 def _outcomes(search: Bisection, picks: list[int]) -> list[Bisection]:
-    """The searches that follow ``picks``: both verdicts of one pick; for several, the
-    ``len(picks) + 1`` monotone outcomes, middle ones first."""
-    if len(picks) == 1:
-        return [search.fork(picks[0], v) for v in (Verdict.GOOD, Verdict.BAD)]
+    """The searches that follow ``picks``: the ``len(picks) + 1`` outcomes with one change
+    among them (for one pick: old or new), middle ones first."""
     old, new = (Verdict.BAD, Verdict.GOOD) if search.find_fix else (Verdict.GOOD, Verdict.BAD)
     splits = sorted(range(len(picks) + 1), key=lambda j: abs(2 * j - len(picks)))
     twins = []

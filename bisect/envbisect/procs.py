@@ -154,7 +154,12 @@ def run(args: Sequence[str], *, input: str | bytes | None = None, capture_output
 def own_children() -> set[int]:
     """Pids of the processes started through :func:`popen` that are not reaped yet."""
     with _LOCK:
-        return {p.pid for p in list(_SPAWNED) if p.returncode is None}
+        return _registered()
+
+
+def _registered() -> set[int]:
+    """:func:`own_children` for a caller that holds ``_LOCK``."""
+    return {p.pid for p in _SPAWNED if p.returncode is None}
 
 
 # --- orphans that come back -----------------------------------------------------------
@@ -189,7 +194,7 @@ def kill_adopted(marker: tuple[str, str], since: float, *, wait_s: float = 1.0) 
     deadline = time.monotonic() + wait_s
     for _ in range(_ADOPT_ROUNDS):
         with _LOCK:  # no popen in between: every child we started is in the registry
-            mine = {p.pid for p in _SPAWNED if p.returncode is None}
+            mine = _registered()
             children = _own_children()
         adopted = [p for p in children if p.pid not in mine and _belongs(p, marker, since)]
         if not adopted:

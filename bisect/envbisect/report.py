@@ -145,8 +145,8 @@ def probe_table(probes: list[dict]) -> list[str]:
         lines.append(f"| {r['seq']}{'.' + str(r['attempt']) if r['attempt'] else ''} | {r['version']} | "
                      f"{r['outcome']}{' (flaky)' if r['flaky'] else ''} | {r['exit']} | {r['metrics']} | "
                      f"{r['duration']} | {r['host']} | {r['source']} |")
-    lines += ["", *(f"Host {line}" for line in hosts_lines(probes))] if hosts(probes) else []
-    return lines
+    legend = hosts_lines(probes)
+    return lines + (["", *(f"Host {line}" for line in legend)] if legend else [])
 
 
 def markdown(run: dict, probes: list[dict]) -> str:

@@ -22,6 +22,7 @@ from pathlib import Path
 import psutil
 import pytest
 from support.cli import assert_one_line_error, bisect_cli, cli_env, write_recipe
+from support.db import rows
 from support.index_server import LocalIndex
 from support.wheels import build_wheel
 
@@ -107,21 +108,6 @@ def _run(tmp: Path, index, body: str, mode_flags: tuple[str, ...], *extra: str, 
     return proc, work
 
 
-def _rows(db: Path) -> list[dict]:
-    import sqlite3
-
-    con = sqlite3.connect(db, timeout=30)
-    con.row_factory = sqlite3.Row
-    try:
-        return [dict(r) for r in con.execute("SELECT * FROM probes ORDER BY id")]
-    except sqlite3.OperationalError as exc:  # the run has not created its tables yet
-        if "no such table" in str(exc):
-            return []
-        raise
-    finally:
-        con.close()
-
-
 def _answer(res: dict, find_fix: bool) -> tuple:
     old, new = ("last_bad", "first_good") if find_fix else ("last_good", "first_bad")
     return res["status"], res[old], res[new], tuple(res["untestable_between"])
@@ -139,12 +125,12 @@ def test_every_way_of_running_gives_the_sequential_answer(tmp_path, index, clust
         assert proc.returncode in (0, 4), (mode, proc.stderr)
         res = json.loads(proc.stdout)
         answers[mode] = _answer(res, pattern == "find-fix")
-        rows = _rows(work / "cache" / "results.db")
-        pairs = Counter((r["seq"], r["attempt"]) for r in rows)
+        stored = rows(work / "cache" / "results.db")
+        pairs = Counter((r["seq"], r["attempt"]) for r in stored)
         assert all(n == 1 for n in pairs.values()), f"{mode}: a probe row recorded twice: {pairs}"
-        assert len({r["version"] for r in rows}) == len(res["probes"]), f"{mode}: {rows}"
+        assert len({r["version"] for r in stored}) == len(res["probes"]), f"{mode}: {stored}"
         attempts = 2 if pattern == "flaky" else 1
-        assert len(rows) == attempts * len(res["probes"]), f"{mode}: {rows}"
+        assert len(stored) == attempts * len(res["probes"]), f"{mode}: {stored}"
         if mode in ("jobs3", "dask3"):
             assert res["rounds"] <= math.ceil(math.log(len(VERSIONS), 4)) + 2, res["rounds"]
     assert set(answers.values()) == {EXPECTED[pattern]}, answers
@@ -168,7 +154,7 @@ def test_a_resource_no_worker_offers_stops_the_run_with_one_line(tmp_path, index
                       tool="resources = {metal = 1}")
     line = assert_one_line_error(proc, "metal=1", "--resources \"metal=1\"", "dask worker", code=6)
     assert "gpu=1" in line, "says what the connected workers do offer"
-    assert not _rows(work / "cache" / "results.db"), "nothing recorded"
+    assert not rows(work / "cache" / "results.db"), "nothing recorded"
 
 
 def test_no_scheduler_is_one_line(tmp_path, index):
@@ -233,9 +219,9 @@ def test_a_worker_killed_mid_probe_costs_a_retry_not_the_answer(tmp_path, index,
     assert proc.returncode == 0, proc.stderr
     res = json.loads(proc.stdout)
     assert (res["last_good"], res["first_bad"]) == ("1.8", "1.9")
-    rows = _rows(work / "cache" / "results.db")
-    assert Counter((r["seq"], r["attempt"]) for r in rows).most_common(1)[0][1] == 1
-    assert len(rows) == len(res["probes"])
+    stored = rows(work / "cache" / "results.db")
+    assert Counter((r["seq"], r["attempt"]) for r in stored).most_common(1)[0][1] == 1
+    assert len(stored) == len(res["probes"])
     cluster.wait_for_workers(3, timeout=60)  # the nanny restarts it for the next tests
 
 
@@ -288,17 +274,17 @@ def test_the_coordinator_killed_with_sigkill_resumes(tmp_path, index, cluster):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     db = work / "cache" / "results.db"
     deadline = time.monotonic() + 120
-    while not (db.exists() and len(_rows(db)) >= 2):
+    while not (db.exists() and len(rows(db)) >= 2):
         assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
         time.sleep(0.1)
     proc.send_signal(signal.SIGKILL)
     proc.communicate(timeout=30)
-    before = _rows(db)
+    before = rows(db)
     again = bisect_cli(*argv, cwd=work, check_json=True, timeout=300)
     assert again.returncode == 0, again.stderr
     res = again.json
     assert (res["last_good"], res["first_bad"]) == ("1.8", "1.9")
-    after = _rows(db)
+    after = rows(db)
     assert {r["run_id"] for r in after} == {res["run_id"]} == {before[0]["run_id"]}, "resumed, not restarted"
     assert Counter(r["version"] for r in after).most_common(1)[0][1] == 1, after
     assert {r["id"] for r in before} <= {r["id"] for r in after}

@@ -32,6 +32,7 @@ from envbisect.driver import STALE_AFTER_S, owner_alive, this_owner
 from envbisect.errors import AlreadyRunning
 from envbisect.store import Store
 from support.cli import bisect_cli, cli_env, write_recipe
+from support.db import query, rows
 
 #: Sleeps PROBE_SLEEP seconds per probe; a marker per started probe in PLANT_DIR.
 SLOW_BODY = """
@@ -92,29 +93,6 @@ class Lab:
         """Two probes recorded and the third one's recipe sleeping: the index is idle."""
         self.wait_until("two recorded probes and a third running",
                         lambda: len(rows(self.db)) >= 2 and len(self.started()) >= 3, proc)
-
-
-def query(db: Path, sql: str, params: tuple = ()) -> list[dict]:
-    """Rows of ``sql`` on the results database; none while it or its tables do not exist yet."""
-    if not db.exists():
-        return []
-    con = sqlite3.connect(db, timeout=30)
-    con.row_factory = sqlite3.Row
-    try:
-        return [dict(r) for r in con.execute(sql, params)]
-    except sqlite3.OperationalError as exc:
-        if "no such table" in str(exc):
-            return []
-        raise
-    finally:
-        con.close()
-
-
-def rows(db: Path, run_id: int | None = None) -> list[dict]:
-    """Probe rows (of one run, or of all), in the order they were written."""
-    if run_id is None:
-        return query(db, "SELECT * FROM probes ORDER BY id")
-    return query(db, "SELECT * FROM probes WHERE run_id = ? ORDER BY id", (run_id,))
 
 
 def runs(db: Path) -> list[dict]:
