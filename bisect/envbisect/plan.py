@@ -29,6 +29,8 @@ verdict on a candidate).
 
 from __future__ import annotations
 
+import threading
+
 import hashlib
 import json
 import re
@@ -211,21 +213,35 @@ class Planner:
         #: Locks this planner made, by requirements and cutoff: a candidate resolved ahead
         #: (prefetch, in a thread) is not resolved again when its probe starts.
         self._made: dict[tuple, Lock] = {}
+        #: One mutex per requirements and cutoff: a second thread asking for a lock that is
+        #: being resolved waits for that resolve instead of running the same one beside it.
+        self._resolving: dict[tuple, threading.Lock] = {}
+        self._guard = threading.Lock()
 
     def lock(self, requirements: list[str] | tuple[str, ...], cutoff: Cutoff = Cutoff()) -> Lock | Unresolvable:
         """Resolve ``requirements`` as of ``cutoff`` (see the module docstring)."""
         memo = (tuple(requirements), cutoff)
-        if (made := self._made.get(memo)) is not None:
-            return made
+        with self._guard:
+            mutex = self._resolving.setdefault(memo, threading.Lock())
+        with mutex:
+            if (made := self._made.get(memo)) is not None:
+                return made
+            return self._lock(memo)
+
+    def _lock(self, memo: tuple) -> Lock | Unresolvable:
+        requirements, cutoff = memo
         names = {canonicalize_name(n) for n in _names(requirements)}
         result = self._compile(requirements, cutoff, names - self.fresh)
+        if not isinstance(result, Lock):  # a failed (or killed) resolve revalidated nothing for sure
+            return result
         self.fresh |= names
-        stale = {p.name for p in result.pins} - self.fresh if isinstance(result, Lock) else set()
-        if stale:  # a dependency seen for the first time: resolve again with its page revalidated
+        if stale := {p.name for p in result.pins} - self.fresh:
+            # a dependency seen for the first time: resolve again with its page revalidated
             result = self._compile(requirements, cutoff, stale)
+            if not isinstance(result, Lock):
+                return result
             self.fresh |= stale
-        if isinstance(result, Lock):
-            self._made[memo] = result
+        self._made[memo] = result
         return result
 
     def _compile(self, requirements, cutoff: Cutoff, refresh: set[str]) -> Lock | Unresolvable:

@@ -16,7 +16,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import nullcontext
 
+from envbisect import procs
 from envbisect.errors import EnvbisectError
 from envbisect.plan import Cutoff, Lock
 from envbisect.search import Bisection, Verdict
@@ -59,23 +61,32 @@ class Prefetcher:
         self.session = session
         self.limit = max(0, limit)
         self.jobs = max(1, jobs)
-        self._pool = ThreadPoolExecutor(self.limit, thread_name_prefix="envbisect-prefetch") if self.limit else None
+        self._pool = ThreadPoolExecutor(self.limit + self.jobs, thread_name_prefix="envbisect-prefetch") if self.limit else None
         self._started: dict[int, Future] = {}
+        self._jobs: dict[int, procs.Background] = {}
 
     @property
     def started(self) -> list[int]:
-        """Candidates whose builds were started, in order (for tests and progress)."""
-        return list(self._started)
+        """Candidates whose builds were started ahead of their round, in order (for tests
+        and progress; the builds of a round's own candidates are not counted)."""
+        return [i for i in self._started if i in self._jobs]
 
     def ahead(self, search: Bisection, probing: int | list[int], plan: Plan) -> None:
-        """Start building what ``search`` asks next however the candidates being probed
-        now turn out: for one candidate, good or bad (as mozregression fetches both
+        """Start building the candidates being probed now, then what ``search`` asks next
+        however they turn out: for one candidate, good or bad (as mozregression fetches both
         halves); for a round of several (``--jobs``), each outcome consistent with one
         change in the range (the first ``j`` of them old and the rest new, the middle
         outcomes first), each outcome's whole next round."""
         if self._pool is None:
             return
         picks = [probing] if isinstance(probing, int) else sorted(probing)
+        self._drop_decided(search, picks)
+        # This round's own candidates first, side by side: their probes start one after
+        # another and would otherwise resolve and build one after another (the planner and
+        # the per-key build lock make each probe wait for its build here instead).
+        for i in picks:
+            if i not in self._started and not search.decided(i):
+                self._started[i] = self._pool.submit(self._build, *plan(i))
         wanted: list[int] = []
         for twin in _outcomes(search, picks):
             for nxt in twin.next_probes(self.jobs):
@@ -89,19 +100,31 @@ class Prefetcher:
             busy = sum(not f.done() for j, f in self._started.items() if j not in picks and not search.decided(j))
             if busy >= self.limit:
                 return
-            requirements, cutoff = plan(nxt)
-            self._started[nxt] = self._pool.submit(self._build, requirements, cutoff)
+            self._jobs[nxt] = job = procs.Background()
+            self._started[nxt] = self._pool.submit(self._build, *plan(nxt), job)
 
-    def _build(self, requirements: list[str], cutoff: Cutoff) -> bool:
-        """Resolve and build one env; True when it exists afterwards."""
+    def _build(self, requirements: list[str], cutoff: Cutoff, job: procs.Background | None = None) -> bool:
+        """Resolve and build one env; True when it exists afterwards. A build for a later
+        round runs as a background ``job``: its resolver and installer take only the CPU
+        the running probes leave, and it is killed once its candidate is decided."""
         try:
-            lock = self.session.planner.lock(requirements, cutoff)
-            if isinstance(lock, Lock):
-                self.session.envs.ensure(self.session.env_spec(lock))
-                return True
+            with job.running() if job is not None else nullcontext():
+                lock = self.session.planner.lock(requirements, cutoff)
+                if isinstance(lock, Lock):
+                    self.session.envs.ensure(self.session.env_spec(lock))
+                    return True
         except EnvbisectError:
             pass  # the probe of this candidate meets it again and records it
         return False
+
+    def _drop_decided(self, search: Bisection, picks: list[int]) -> None:
+        """Stop the builds of candidates the search no longer needs: queued ones never
+        start, running ones are killed (their half-built env is removed, never used)."""
+        for i, future in self._started.items():
+            if i not in picks and search.decided(i) and not future.done():
+                future.cancel()
+                if (job := self._jobs.get(i)) is not None:
+                    job.cancel()
 
     def close(self) -> None:
         """Drop pending builds; running ones finish (their env stays in the cache)."""

@@ -52,7 +52,8 @@ import sys
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -117,18 +118,77 @@ def die_with_parent() -> Callable[[], None] | None:
     return set_death_signal
 
 
+#: How much lower the CPU priority of work done ahead of need is (``nice`` increment).
+BACKGROUND_NICE = 10
+_THREAD = threading.local()
+
+
+class Background:
+    """Work done ahead of need (a prefetch build): the children a thread starts inside
+    :meth:`running` get a lower CPU priority (:data:`BACKGROUND_NICE`), so they take only
+    the CPU the running probes leave, and :meth:`cancel` kills them, and any this job
+    starts later, once the work is known to be useless."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._children: list[subprocess.Popen] = []
+        self.cancelled = False
+
+    @contextmanager
+    def running(self) -> Iterator[Background]:
+        before = getattr(_THREAD, "job", None)
+        _THREAD.job = self
+        try:
+            yield self
+        finally:
+            _THREAD.job = before
+
+    def adopt(self, proc: subprocess.Popen) -> None:
+        with self._lock:
+            self._children.append(proc)
+            if self.cancelled:
+                proc.kill()
+
+    def cancel(self) -> None:
+        """Kill this job's running children, and every one it starts from now on (they
+        fail at once: the work ends as a failed build, never a half-built env)."""
+        with self._lock:
+            self.cancelled = True
+            for proc in self._children:
+                if proc.poll() is None:
+                    proc.kill()
+
+
+def _child_setup(job: Background | None) -> Callable[[], None] | None:
+    """The ``preexec_fn`` of a child: the death signal and, for a background job, the
+    lower priority."""
+    dies = die_with_parent()
+    if job is None:
+        return dies
+
+    def setup() -> None:
+        if dies is not None:
+            dies()
+        os.nice(BACKGROUND_NICE)
+
+    return setup
+
+
 def popen(args: Sequence[str], **kwargs: Any) -> subprocess.Popen:
     """:class:`subprocess.Popen` that dies with envbisect (see the module docstring) and
     is registered as envbisect's own child (never taken for an adopted orphan)."""
     if kwargs.get("preexec_fn") is not None:
         raise ValueError("procs.popen sets preexec_fn itself")
-    kwargs["preexec_fn"] = die_with_parent()
+    job: Background | None = getattr(_THREAD, "job", None)
+    kwargs["preexec_fn"] = _child_setup(job)
     # Started and registered under one lock: another thread looking for adopted orphans
     # (kill_adopted, under the same lock) never sees this child unregistered, so it never
     # takes a probe that another thread just started for an orphan of its own.
     with _LOCK:
         proc = subprocess.Popen(args, **kwargs)
         _SPAWNED.add(proc)
+    if job is not None:
+        job.adopt(proc)
     return proc
 
 

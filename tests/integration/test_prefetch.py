@@ -74,3 +74,18 @@ def test_the_answer_and_probe_sequence_do_not_depend_on_prefetching(tmp_path, pl
     assert (ahead["last_good"], ahead["first_bad"]) == (plain["last_good"], plain["first_bad"]) == ("1.5", "1.6")
     built = len([p for p in (tmp_path / "a" / "envs").iterdir() if not p.name.startswith(".")])
     assert built >= len(plain["probes"]), "prefetched envs stay in the cache"
+
+
+def test_a_lock_asked_for_by_two_threads_at_once_is_resolved_once(tmp_path, planted_index):
+    """The prefetch thread resolving a round's candidate and the probe asking for the same
+    lock share one resolve (the planner waits on the one in flight)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    recipe = load_recipe(write_recipe(tmp_path / "r.py", PLANTED_BODY))
+    with Store(None) as store:
+        session = _session(tmp_path, planted_index.url, store)
+        requirements = requirements_for(recipe, [], "planted", "1.4")
+        with ThreadPoolExecutor(4) as pool:
+            locks = list(pool.map(lambda _: session.planner.lock(requirements, Cutoff()), range(4)))
+        assert all(isinstance(lock, Lock) for lock in locks) and len({lock.text for lock in locks}) == 1
+        assert session.planner.resolves == 1

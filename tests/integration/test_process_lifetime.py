@@ -335,3 +335,27 @@ def test_cache_prune_sweeps_leftovers(tmp_path):
     proc = bisect_cli("cache", "prune", "--max-size", "10GB", "--cache-dir", str(cache), cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert not stale.exists()
+
+
+def test_background_children_run_niced_and_cancel_kills_them_and_later_ones(tmp_path):
+    """Prefetch builds run as a procs.Background job: lower CPU priority than the probes,
+    and killed (with every child the job starts afterwards) once their candidate is decided."""
+    sleeper = [str(PYTHON), "-c", "import time; time.sleep(60)"]
+    job = procs.Background()
+    with job.running():
+        proc = procs.popen(sleeper)
+    plain = procs.popen(sleeper)
+    try:
+        assert psutil.Process(proc.pid).nice() == os.getpriority(os.PRIO_PROCESS, 0) + procs.BACKGROUND_NICE
+        assert psutil.Process(plain.pid).nice() == os.getpriority(os.PRIO_PROCESS, 0), "outside the job: unchanged"
+        job.cancel()
+        assert proc.wait(timeout=10) == -signal.SIGKILL
+        assert plain.poll() is None, "cancel kills the job's children only"
+        with job.running():
+            later = procs.run([str(PYTHON), "-c", "import time; time.sleep(60); print('ran')"], capture_output=True,
+                              text=True, timeout=30)
+        assert later.returncode == -signal.SIGKILL and later.stdout == "", "a cancelled job's next step fails at once"
+    finally:
+        for p in (proc, plain):
+            p.kill()
+            p.wait()
