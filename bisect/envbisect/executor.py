@@ -38,7 +38,7 @@ from filelock import FileLock
 
 from envbisect.config import CachePaths, default_cache_dir
 from envbisect.envs import EnvManager, EnvSpec, env_key, host_platform
-from envbisect.errors import InstallFailed
+from envbisect.errors import CacheError, InstallFailed
 from envbisect.host import fingerprint, fingerprint_id
 from envbisect.index import INDEX_VARIABLES, IndexConfig
 from envbisect.installer import Interpreter, find_interpreter
@@ -169,13 +169,30 @@ def recipe_environ(env_bin: Path, values: Mapping[str, str | None]) -> dict[str,
     return environ
 
 
+def host_lock_dir() -> Path:
+    """Where the host-wide resource locks live: one directory in the system's temporary
+    directory shared by every user (sticky and world-writable, like ``/tmp`` itself), so a
+    probe run by the worker service's user and one run by a person at the same machine
+    take the same lock (a service must not get a private ``/tmp``: see contrib/)."""
+    path = Path(tempfile.gettempdir()) / "envbisect-host-locks"
+    try:
+        path.mkdir(exist_ok=True)
+        if path.stat().st_uid == getattr(os, "getuid", lambda: -1)():
+            path.chmod(0o1777)
+    except OSError as exc:
+        raise CacheError(f"cannot create the host lock directory {path}: {exc.strerror}; "
+                         "fix its permissions (it must be writable by every user: chmod 1777)") from None
+    return path
+
+
 def host_locks(task: ProbeTask) -> ExitStack:
-    """Host-wide locks for an exclusive recipe and for each resource it declares."""
+    """Host-wide locks for an exclusive recipe and for each resource it declares: probes
+    that hold one never run two at a time on this host, whoever started them."""
     stack = ExitStack()
     names = sorted({*(["exclusive"] if task.exclusive else []), *task.resources})
     for name in names:
-        path = Path(tempfile.gettempdir()) / f"envbisect-{os.getuid() if hasattr(os, 'getuid') else 0}-{_safe(name)}.lock"
-        stack.enter_context(FileLock(str(path)))
+        path = host_lock_dir() / f"{_safe(name)}.lock"
+        stack.enter_context(FileLock(str(path), mode=0o666))
     return stack
 
 

@@ -81,6 +81,8 @@ def test_systemd_unit_stops_the_daemon_gently():
     for line in ("KillMode=mixed", "KillSignal=SIGTERM", "RestartPreventExitStatus=2 75"):
         assert line in text.splitlines()
     assert "GITHUB_TOKEN=" not in text.replace("# then write GITHUB_TOKEN=", "")
+    assert not [line for line in text.splitlines() if line.startswith("PrivateTmp")], \
+        "a private /tmp would hide the host-wide resource locks (envbisect-host-locks) from other bisect processes"
 
 
 def _load_yaml(path: Path):
