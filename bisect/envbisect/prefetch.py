@@ -15,7 +15,7 @@ finish in the background of the next probe or at exit.
 from __future__ import annotations
 
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import nullcontext
 
 from envbisect import procs
@@ -87,6 +87,9 @@ class Prefetcher:
         for i in picks:
             if i not in self._started and not search.decided(i):
                 self._started[i] = self._pool.submit(self._build, *plan(i))
+        # Builds for the next round start once this round's envs exist: they never compete
+        # with the envs the running round waits for.
+        now = [self._started[i] for i in picks if i in self._started]
         wanted: list[int] = []
         for twin in _outcomes(search, picks):
             for nxt in twin.next_probes(self.jobs):
@@ -101,12 +104,15 @@ class Prefetcher:
             if busy >= self.limit:
                 return
             self._jobs[nxt] = job = procs.Background()
-            self._started[nxt] = self._pool.submit(self._build, *plan(nxt), job)
+            self._started[nxt] = self._pool.submit(self._build, *plan(nxt), job, now)
 
-    def _build(self, requirements: list[str], cutoff: Cutoff, job: procs.Background | None = None) -> bool:
+    def _build(self, requirements: list[str], cutoff: Cutoff, job: procs.Background | None = None,
+               after: list[Future] = ()) -> bool:
         """Resolve and build one env; True when it exists afterwards. A build for a later
-        round runs as a background ``job``: its resolver and installer take only the CPU
-        the running probes leave, and it is killed once its candidate is decided."""
+        round runs as a background ``job`` once the builds ``after`` are done: its resolver
+        and installer take only the CPU the running probes leave, and it is killed once its
+        candidate is decided."""
+        wait(after)
         try:
             with job.running() if job is not None else nullcontext():
                 lock = self.session.planner.lock(requirements, cutoff)
