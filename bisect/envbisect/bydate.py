@@ -26,7 +26,7 @@ from datetime import date, datetime, timedelta, timezone
 
 from packaging.utils import canonicalize_name
 
-from envbisect import __version__
+from envbisect import __version__, upstream
 from envbisect.byversion import untestable_summary
 from envbisect.config import host_info
 from envbisect.culprits import Isolation, isolate
@@ -203,6 +203,7 @@ def run_by_date(session: Session, req: DateRequest) -> dict:
         result = _result(session, req, run.id, res, timeline, learned, isolation, packages, target)
         if outcome.stopped:
             result["stopped"] = {"reason": outcome.stopped, "fix": outcome.fix}
+        result.update(upstream.source_ranges(result, session.store.probes_for_run(run.id)))
         result["culprit_probes"] = len(trials)
         result["executed"] += sum(p.executed for p in trials)
         result["duration_s"] = round(time.monotonic() - started, 3)

@@ -19,7 +19,7 @@ from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from envbisect import __version__
-from envbisect import nightly
+from envbisect import nightly, upstream
 from envbisect.config import host_info
 from envbisect.driver import ActiveRun, SearchOutcome, latest_cutoff, open_run, reason_family, snapshot_for
 from envbisect.errors import ConfigError, NoCandidates
@@ -191,6 +191,7 @@ def run_bisection(session: Session, req: BisectRequest) -> dict:
         result = _result(session, req, run, outcome, cands[lo:hi + 1], cands, excluded, target)
         if channel is not None:
             result["nightly"] = channel.as_dict()
+        result.update(upstream.source_ranges(result, session.store.probes_for_run(run.id), primary=req.package))
         result["duration_s"] = round(time.monotonic() - started, 3)
         return run.finish(result)
 

@@ -45,6 +45,7 @@ from envbisect.installer import Interpreter, find_interpreter
 from envbisect.plan import Lock
 from envbisect.redact import strip_credentials
 from envbisect.runner import run_recipe, scrubbed_environ
+from envbisect.sourceprobe import read_sources
 
 
 @dataclass(frozen=True)
@@ -97,6 +98,8 @@ class TaskResult:
     env_build_s: float = 0.0
     raw: dict | None = None
     install_failed: str | None = None
+    #: What :mod:`envbisect.sourceprobe` read in the env (first attempt only).
+    source: dict | None = None
 
 
 def place_of(interpreter: Interpreter) -> Place:
@@ -209,13 +212,17 @@ def execute(task: ProbeTask, shop: Workshop) -> TaskResult:
     except InstallFailed as exc:
         return TaskResult(shop.place, spec.key, install_failed=str(exc))
     log = shop.cache.logs / f"run-{task.run_id}" / f"{_safe(task.label)}-{spec.key[:8]}-{task.attempt}.log"
+    environ = recipe_environ(env.python.parent, task.env_values)
     with shop.envs.in_use(env), host_locks(task):
         try:
             raw = run_recipe(env.python, shop.recipe_file(task), timeout=task.timeout, log_path=log,
-                             scratch_dir=shop.cache.scratch, env=recipe_environ(env.python.parent, task.env_values))
+                             scratch_dir=shop.cache.scratch, env=environ)
         except InstallFailed as exc:  # the env's interpreter cannot start
             return TaskResult(shop.place, spec.key, install_failed=str(exc))
-    return TaskResult(shop.place, spec.key, env.resolved, env.build_s if task.attempt == 0 else 0.0, raw.to_dict())
+        # After the recipe, so it never delays or disturbs the measurement.
+        source = read_sources(env.python, environ, task.timeout) if task.attempt == 0 else None
+    return TaskResult(shop.place, spec.key, env.resolved, env.build_s if task.attempt == 0 else 0.0, raw.to_dict(),
+                      source=source)
 
 
 def execute_remote(task: ProbeTask) -> TaskResult:

@@ -38,7 +38,7 @@ TERMINAL_STATUSES = frozenset({RunStatus.DONE, RunStatus.FAILED})
 # Columns whose values are JSON text on disk and Python objects in memory.
 JSON_COLUMNS = {
     "runs": ("settings", "argv", "result", "host", "owner"),
-    "probes": ("requirements", "resolved", "metrics", "env_values", "fingerprint"),
+    "probes": ("requirements", "resolved", "metrics", "env_values", "fingerprint", "source"),
     "watches": ("state",),
 }
 # Columns stored as 0/1 and returned as bool.

@@ -13,7 +13,7 @@ import json
 import math
 from pathlib import Path
 
-from envbisect import report_matrix
+from envbisect import report_matrix, sourcerange
 from envbisect.host import describe as describe_host
 from envbisect.redact import redact
 from envbisect.nightly import display as shown
@@ -171,6 +171,7 @@ def markdown(run: dict, probes: list[dict]) -> str:
         lines += ["", f"Resolved environments, {result.get(old_key)} → {result.get(new_key)}:", "",
                   "| package | before | after |", "|---|---|---|"]
         lines += [f"| {n} | {a} | {b} |" for n, a, b in diff]
+    lines += sourcerange.markdown_lines(result)
     lines += report_matrix.culprit_section(result, markdown=True)  # when a result carries one
     lines += report_matrix.footer(run, f"{len(result.get('probes') or [])} probes")
     return redact("\n".join(lines) + "\n")
@@ -243,6 +244,7 @@ def text_summary(result: dict) -> list[str]:
     lines += [f"  {line}" for line in caveats(result)]
     if result.get("flaky"):
         lines.append(f"  flaky (runs disagreed): {', '.join(result['flaky'])}")
+    lines += [f"  {line}" for line in sourcerange.summary_lines(result)]
     lines.append(f"  probes: {len(result.get('probes') or [])} used, {result.get('executed', 0)} executed, "
                  f"{result.get('candidates', '?')} candidates, {result.get('duration_s', 0):.1f} s; run {result.get('run_id')}")
     for cmd in result.get("reproduce") or []:

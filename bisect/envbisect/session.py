@@ -47,7 +47,7 @@ from envbisect.versions import Candidate, Excluded, Target, select
 
 #: Columns of a raw recipe run that a reused probe copies from the row it reuses.
 _RAW_FIELDS = ("exit_code", "signal", "timed_out", "duration_s", "stdout_tail", "stderr_tail", "log_path",
-               "metrics", "metrics_note", "resolved", "env_build_s", "timeout_s")
+               "metrics", "metrics_note", "resolved", "env_build_s", "timeout_s", "source")
 
 
 class Handler(Protocol):
@@ -310,7 +310,7 @@ class Session:
             return self._untestable(task.run_id, p.seq, task.label, why, where)
         j = judge(out.raw, p.judging.regress, p.judging.thresholds)
         p.judgements.append(j)
-        row = dict(out.raw, resolved=out.resolved, env_build_s=out.env_build_s)
+        row = dict(out.raw, resolved=out.resolved, env_build_s=out.env_build_s, source=out.source)
         _, p.seq = self.store.record_probe(task.run_id, seq=p.seq, attempt=task.attempt, **_pick(row),
                                            **_judged(j), **where)
         p.metrics = p.metrics if p.metrics is not None else out.raw.get("metrics")

@@ -104,8 +104,15 @@ def _migration_2(db: Database) -> None:
     db["locks"].create({"hash": str, "text": str, "created_at": str}, pk="hash", not_null=["text", "created_at"])
 
 
+def _migration_source_revisions(db: Database) -> None:
+    """Upstream source ranges: ``probes.source``, what :mod:`envbisect.sourceprobe` read in
+    the env after the recipe ran (each distribution's recorded revision and metadata URLs).
+    Rows written before it have none: their ranges say so."""
+    db["probes"].add_column("source", str)
+
+
 #: Migration N is ``MIGRATIONS[N - 1]``; each runs once, in its own transaction.
-MIGRATIONS: list[Callable[[Database], None]] = [_migration_1, _migration_2]
+MIGRATIONS: list[Callable[[Database], None]] = [_migration_1, _migration_2, _migration_source_revisions]
 
 #: The schema version this code writes (``PRAGMA user_version`` after migrating).
 SCHEMA_VERSION: int = len(MIGRATIONS)

@@ -316,6 +316,10 @@ class GitHub:
             raise error_for(response.status_code, response.headers, what)
         return response
 
+    def get(self, path: str, what: str) -> dict:
+        """GET ``path`` under the API base (the token in the header); 404 is :class:`IssueNotFound`."""
+        return self._call("GET", f"{self.api_url}{path}", what).json()
+
     def _issue_url(self, issue: IssueRef) -> str:
         return f"{self.api_url}/repos/{issue.owner}/{issue.repo}/issues/{issue.number}/comments"
 
