@@ -121,9 +121,10 @@ def derive(package: str, old_version: str | None, new_version: str | None,
         return dict(out, kind="commits", **{"from": old["revision"], "to": new["revision"]}, confirmed=True,
                     url=f"{repo}/compare/{old['revision']}...{new['revision']}")
     if not (taggable(old_version) and taggable(new_version)):
-        build = new_version if not taggable(new_version) else old_version
-        return dict(out, reason=f"no upstream link: {package} {build} is a dev or local build that records no "
-                                "source revision, so it has no release tag")
+        builds = [v for v in (old_version, new_version) if not taggable(v)]
+        what = "is a dev or local build" if len(builds) == 1 else "are dev or local builds"
+        return dict(out, reason=f"no upstream link: {package} {' and '.join(builds)} {what} without a recorded "
+                                "source revision, so no release tag to compare")
     prefix = tag_prefix(new_version or "", new.get("urls") or old.get("urls"))
     return with_tags(dict(out, kind="tags", confirmed=False), f"{prefix}{old_version}", f"{prefix}{new_version}")
 

@@ -5,6 +5,8 @@
 * ``POST  /repos/{owner}/{repo}/issues/{n}/comments``   create a comment
 * ``PATCH /repos/{owner}/{repo}/issues/comments/{id}``  edit a comment
 * ``DELETE /repos/{owner}/{repo}/issues/comments/{id}`` delete a comment (204)
+* ``GET   /repos/{owner}/{repo}/git/ref/tags/{tag}``    one tag's ref (404 when there is no
+  such tag), as the upstream range's tag confirmation asks it (:meth:`FakeGitHub.add_tags`)
 
 ``host`` picks the loopback address to listen on (``127.0.0.2`` makes a second "host");
 ``next_base`` makes ``Link`` headers point at another server; :meth:`FakeGitHub.gate_reads`
@@ -27,12 +29,13 @@ import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, urlencode, urlsplit
+from urllib.parse import parse_qs, unquote, urlencode, urlsplit
 
 from .loopback import Loopback
 
 _ISSUE_COMMENTS = re.compile(r"^/repos/(?P<owner>[^/]+)/(?P<repo>[^/]+)/issues/(?P<number>\d+)/comments$")
 _COMMENT = re.compile(r"^/repos/(?P<owner>[^/]+)/(?P<repo>[^/]+)/issues/comments/(?P<id>\d+)$")
+_TAG_REF = re.compile(r"^/repos/(?P<owner>[^/]+)/(?P<repo>[^/]+)/git/ref/tags/(?P<tag>[^/]+)$")
 
 
 @dataclass
@@ -84,6 +87,7 @@ class FakeGitHub:
     issues: set[tuple[str, str, int]] = field(default_factory=set)
     comments: list[StoredComment] = field(default_factory=list)
     hits: list[GitHubHit] = field(default_factory=list)
+    tags: dict[tuple[str, str], set[str]] = field(default_factory=dict)
     _next_id: int = 1000
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _loop: Loopback = field(default_factory=Loopback)
@@ -103,6 +107,11 @@ class FakeGitHub:
         """Put a comment on an existing issue (e.g. a duplicate left by an earlier race)."""
         owner, repo = slug.split("/")
         return self._add((owner, repo, number), body, user)
+
+    def add_tags(self, slug: str, *tags: str) -> None:
+        """Give repository ``owner/repo`` these tags (for ``git/ref/tags/{tag}``)."""
+        owner, repo = slug.split("/")
+        self.tags.setdefault((owner, repo), set()).update(tags)
 
     def gate_reads(self, count: int, timeout: float = 10.0) -> None:
         """Hold first-page comment reads until ``count`` clients are reading (or ``timeout``
@@ -154,6 +163,12 @@ class FakeGitHub:
         if self.rate_limited:
             return 403, {"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": str(self.reset_epoch)}, {
                 "message": "API rate limit exceeded"}
+        tag_match = _TAG_REF.match(split.path)
+        if tag_match and method == "GET":
+            tag = unquote(tag_match["tag"])
+            if tag not in self.tags.get((tag_match["owner"], tag_match["repo"]), set()):
+                return 404, {}, {"message": "Not Found"}
+            return 200, {}, {"ref": f"refs/tags/{tag}", "object": {"type": "commit", "sha": "0" * 40}}
         issue_match = _ISSUE_COMMENTS.match(split.path)
         if issue_match:
             issue = (issue_match["owner"], issue_match["repo"], int(issue_match["number"]))

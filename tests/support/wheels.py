@@ -99,12 +99,15 @@ def core_metadata(
     requires_python: str | None = None,
     requires_dist: Sequence[str] = (),
     metadata_version: str = "2.1",
+    extra_metadata: Sequence[str] = (),
 ) -> str:
-    """Core metadata text (``METADATA`` / ``PKG-INFO``) for a release."""
+    """Core metadata text (``METADATA`` / ``PKG-INFO``) for a release; ``extra_metadata``
+    are further header lines (``Project-URL: Source, https://...``, ``Home-page: ...``)."""
     lines = [f"Metadata-Version: {metadata_version}", f"Name: {name}", f"Version: {version}"]
     if requires_python is not None:
         lines.append(f"Requires-Python: {requires_python}")
     lines.extend(f"Requires-Dist: {req}" for req in requires_dist)
+    lines.extend(extra_metadata)
     return "\n".join(lines) + "\n"
 
 
@@ -131,10 +134,12 @@ def build_wheel(
     tag: str = "py3-none-any",
     requires_python: str | None = None,
     requires_dist: Sequence[str] = (),
+    extra_metadata: Sequence[str] = (),
 ) -> Path:
     """Write a wheel for ``name`` ``version`` into ``dest`` and return its path.
 
-    ``files`` maps archive paths to text (default: :func:`default_files`). ``tag``
+    ``files`` maps archive paths to text (default: :func:`default_files`);
+    ``extra_metadata`` are header lines added to ``METADATA``. ``tag``
     may be a compressed tag set (``py2.py3-none-any``); ``WHEEL`` gets one ``Tag``
     line per expanded tag, and ``Root-Is-Purelib`` is true only when every tag is
     pure (``none`` ABI, ``any`` platform).
@@ -149,7 +154,8 @@ def build_wheel(
     dist_info = f"{dist_name(name)}-{canonical_version}.dist-info"
 
     members = [(path, text.encode("utf-8")) for path, text in sorted((files or default_files(name, version)).items())]
-    metadata = core_metadata(name, canonical_version, requires_python=requires_python, requires_dist=requires_dist)
+    metadata = core_metadata(name, canonical_version, requires_python=requires_python, requires_dist=requires_dist,
+                             extra_metadata=extra_metadata)
     wheel_lines = ["Wheel-Version: 1.0", "Generator: envbisect-tests", f"Root-Is-Purelib: {str(purelib).lower()}"]
     wheel_lines.extend(f"Tag: {t}" for t in sorted(str(t) for t in parse_tag(tag)))
     members.append((f"{dist_info}/METADATA", metadata.encode("utf-8")))
