@@ -46,7 +46,7 @@ SCRIPT = r'''
 import json, re, sys
 from importlib import metadata
 
-FILES = re.compile(r"^[A-Za-z_][\w]*/(version|_version|git_version|_git_version|__about__|__init__)\.py$")
+FILES = re.compile(r"^([A-Za-z_]\w*/(?:version|_version|git_version|_git_version|__about__|__init__)\.py),", re.M)
 REV = re.compile(r"""(?:\bgit_version|__git_version__|\bgit_revision|__git_revision__|full-revisionid)"""
                  r"""["']?\s*[:=]\s*["']([0-9a-f]{7,40})["']""")
 SHA = re.compile(r"^[0-9a-f]{7,40}$")
@@ -60,14 +60,11 @@ def revision(dist):
             return commit, "direct_url.json"
     except Exception:
         pass
-    scanned = 0
-    for path in dist.files or ():
-        name = str(path).replace("\\", "/")
-        if not FILES.match(name) or scanned >= 16:
-            continue
-        scanned += 1
+    # RECORD's text, not dist.files: building a path object per line of torch's RECORD
+    # costs more than the whole rest of the read.
+    for name in FILES.findall(dist.read_text("RECORD") or "")[:16]:
         try:
-            located = dist.locate_file(path)
+            located = dist.locate_file(name)
             if located.stat().st_size > 262144:
                 continue
             found = REV.search(located.read_text(encoding="utf-8", errors="replace"))

@@ -1,7 +1,7 @@
 """A real bisection against the real public index (network: deselect with -m 'not network').
 
 The README's first command, as a test: the demo recipe finds the ``packaging`` release
-that removed ``LegacyVersion``.
+that removed ``LegacyVersion``, and names its upstream compare link.
 """
 
 from __future__ import annotations
@@ -25,3 +25,8 @@ def test_real_bisection_of_packaging_on_the_public_index(tmp_path):
     assert (res["last_good"], res["first_bad"]) == ("21.3", "22.0")
     bad = next(p for p in res["probes"] if p["version"] == "22.0")
     assert bad["metrics"]["error"].startswith("InvalidVersion")
+    # The README's upstream line: packaging's metadata names the repository, its tags are
+    # unprefixed (21.3, 22.0), so the two-component guess is right even without a token.
+    rng = res["source_range"]
+    assert rng["repository"] == "https://github.com/pypa/packaging"
+    assert rng["url"] == "https://github.com/pypa/packaging/compare/21.3...22.0"

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import pytest
 
+from envbisect.report import text_summary
 from envbisect.runner import scrubbed_environ
 from envbisect.sourceprobe import read_sources
 
@@ -109,6 +110,11 @@ def test_commit_range_tag_range_and_no_metadata(bisected):
     assert c["url"] is None and c["repository"] is None
     assert "upc's metadata names no GitHub repository" in c["reason"]
 
+    summary = text_summary(res)  # what `bisect run` prints without --json
+    assert f"  upstream upa: https://github.com/octo/upa/compare/{OLD_SHA}...{NEW_SHA} (commits the builds record)" \
+        in summary
+    assert "  changelog upb: https://upb.example/changes" in summary
+
     text = bisect_cli("report", str(res["run_id"]), "--cache-dir", str(cache), cwd=work, env=_env())
     assert text.returncode == 0, text.stderr
     assert "#### Upstream changes" in text.stdout
@@ -118,17 +124,6 @@ def test_commit_range_tag_range_and_no_metadata(bisected):
     assert "- **upc:** unknown (no upstream link: upc's metadata names no GitHub repository)" in text.stdout
 
 
-def test_summary_line_and_reused_probes_keep_their_sources(bisected, upstream_index):
-    work, cache, recipe, _ = bisected
-    proc = bisect_cli("run", str(recipe), "--index-url", upstream_index.url, "--cache-dir", str(cache),
-                      cwd=work, env=_env())
-    assert proc.returncode == 0, proc.stderr
-    assert f"  upstream upa: https://github.com/octo/upa/compare/{OLD_SHA}...{NEW_SHA} (commits the builds record)" \
-        in proc.stdout.splitlines()
-    assert "  changelog upb: https://upb.example/changes" in proc.stdout.splitlines()
-    assert "probes: 2 used, 0 executed" in proc.stdout  # all reused, sources included
-
-
 def test_a_token_confirms_tags_in_the_style_github_has(bisected, upstream_index, hub):
     work, cache, recipe, _ = bisected
     hub.add_tags("octo/upb", "1.0.0", "1.1.0")  # unprefixed, unlike the guess
@@ -136,7 +131,7 @@ def test_a_token_confirms_tags_in_the_style_github_has(bisected, upstream_index,
     b = next(r for r in res["source_ranges"] if r["package"] == "upb")
     assert (b["confirmed"], b["from"], b["to"]) == (True, "1.0.0", "1.1.0")
     assert b["url"] == "https://github.com/octo/upb/compare/1.0.0...1.1.0"
-    assert res["executed"] == 0
+    assert res["executed"] == 0, "a rerun reuses both probes, and their sources with them"
     looked = [h.path for h in hub.hits if "/git/ref/tags/" in h.path]
     assert looked and all(h.authorized for h in hub.hits), "every lookup carried the token"
     assert all("/octo/upb/" in p for p in looked), "commit ranges and packages without a repository are not looked up"
