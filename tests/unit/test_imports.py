@@ -18,7 +18,7 @@ PACKAGE = Path(envbisect.__file__).parent
 MODULES = sorted(p.stem for p in PACKAGE.glob("*.py") if p.stem not in ("__init__", "__main__"))
 
 #: Modules of the pure core: decisions only, no I/O, nothing above them.
-PURE_CORE = {"search", "policy", "culprits"}
+PURE_CORE = {"search", "policy", "culprits", "sourcerange"}
 #: The probe layer may not reach up into the runs, records' renderers, daemon or interface.
 ABOVE_PROBES = {"driver", "byversion", "bydate", "matrix", "nightly_runs", "checks", "watch", "cli",
                 "cli_matrix", "cli_watch", "cli_options", "report", "report_matrix", "trackers"}
@@ -65,7 +65,7 @@ def test_the_pure_core_imports_nothing_that_does_io(module: str) -> None:
 
 
 @pytest.mark.parametrize("module", ["session", "envs", "plan", "installer", "runner", "probetree", "metrics", "procs",
-                                    "host", "index"])
+                                    "host", "index", "sourceprobe"])
 def test_the_probe_layer_never_imports_the_layers_above(module: str) -> None:
     assert not GRAPH[module] & ABOVE_PROBES, GRAPH[module] & ABOVE_PROBES
 
