@@ -25,6 +25,8 @@ moved from ``old`` to ``new``:
 A range is a dict (``package``, ``from_version``, ``to_version``, ``repository``,
 ``from``, ``to``, ``kind`` = ``commits`` | ``tags``, ``url``, ``changelog``,
 ``confirmed``, ``reason``): ``url`` is None exactly when ``reason`` says why.
+``confirmed`` concerns tags only: false for a guessed tag style, true once both tags were
+found on GitHub; None for commit ranges (exact as the builds record them, not looked up).
 """
 
 from __future__ import annotations
@@ -118,7 +120,7 @@ def derive(package: str, old_version: str | None, new_version: str | None,
             f"{package}'s metadata names no GitHub repository"
         return dict(out, reason=f"no upstream link: {why}")
     if old.get("revision") and new.get("revision"):
-        return dict(out, kind="commits", **{"from": old["revision"], "to": new["revision"]}, confirmed=True,
+        return dict(out, kind="commits", **{"from": old["revision"], "to": new["revision"]},
                     url=f"{repo}/compare/{old['revision']}...{new['revision']}")
     if not (taggable(old_version) and taggable(new_version)):
         builds = [v for v in (old_version, new_version) if not taggable(v)]
