@@ -22,6 +22,9 @@ def src(**dists: dict) -> dict:
     ({"source code": "git+https://github.com/o/r.git"}, "https://github.com/o/r"),
     ({"Homepage": "https://github.com/o/home", "Repository": "https://github.com/o/repo"}, "https://github.com/o/repo"),
     ({"Issue Tracker": "https://github.com/pytorch/pytorch/issues"}, "https://github.com/pytorch/pytorch"),
+    # tensorflow(-cpu) 2.21.0's own metadata: the repository is only in Download-URL.
+    ({"Home-page": "https://www.tensorflow.org/", "Download-URL": "https://github.com/tensorflow/tensorflow/tags"},
+     "https://github.com/tensorflow/tensorflow"),
     ({"Funding": "https://github.com/sponsors/x", "Documentation": "https://github.com/o/r"}, None),
     ({"Homepage": "https://github.com/sponsors/x"}, None),
     ({"Source": "https://gitlab.com/o/r"}, None),
