@@ -78,9 +78,9 @@ class Scene:
         for v in versions:
             self.index.add(self.by_version[v].path, upload_time=self.by_version[v].upload_time)
 
-    def once(self, expect: int = 0) -> subprocess.CompletedProcess:
-        proc = bisect_cli("watch", "--once", "--config", str(self.config), "--cache-dir", str(self.cache),
-                          cwd=self.tmp, env=self.env, timeout=300)
+    def once(self, expect: int = 0, force: bool = True) -> subprocess.CompletedProcess:
+        proc = bisect_cli("watch", "--once", *(["--force"] if force else []), "--config", str(self.config),
+                          "--cache-dir", str(self.cache), cwd=self.tmp, env=self.env, timeout=300)
         self.outputs += [proc.stdout, proc.stderr]
         assert proc.returncode == expect, proc.stdout + proc.stderr
         return proc
