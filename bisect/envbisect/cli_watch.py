@@ -14,6 +14,7 @@ from typing import Optional
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from envbisect import watchstate
 from envbisect.cli_options import AsJson, out, print_json, run_id_argument, settings_for
@@ -75,10 +76,11 @@ def status(
         table.add_column(column, overflow="fold")
     for e in entries:
         verdict = e["last_verdict"]
-        error = e["last_error"] and f"{e['last_error']} ({e['failures']} in a row)"
-        table.add_row(e["name"] if e["configured"] else f"{e['name']} (not in config)", watchstate.as_of(e["last_check"]),
-                      f"{verdict['version']} {verdict['verdict']}" if verdict else "-", watchstate.describe_next(e),
-                      error or "-", watchstate.describe_findings(e))
+        error = e["last_error"] and f"{e['failures']} failed check(s): {e['last_error']}"
+        cells = (e["name"] if e["configured"] else f"{e['name']} (not in config)", watchstate.as_of(e["last_check"]),
+                 f"{verdict['version']} {verdict['verdict']}" if verdict else "-", watchstate.describe_next(e),
+                 error or "-", watchstate.describe_findings(e))
+        table.add_row(*(Text(cell) for cell in cells))  # Text: brackets in an error are not markup
     out.print(table)
 
 
