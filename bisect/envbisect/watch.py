@@ -50,7 +50,6 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from filelock import FileLock, Timeout
-from packaging.version import Version
 
 from envbisect import secrets
 from envbisect.byversion import run_bisection
@@ -69,7 +68,7 @@ from envbisect.store import Store
 from envbisect.trackers import TOKEN_ENV, GitHub, attach_run, parse_issue
 from envbisect.watchconfig import WatchSpec
 from envbisect.watchplan import DECISIVE, Batch, batches, changes, grace_s, new_releases, probe_order, sample
-from envbisect.watchstate import Known, WatchState, due_in, schedule, short
+from envbisect.watchstate import Known, WatchState, due_in, legacy_seen, schedule, short
 
 LOG_NAME = "envbisect.watch"
 LOG_FILE = "watch.log"
@@ -278,11 +277,7 @@ class Watcher:
         fields = dict(recipe=str(spec.recipe), package=ctx.package, last_seen=listed[-1],
                       index_url=ctx.session.settings.index.redacted()["index_url"], etag=listing)
         seen = {v: r["verdict"] for v, r in self.store.watch_releases(spec.name).items()}
-        if not seen and (row or {}).get("last_seen"):  # stored before the set of releases was
-            last = Version(row["last_seen"])
-            seen = {v: None for v in listed if Version(v) <= last}
-            if state.known is not None:
-                seen[state.known.version] = state.known.verdict
+        seen = seen or legacy_seen(listed, row)
         if not seen:
             return self._baseline(ctx, state, listed, fields)
         new = new_releases(listed, seen)

@@ -72,6 +72,19 @@ class WatchState:
         return [f for f in self.findings if f["kind"] == "regression" and not f.get("fixed_in")]
 
 
+def legacy_seen(listed: list[str], row: dict | None) -> dict[str, str | None]:
+    """The releases a watch stored before the set of seen releases was (schema 2) has
+    seen: every listed release up to its ``last_seen``, with its last known verdict."""
+    last = (row or {}).get("last_seen")
+    if not last:
+        return {}
+    seen: dict[str, str | None] = {v: None for v in listed if Version(v) <= Version(last)}
+    known = WatchState.load(row).known
+    if known is not None:
+        seen[known.version] = known.verdict
+    return seen
+
+
 def _at(stamp: str | None) -> float | None:
     return datetime.fromisoformat(stamp).timestamp() if stamp else None
 
@@ -157,5 +170,5 @@ def as_of(stamp: str | None) -> str:
     return datetime.fromisoformat(stamp).astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 
 
-__all__ = ["Known", "WatchState", "as_of", "describe_findings", "describe_next", "due_in", "schedule", "short",
-           "status"]
+__all__ = ["Known", "WatchState", "as_of", "describe_findings", "describe_next", "due_in", "legacy_seen", "schedule",
+           "short", "status"]
