@@ -16,11 +16,8 @@ One cycle, per watch of ``bisect.toml``:
    the issue (:mod:`envbisect.trackers`); a failed attachment stays queued and is retried
    on every later cycle. Inconclusive bisections are logged only.
 
-A failed check keeps its error in the watch's row and backs off (the next try is later
-than the interval, doubling per failure, capped); ``--once`` honours the schedule unless
-forced (:mod:`envbisect.watchstate`).
-
-State lives in the ``watches`` table and is written only after a step is complete, and
+A failed check keeps its error and backs off (:mod:`envbisect.watchstate`). State lives
+in the ``watches`` and ``watch_releases`` tables, written only after a step is complete;
 every probe is stored the moment it finishes: a daemon stopped at any point (SIGTERM,
 SIGINT, kill -9) redoes at most the probe it was in, and interrupted bisections resume
 by signature. SIGTERM/SIGINT raise :class:`Shutdown` in the main thread; the runner
@@ -294,8 +291,7 @@ class Watcher:
         if decisive:
             state.known = Known(decisive[-1], verdicts[decisive[-1]])
         state.last = Known(listed[-1], verdicts.get(listed[-1]) or "not probed")
-        releases: dict[str, tuple[str | None, int | None]] = {v: (None, None) for v in new}
-        self.store.save_check(spec.name, {**releases, **learned}, state=state.dump(), **fields)
+        self.store.save_check(spec.name, {**dict.fromkeys(new, (None, None)), **learned}, state=state.dump(), **fields)
 
     def _baseline(self, ctx: _Context, state: WatchState, listed: list[str], fields: dict) -> None:
         """First check: probe the newest release; every listed release counts as seen."""
@@ -305,8 +301,7 @@ class Watcher:
         if probe.judgement.verdict is not Verdict.UNTESTABLE:
             state.known = state.baseline
         log.info("[%s] baseline %s %s: %s", ctx.spec.name, ctx.package, newest, probe.judgement.outcome.value)
-        releases: dict[str, tuple[str | None, int | None]] = {v: (None, None) for v in listed}
-        releases[newest] = (probe.judgement.verdict.value, run_id)
+        releases = {**dict.fromkeys(listed, (None, None)), newest: (probe.judgement.verdict.value, run_id)}
         self.store.save_check(ctx.spec.name, releases, state=state.dump(), **fields)
 
     def _judge(self, ctx: _Context, state: WatchState, batch: Batch, seen: dict[str, str | None],
@@ -317,6 +312,9 @@ class Watcher:
         for version in probe_order(picks):
             probe, run_id = self._probe(ctx, version)
             learned[version] = (probe.judgement.verdict.value, run_id)
+        if batch.anchor is None:  # below the baseline, or what it followed was yanked
+            log.info("[%s] no judged release below %s is listed; its verdicts are recorded, not compared",
+                     ctx.spec.name, batch.releases[0])
         chain = [(batch.anchor, seen[batch.anchor])] if batch.anchor else []
         for change in changes(chain + [(v, learned[v][0]) for v in picks]):
             run_id = self._bisect(ctx, state, fix=change.fix, old=change.old, new=change.new)
