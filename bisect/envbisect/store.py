@@ -33,7 +33,7 @@ from envbisect import __version__
 from envbisect.errors import AlreadyRunning, CacheError, RunNotFound
 from envbisect.records import (TERMINAL_STATUSES, RunKind, RunStatus, check_fields, decode, encode, host_info,
                                utc_now)
-from envbisect.watchrows import WatchRows, migration_watch_releases
+from envbisect.watchrows import WatchRows
 
 #: Seconds a writer waits for another process's write lock before giving up.
 BUSY_TIMEOUT_S = 30.0
@@ -106,8 +106,26 @@ def _migration_2(db: Database) -> None:
     db["locks"].create({"hash": str, "text": str, "created_at": str}, pk="hash", not_null=["text", "created_at"])
 
 
+def _migration_3_watch_releases(db: Database) -> None:
+    """Watch schedules and the set of releases each watch has seen.
+
+    ``watches`` gains ``next_check`` (when the next check is due: the interval after a
+    success, a back-off after failures), ``failures`` (consecutive failed checks) and
+    ``last_error``. ``watch_releases`` holds one row per (watch, release) seen, with the
+    verdict learned for it (NULL for releases only seen, e.g. the history before the first
+    check) and the run that learned it. Watches stored before this migration get their
+    set from the listing at their next check (every release up to ``last_seen``).
+    """
+    for column, kind in (("next_check", str), ("failures", int), ("last_error", str)):
+        db["watches"].add_column(column, kind)
+    db["watch_releases"].create(
+        {"watch": str, "version": str, "verdict": str, "run_id": int, "seen_at": str},
+        pk=("watch", "version"), not_null=["seen_at"],
+    )
+
+
 #: Migration N is ``MIGRATIONS[N - 1]``; each runs once, in its own transaction.
-MIGRATIONS: list[Callable[[Database], None]] = [_migration_1, _migration_2, migration_watch_releases]
+MIGRATIONS: list[Callable[[Database], None]] = [_migration_1, _migration_2, _migration_3_watch_releases]
 
 #: The schema version this code writes (``PRAGMA user_version`` after migrating).
 SCHEMA_VERSION: int = len(MIGRATIONS)

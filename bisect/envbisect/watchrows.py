@@ -13,24 +13,6 @@ from typing import Any
 from envbisect.records import check_fields, encode, utc_now
 
 
-def migration_watch_releases(db: Any) -> None:
-    """Watch schedules and the set of releases each watch has seen.
-
-    ``watches`` gains ``next_check`` (when the next check is due: the interval after a
-    success, a back-off after failures), ``failures`` (consecutive failed checks) and
-    ``last_error``. ``watch_releases`` holds one row per (watch, release) seen, with the
-    verdict learned for it (NULL for releases only seen, e.g. the history before the first
-    check) and the run that learned it. Watches stored before this migration get their
-    set from the listing at their next check (every release up to ``last_seen``).
-    """
-    for column, kind in (("next_check", str), ("failures", int), ("last_error", str)):
-        db["watches"].add_column(column, kind)
-    db["watch_releases"].create(
-        {"watch": str, "version": str, "verdict": str, "run_id": int, "seen_at": str},
-        pk=("watch", "version"), not_null=["seen_at"],
-    )
-
-
 class WatchRows:
     """Watch state queries of the store. They run on the store's connection, inside its
     ``_write`` transactions and through its ``_rows``/``_first`` readers."""
