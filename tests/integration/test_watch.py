@@ -394,4 +394,13 @@ def test_regression_and_fix_in_one_batch_then_an_outage_backs_off_and_once_honou
     assert "no new release of planted (newest 2.1)" in forced.stderr
     entry = _status(scene)
     assert entry["failures"] == 0 and entry["last_error"] is None and entry["due_in_s"] > 3000
-    assert scene.once(force=False).stderr.count("not due for") == 1
+
+    # The known-good newest release (2.1) is yanked and a bad 2.2 appears: 2.1 can no longer
+    # be bisected from, so 2.2 is compared with the nearest judged release still listed
+    # (2.0, bad) instead of failing the same way on every cycle.
+    scene.index.add(_fixed_release(wheel_dir), yanked="broken build")
+    scene.index.add(build_wheel(wheel_dir, "planted", "2.2", requires_python=">=3.8",
+                                files={"planted/__init__.py": '__version__ = "2.2"\nVALUE = 2\n'}))
+    after_yank = scene.once()
+    assert "new release(s) of planted: 2.2" in after_yank.stderr and "check failed" not in after_yank.stderr
+    assert "[planted-watch] 2.2: bad" in after_yank.stderr and len(scene.ours()) == 2
