@@ -233,9 +233,7 @@ class Watcher:
             if force or wait <= grace_s(spec.every_s):
                 failures += self._checked(spec, row)
             elif once:
-                log.info("[%s] not due for %s (every %s%s); skipped, --force checks it now", spec.name, short(wait),
-                         short(spec.every_s), f", backing off after {row['failures']} failure(s)"
-                         if (row or {}).get("failures") else "")
+                log.info("[%s] not due for %s; skipped (--force checks it now)", spec.name, short(wait))
             failures += self.flush(spec)
         return failures
 
@@ -273,10 +271,16 @@ class Watcher:
         listing = hashlib.sha256(" ".join(listed).encode()).hexdigest()[:16]
         fields = dict(recipe=str(spec.recipe), package=ctx.package, last_seen=listed[-1],
                       index_url=ctx.session.settings.index.redacted()["index_url"], etag=listing)
+        question = signature({"recipe": ctx.recipe.hash, "with": list(ctx.with_), "package": ctx.package,
+                              "index": ctx.session.settings.index.redacted(), "pre": spec.pre})
+        if state.question not in (None, question):  # stored verdicts answer another question
+            log.info("[%s] recipe, pins or index changed since the last check; new baseline", spec.name)
+            return self._baseline(ctx, state, listed, fields, question)
+        state.question = question
         seen = {v: r["verdict"] for v, r in self.store.watch_releases(spec.name).items()}
         seen = seen or legacy_seen(listed, row)
         if not seen:
-            return self._baseline(ctx, state, listed, fields)
+            return self._baseline(ctx, state, listed, fields, question)
         new = new_releases(listed, seen)
         if not new:
             log.info("[%s] no new release of %s (newest %s)", spec.name, ctx.package, listed[-1])
@@ -286,23 +290,20 @@ class Watcher:
         learned: dict[str, tuple[str, int]] = {}
         for batch in batches(listed, seen, new):
             self._judge(ctx, state, batch, seen, learned)
-        verdicts = {**seen, **{v: verdict for v, (verdict, _) in learned.items()}}
-        decisive = [v for v in listed if verdicts.get(v) in DECISIVE]
-        if decisive:
-            state.known = Known(decisive[-1], verdicts[decisive[-1]])
-        state.last = Known(listed[-1], verdicts.get(listed[-1]) or "not probed")
+        state.judged(listed, {**seen, **{v: verdict for v, (verdict, _) in learned.items()}})
         self.store.save_check(spec.name, {**dict.fromkeys(new, (None, None)), **learned}, state=state.dump(), **fields)
 
-    def _baseline(self, ctx: _Context, state: WatchState, listed: list[str], fields: dict) -> None:
-        """First check: probe the newest release; every listed release counts as seen."""
-        newest = listed[-1]
+    def _baseline(self, ctx: _Context, state: WatchState, listed: list[str], fields: dict, question: str) -> None:
+        """First check (or the recipe changed): probe the newest release; every listed
+        release counts as seen, and verdicts learned for another question are forgotten."""
+        newest, state.question = listed[-1], question
         probe, run_id = self._probe(ctx, newest)
         state.baseline = state.last = Known(newest, probe.judgement.verdict.value)
         if probe.judgement.verdict is not Verdict.UNTESTABLE:
             state.known = state.baseline
         log.info("[%s] baseline %s %s: %s", ctx.spec.name, ctx.package, newest, probe.judgement.outcome.value)
         releases = {**dict.fromkeys(listed, (None, None)), newest: (probe.judgement.verdict.value, run_id)}
-        self.store.save_check(ctx.spec.name, releases, state=state.dump(), **fields)
+        self.store.save_check(ctx.spec.name, releases, forget=True, state=state.dump(), **fields)
 
     def _judge(self, ctx: _Context, state: WatchState, batch: Batch, seen: dict[str, str | None],
                learned: dict[str, tuple[str, int]]) -> None:

@@ -41,15 +41,19 @@ class WatchRows:
         rows = self._db.execute(sql, [name]).fetchall()
         return {v: {"verdict": verdict, "run_id": run_id, "seen_at": seen} for v, verdict, run_id, seen in rows}
 
-    def save_check(self, name: str, releases: dict[str, tuple[str | None, int | None]], **fields: Any) -> None:
+    def save_check(self, name: str, releases: dict[str, tuple[str | None, int | None]], *, forget: bool = False,
+                   **fields: Any) -> None:
         """In one transaction: mark ``releases`` (version -> (verdict, run id)) as seen by
-        watch ``name`` and update its row. A known verdict is never replaced by ``None``."""
+        watch ``name`` and update its row. A known verdict is never replaced by ``None``;
+        ``forget`` first drops every release the watch had seen (a new baseline)."""
         check_fields("save_check", fields, self._watch_fields)
         sql = ("INSERT INTO watch_releases (watch, version, verdict, run_id, seen_at) VALUES (?, ?, ?, ?, ?) "
                "ON CONFLICT (watch, version) DO UPDATE SET verdict = COALESCE(excluded.verdict, verdict), "
                "run_id = COALESCE(excluded.run_id, run_id)")
         now = utc_now()
         with self._write():
+            if forget:
+                self._conn.execute("DELETE FROM watch_releases WHERE watch = ?", [name])
             self._conn.executemany(sql, [(name, v, verdict, run_id, now)
                                          for v, (verdict, run_id) in releases.items()])
             self._db["watches"].upsert(encode("watches", {"name": name, **fields}), pk="name")

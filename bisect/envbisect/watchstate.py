@@ -18,7 +18,7 @@ from typing import Any
 from packaging.version import Version
 
 from envbisect.watchconfig import WatchSpec
-from envbisect.watchplan import backoff_s
+from envbisect.watchplan import DECISIVE, backoff_s
 
 #: Findings kept per watch (the oldest closed ones are dropped first).
 MAX_FINDINGS = 50
@@ -41,16 +41,24 @@ class WatchState:
     pending: list[dict] = field(default_factory=list)  # findings to attach: run_id, issue, kind
     last: Known | None = None  # the newest release and its verdict at the last check
     findings: list[dict] = field(default_factory=list)  # kind, version, old, run_id, fixed_in
+    question: str | None = None  # hash of recipe, pins, package, index: what the verdicts answer
 
     @classmethod
     def load(cls, row: dict | None) -> WatchState:
         data = (row or {}).get("state") or {}
         known = lambda v: Known(**v) if v else None  # noqa: E731
         return cls(known(data.get("baseline")), known(data.get("known")), list(data.get("pending") or []),
-                   known(data.get("last")), list(data.get("findings") or []))
+                   known(data.get("last")), list(data.get("findings") or []), data.get("question"))
 
     def dump(self) -> dict:
         return asdict(self)
+
+    def judged(self, listed: list[str], verdicts: dict[str, str | None]) -> None:
+        """After a check: the newest listed release with a decisive verdict, and the newest."""
+        decisive = [v for v in listed if verdicts.get(v) in DECISIVE]
+        if decisive:
+            self.known = Known(decisive[-1], str(verdicts[decisive[-1]]))
+        self.last = Known(listed[-1], verdicts.get(listed[-1]) or "not probed")
 
     def found(self, kind: str, version: str, old: str, run_id: int) -> dict | None:
         """Record a conclusive finding; a fix closes the newest open regression below it,

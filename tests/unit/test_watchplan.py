@@ -111,6 +111,9 @@ def test_status_of_stored_configured_and_unconfigured_watches() -> None:
                          **schedule(SPEC, None, t0, "HTTP 503"))
         store.save_check("w", {"1.5": (None, None), "1.7": (None, None)})  # never forgets a verdict
         store.upsert_watch("gone", package="old")
+        store.save_check("gone", {"0.1": ("bad", 2)})
+        store.save_check("gone", {"0.2": ("good", 3)}, forget=True)  # a new baseline
+        assert list(store.watch_releases("gone")) == ["0.2"]
         assert store.watch_releases("w")["1.5"]["verdict"] == "good" and set(store.watch_releases("w")) == {
             "1.5", "1.6", "1.7"}
         rows = store.list_watches()
