@@ -71,16 +71,12 @@ def status(
     if json_out:
         print_json({"watches": entries})
         return
-    table = Table(title=f"watches of {config} (database {db})")
-    for column in ("watch", "last check", "last verdict", "next check", "last error", "open findings"):
+    where = f"database {db}" if db.exists() else f"nothing recorded yet: no database at {db}"
+    table = Table(title=f"watches of {config} ({where})")
+    for column in watchstate.COLUMNS:
         table.add_column(column, overflow="fold")
-    for e in entries:
-        verdict = e["last_verdict"]
-        error = e["last_error"] and f"{e['failures']} failed check(s): {e['last_error']}"
-        cells = (e["name"] if e["configured"] else f"{e['name']} (not in config)", watchstate.as_of(e["last_check"]),
-                 f"{verdict['version']} {verdict['verdict']}" if verdict else "-", watchstate.describe_next(e),
-                 error or "-", watchstate.describe_findings(e))
-        table.add_row(*(Text(cell) for cell in cells))  # Text: brackets in an error are not markup
+    for entry in entries:
+        table.add_row(*(Text(cell) for cell in watchstate.cells(entry)))  # Text: brackets in an error are not markup
     out.print(table)
 
 

@@ -155,28 +155,26 @@ def _entry(name: str, package: str | None, row: dict | None, now: float, spec: W
     }
 
 
-def describe_findings(entry: dict) -> str:
-    """The open findings of a status entry in a few words."""
-    parts = [f"regression {f['version']} (run {f['run_id']})" for f in entry["open_findings"]]
+#: The columns of ``bisect watch status``, in the order :func:`cells` fills them.
+COLUMNS = ("watch", "last check", "last verdict", "next check", "last error", "open findings")
+
+
+def cells(entry: dict) -> tuple[str, ...]:
+    """A status entry as the text of the table's :data:`COLUMNS`."""
+    verdict, findings = entry["last_verdict"], [
+        f"regression {f['version']} (run {f['run_id']})" for f in entry["open_findings"]]
     if entry["queued"]:
-        parts.append(f"{entry['queued']} queued to post")
-    return ", ".join(parts) or "none"
-
-
-def describe_next(entry: dict) -> str:
-    """When the next check is due, for the status table."""
+        findings.append(f"{entry['queued']} queued to post")
     if entry["next_check"] is None:
-        return "not configured"
-    when = entry["due_in_s"]
-    return "due now" if when == 0 else f"in {short(when)} ({entry['next_check']})"
+        when = "not configured"
+    else:
+        when = "due now" if entry["due_in_s"] == 0 else f"in {short(entry['due_in_s'])} ({entry['next_check']})"
+    error = entry["last_error"] and f"{entry['failures']} failed check(s): {entry['last_error']}"
+    last = entry["last_check"]
+    return (entry["name"] if entry["configured"] else f"{entry['name']} (not in config)",
+            datetime.fromisoformat(last).astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC") if last else "never",
+            f"{verdict['version']} {verdict['verdict']}" if verdict else "-", when, error or "-",
+            ", ".join(findings) or "none")
 
 
-def as_of(stamp: str | None) -> str:
-    """A stored UTC instant, shortened for the table."""
-    if not stamp:
-        return "never"
-    return datetime.fromisoformat(stamp).astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-
-
-__all__ = ["Known", "WatchState", "as_of", "describe_findings", "describe_next", "due_in", "legacy_seen", "schedule",
-           "short", "status"]
+__all__ = ["COLUMNS", "Known", "WatchState", "cells", "due_in", "legacy_seen", "schedule", "short", "status"]

@@ -4,7 +4,7 @@ state and status (findings, schedule), without a subprocess or an index."""
 from __future__ import annotations
 
 import itertools
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -13,7 +13,7 @@ from envbisect.store import Store
 from envbisect.watchconfig import WatchSpec
 from envbisect.watchplan import (BACKOFF_CAP_S, Batch, Change, backoff_s, batches, changes, grace_s, new_releases,
                                  probe_order, sample)
-from envbisect.watchstate import WatchState, due_in, legacy_seen, schedule, status
+from envbisect.watchstate import COLUMNS, WatchState, cells, due_in, legacy_seen, schedule, status
 
 HOUR = 3600.0
 SPEC = WatchSpec("w", Path("/r.py"), "pkg", every_s=6 * HOUR)
@@ -81,7 +81,7 @@ def test_backoff_is_longer_than_the_interval_doubles_and_is_capped() -> None:
 
 
 def test_schedule_after_success_and_failures() -> None:
-    t0 = datetime(2026, 1, 1).timestamp()
+    t0 = datetime(2026, 1, 1, tzinfo=timezone.utc).timestamp()
     ok = schedule(SPEC, None, t0, None)
     assert ok["failures"] == 0 and ok["last_error"] is None and due_in(SPEC, ok, t0) == 6 * HOUR
     bad = schedule(SPEC, ok, t0, "cannot reach  the index:\nHTTP 503")
@@ -103,7 +103,7 @@ def test_a_fix_closes_the_newest_open_regression_below_it() -> None:
 
 
 def test_status_of_stored_configured_and_unconfigured_watches() -> None:
-    t0 = datetime(2026, 1, 1).timestamp()
+    t0 = datetime(2026, 1, 1, tzinfo=timezone.utc).timestamp()
     with Store(None) as store:
         state = WatchState()
         state.found("regression", "1.6", "1.5", 3)
@@ -122,6 +122,10 @@ def test_status_of_stored_configured_and_unconfigured_watches() -> None:
     w = entries[0]
     assert w["failures"] == 1 and w["last_error"] == "HTTP 503" and w["due_in_s"] == 12 * HOUR
     assert [f["version"] for f in w["open_findings"]] == ["1.6"]
+    row = dict(zip(COLUMNS, cells(w)))
+    assert row["last check"] == "2026-01-01 00:00 UTC" and row["next check"].startswith("in 12h00m (")
+    assert row["last error"] == "1 failed check(s): HTTP 503" and row["open findings"] == "regression 1.6 (run 3)"
+    assert cells(entries[1])[0] == "gone (not in config)" and cells(entries[1])[3] == "not configured"
 
 
 def test_a_watch_stored_before_the_release_set_has_seen_everything_up_to_last_seen() -> None:
