@@ -23,7 +23,7 @@ from envbisect.cli_options import (AllowBuild, AsJson, CacheDir, DownloadPython,
                                    IndexUrl, Installer, Jobs, NoReuse, Python, Regress, Retries, Scheduler, Thresholds,
                                    Timeout, deps_mode, err, judging_for, open_store, out, print_json, progress_for,
                                    run_id_argument, settings_for)
-from envbisect.cli_watch import attach, watch
+from envbisect.cli_watch import attach, watch_app
 from envbisect.errors import ConfigError, EnvbisectError
 from envbisect.recipes import load_recipe
 from envbisect.redact import redact
@@ -437,6 +437,6 @@ def main() -> None:
     sys.exit(code if isinstance(code, int) else 0)
 
 
-app.command()(watch)
+app.add_typer(watch_app, name="watch")
 app.command()(attach)
 app.command()(matrix)

@@ -1,4 +1,4 @@
-"""The ``bisect watch`` and ``bisect attach`` commands.
+"""The ``bisect watch`` (and ``bisect watch status``) and ``bisect attach`` commands.
 
 Kept apart from :mod:`envbisect.cli` so the daemon's options live next to each other;
 ``cli.py`` registers both functions on its app. Like every command they parse options,
@@ -8,22 +8,32 @@ are raised as :class:`EnvbisectError` for ``cli.main`` to print on one line.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Optional
 
 import typer
+from rich.table import Table
+from rich.text import Text
 
-from envbisect.cli_options import run_id_argument, settings_for
-from envbisect.config import CACHE_ENV
+from envbisect import watchstate
+from envbisect.cli_options import AsJson, out, print_json, run_id_argument, settings_for
+from envbisect.config import CACHE_ENV, CachePaths, default_cache_dir
 from envbisect.store import Store
 from envbisect.trackers import GitHub, attach_run, finding_for_run, parse_issue
 from envbisect.watch import run as run_watch
 from envbisect.watchconfig import DEFAULT_CONFIG, load_file
 
 
+watch_app = typer.Typer()
+
+
+@watch_app.callback(invoke_without_command=True)
 def watch(
+    ctx: typer.Context,
     config: Path = typer.Option(Path(DEFAULT_CONFIG), "--config", help="Watch configuration (TOML)."),
-    once: bool = typer.Option(False, "--once", help="Run every watch once and exit (for cron and CI schedules)."),
+    once: bool = typer.Option(False, "--once", help="Run one cycle and exit (for cron and CI schedules)."),
+    force: bool = typer.Option(False, "--force", help="Check every watch now, even those not due yet."),
     installer: str = typer.Option("uv", "--installer", envvar="ENVBISECT_INSTALLER", help="uv (default) or pip."),
     cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", envvar=CACHE_ENV,
                                              help="State directory (default ./cache); one daemon per directory."),
@@ -31,14 +41,43 @@ def watch(
     """Check watched packages for new releases, bisect regressions and fixes, post findings.
 
     Without --once it runs until SIGTERM/SIGINT, sleeping until the next watch is due;
-    with --once every watch is checked now (the scheduler owns the interval). Exit status
-    with --once: 0 all checked and posted, 1 a watch failed or a finding is still queued.
+    with --once it checks the watches that are due (every, or a back-off after failures;
+    --force: all of them) and exits. Exit status with --once: 0 all checked and posted,
+    1 a watch failed or a finding is still queued. `bisect watch status` shows each watch.
     """
+    if ctx.invoked_subcommand is not None:
+        return
     specs, executor = load_file(config)  # validate everything before taking the lock
     settings = settings_for(cache_dir, installer=installer, prefetch=executor.prefetch, jobs=executor.jobs,
                             executor=executor.kind, scheduler=executor.scheduler)
-    code = run_watch(specs, settings, once=once, source=str(config))
+    code = run_watch(specs, settings, once=once, force=force, source=str(config))
     raise typer.Exit(code)
+
+
+@watch_app.command("status")
+def status(
+    config: Path = typer.Option(Path(DEFAULT_CONFIG), "--config", help="Watch configuration (TOML)."),
+    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", envvar=CACHE_ENV, help="State directory."),
+    json_out: bool = AsJson,
+) -> None:
+    """Each watch: last check, last verdict, next check, last error, open findings."""
+    specs, _ = load_file(config)
+    db = CachePaths((Path(cache_dir) if cache_dir else default_cache_dir()).absolute()).db
+    rows = []
+    if db.exists():  # a read: never create the database
+        with Store(db) as store:
+            rows = store.list_watches()
+    entries = watchstate.status(specs, rows, time.time())
+    if json_out:
+        print_json({"watches": entries})
+        return
+    where = f"database {db}" if db.exists() else f"nothing recorded yet: no database at {db}"
+    table = Table(title=f"watches of {config} ({where})")
+    for column in watchstate.COLUMNS:
+        table.add_column(column, overflow="fold")
+    for entry in entries:
+        table.add_row(*(Text(cell) for cell in watchstate.cells(entry)))  # Text: brackets in an error are not markup
+    out.print(table)
 
 
 def attach(

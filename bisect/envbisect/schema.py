@@ -40,6 +40,7 @@ from pydantic import (
 from pydantic.fields import FieldInfo
 
 from envbisect.policy import RegressMode
+from envbisect.watchplan import DEFAULT_BATCH_PROBES
 
 DEFAULT_TIMEOUT = 600.0
 DEFAULT_EVERY_S = 6 * 3600.0
@@ -242,6 +243,8 @@ class WatchTable(_Table):
     every: Annotated[float, PlainValidator(_duration),
                      Field(description='a duration such as "6h" or a number of seconds')] = DEFAULT_EVERY_S
     pre: PreField = False
+    batch_probes: Annotated[int, Field(ge=1, alias="batch-probes",
+                                       description="a whole number of at least 1")] = DEFAULT_BATCH_PROBES
 
 
 class ExecutorTable(_Table):

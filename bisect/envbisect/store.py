@@ -2,14 +2,15 @@
 
 The only module that imports :mod:`sqlite_utils`, so the storage format changes in
 one place. Tables: ``runs`` (one per invocation), ``probes`` (one per recipe
-execution or reuse), ``watches`` (daemon state), ``attachments`` (posted comments).
+execution or reuse), ``watches`` (daemon state) and ``watch_releases`` (the releases each
+watch has seen; both through :mod:`envbisect.watchrows`), ``attachments`` (posted comments).
 
 Several processes share one file, so it runs in WAL mode with a busy timeout and
 every write is its own ``BEGIN IMMEDIATE`` transaction (holding the write lock from
 the start makes a writer wait instead of failing on a stale snapshot). Each write
 commits before its method returns, with ``synchronous=FULL``, so a recorded probe
 survives ``kill -9`` or power loss. Schema changes are numbered migrations recorded
-in ``PRAGMA user_version``: write ``_migration_3(db)`` and append it to
+in ``PRAGMA user_version``: write the next migration function and append it to
 :data:`MIGRATIONS`. JSON columns are TEXT on disk and decoded on read (the row model and
 its encoding live in :mod:`envbisect.records`).
 
@@ -32,6 +33,7 @@ from envbisect import __version__
 from envbisect.errors import AlreadyRunning, CacheError, RunNotFound
 from envbisect.records import (TERMINAL_STATUSES, RunKind, RunStatus, check_fields, decode, encode, host_info,
                                utc_now)
+from envbisect.watchrows import WatchRows
 
 #: Seconds a writer waits for another process's write lock before giving up.
 BUSY_TIMEOUT_S = 30.0
@@ -111,15 +113,35 @@ def _migration_source_revisions(db: Database) -> None:
     db["probes"].add_column("source", str)
 
 
+def _migration_3_watch_releases(db: Database) -> None:
+    """Watch schedules and the set of releases each watch has seen.
+
+    ``watches`` gains ``next_check`` (when the next check is due: the interval after a
+    success, a back-off after failures), ``failures`` (consecutive failed checks) and
+    ``last_error``. ``watch_releases`` holds one row per (watch, release) seen, with the
+    verdict learned for it (NULL for releases only seen, e.g. the history before the first
+    check) and the run that learned it. Watches stored before this migration get their
+    set from the listing at their next check (every release up to ``last_seen``).
+    """
+    for column, kind in (("next_check", str), ("failures", int), ("last_error", str)):
+        db["watches"].add_column(column, kind)
+    db["watch_releases"].create(
+        {"watch": str, "version": str, "verdict": str, "run_id": int, "seen_at": str},
+        pk=("watch", "version"), not_null=["seen_at"],
+    )
+
+
 #: Migration N is ``MIGRATIONS[N - 1]``; each runs once, in its own transaction.
-MIGRATIONS: list[Callable[[Database], None]] = [_migration_1, _migration_2, _migration_source_revisions]
+MIGRATIONS: list[Callable[[Database], None]] = [_migration_1, _migration_2, _migration_source_revisions,
+                                               _migration_3_watch_releases]
 
 #: The schema version this code writes (``PRAGMA user_version`` after migrating).
 SCHEMA_VERSION: int = len(MIGRATIONS)
 
 
-class Store:
-    """One connection to the results database; also a context manager.
+class Store(WatchRows):
+    """One connection to the results database; also a context manager. The watch
+    daemon's queries are inherited from :class:`envbisect.watchrows.WatchRows`.
 
     One Store per thread (connections are not shared); any number of processes.
     """
@@ -380,16 +402,6 @@ class Store:
     def probes_for_run(self, run_id: int) -> list[dict]:
         """Every probe of a run, in the order they were recorded."""
         return self._rows("probes", "SELECT * FROM probes WHERE run_id = ? ORDER BY id", [run_id])
-
-    def upsert_watch(self, name: str, **fields: Any) -> None:
-        """Create the watch ``name`` or update the given fields, keeping the others."""
-        check_fields("upsert_watch", fields, self._watch_fields)
-        with self._write():
-            self._db["watches"].upsert(encode("watches", {"name": name, **fields}), pk="name")
-
-    def get_watch(self, name: str) -> dict | None:
-        """The stored state of watch ``name``, or ``None`` if never seen."""
-        return self._first("watches", "SELECT * FROM watches WHERE name = ?", [name])
 
     def add_attachment(self, run_id: int, issue: str, comment_url: str, body_hash: str) -> int:
         """Record that a run's finding was posted as ``comment_url`` on ``issue``."""

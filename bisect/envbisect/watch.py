@@ -5,18 +5,19 @@ One cycle, per watch of ``bisect.toml``:
 1. List the package's releases. The index client revalidates its cached page with
    ``If-None-Match`` (a 304 costs nothing), so polling often is cheap.
 2. First run: probe the newest release and record it as the *baseline* (with its
-   outcome); history is never bisected.
-3. Later runs: releases newer than the last one seen are new. The newest is probed (a
-   normal recorded probe). If it is bad and the last known release was good, the range
-   between them is bisected (several new releases at once are bisected among, not each
-   probed); if the last known release was bad and the newest is good, the fix is
-   bisected the same way (``find_fix``). The other new releases are only probed when
-   the bisection needs them.
-4. A conclusive finding is queued in the watch's state and then attached to the issue
-   (:mod:`envbisect.trackers`); a failed attachment stays queued and is retried on
-   every later cycle. Inconclusive bisections are logged only.
+   outcome); every listed release counts as seen, history is never bisected.
+3. Later runs: listed releases the watch has not seen are new (set membership, so a
+   backport published after a higher release is new too). They are judged in batches
+   against the nearest judged release below them: all of a small batch is probed (the
+   newest first), a spread of a large one, and every change of verdict along that chain is
+   bisected (``find_fix`` when bad turns good), so a regression introduced and fixed
+   within one batch is found too (:mod:`envbisect.watchplan`).
+4. A conclusive finding is recorded and queued in the watch's state, then attached to
+   the issue (:mod:`envbisect.trackers`); a failed attachment stays queued and is retried
+   on every later cycle. Inconclusive bisections are logged only.
 
-State lives in the ``watches`` table and is written only after a step is complete, and
+A failed check keeps its error and backs off (:mod:`envbisect.watchstate`). State lives
+in the ``watches`` and ``watch_releases`` tables, written only after a step is complete;
 every probe is stored the moment it finishes: a daemon stopped at any point (SIGTERM,
 SIGINT, kill -9) redoes at most the probe it was in, and interrupted bisections resume
 by signature. SIGTERM/SIGINT raise :class:`Shutdown` in the main thread; the runner
@@ -42,12 +43,10 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field, replace
-from datetime import datetime
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from filelock import FileLock, Timeout
-from packaging.version import Version
 
 from envbisect import secrets
 from envbisect.byversion import run_bisection
@@ -57,15 +56,16 @@ from envbisect.index import IndexConfig
 from envbisect.redact import redact
 from envbisect.policy import Judgement, RegressMode
 from envbisect.recipes import Recipe, load_recipe
-from envbisect.report import headline
+from envbisect.report import boundary_keys, headline
 from envbisect.search import Verdict
 from envbisect.driver import open_run
 from envbisect.requests_model import BisectRequest, Judging, parse_with, requirements_for, signature
 from envbisect.session import Probe, Session
-from envbisect.records import utc_now
 from envbisect.store import Store
 from envbisect.trackers import TOKEN_ENV, GitHub, attach_run, parse_issue
 from envbisect.watchconfig import WatchSpec
+from envbisect.watchplan import DECISIVE, Batch, batches, changes, grace_s, new_releases, probe_order, sample
+from envbisect.watchstate import Known, WatchState, due_in, legacy_seen, schedule, short
 
 LOG_NAME = "envbisect.watch"
 LOG_FILE = "watch.log"
@@ -88,47 +88,27 @@ class Shutdown(BaseException):
         self.signum = signum
 
 
-@dataclass
-class Known:
-    """A release and the verdict its probe reached."""
-
-    version: str
-    verdict: str
-
-
-@dataclass
-class WatchState:
-    """What a watch remembers between cycles (the ``state`` JSON of its row)."""
-
-    baseline: Known | None = None
-    known: Known | None = None  # the newest release with a GOOD or BAD verdict
-    pending: list[dict] = field(default_factory=list)  # findings to attach: run_id, issue, key
-
-    @classmethod
-    def load(cls, row: dict | None) -> WatchState:
-        data = (row or {}).get("state") or {}
-        known = lambda v: Known(**v) if v else None  # noqa: E731
-        return cls(known(data.get("baseline")), known(data.get("known")), list(data.get("pending") or []))
-
-    def dump(self) -> dict:
-        return asdict(self)
-
-
 # --------------------------------------------------------------------------- plumbing
+
+
+def scrub(text: str) -> str:
+    """``text`` on one line with URL credentials and the tracker token masked: for log
+    records and for the errors stored in a watch's row."""
+    text = redact(text)
+    try:
+        token = secrets.read_token(TOKEN_ENV)  # from the environment, the CLI's memory or a file
+    except OSError:
+        token = ""
+    if len(token) >= 4:
+        text = text.replace(token, "***")
+    return " ".join(text.split())
 
 
 class _MaskSecrets(logging.Filter):
     """Masks URL credentials and the tracker token in every record (defence in depth)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        text = redact(record.getMessage())
-        try:
-            token = secrets.read_token(TOKEN_ENV)  # from the environment, the CLI's memory or a file
-        except OSError:
-            token = ""
-        if len(token) >= 4:
-            text = text.replace(token, "***")
-        record.msg, record.args = " ".join(text.split()), None  # one line per event
+        record.msg, record.args = scrub(record.getMessage()), None  # one line per event
         return True
 
 
@@ -211,18 +191,6 @@ class LogHandler:
         log.info("%s %s", self.prefix, message)
 
 
-def due_in(spec: WatchSpec, row: dict | None, now: float) -> float:
-    """Seconds until ``spec`` is due (0 or less: due now; never checked: due now)."""
-    last = (row or {}).get("last_check")
-    return 0.0 if not last else datetime.fromisoformat(last).timestamp() + spec.every_s - now
-
-
-def _short(seconds: float) -> str:
-    seconds = max(0, int(seconds))
-    hours, rest = divmod(seconds, 3600)
-    return f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s"
-
-
 # ---------------------------------------------------------------------------- watcher
 
 
@@ -253,24 +221,38 @@ class Watcher:
         return _Context(spec, recipe, Session(settings, self.store, LogHandler(spec.name)), regress,
                         spec.with_ or recipe.settings.with_, spec.package)
 
-    def cycle(self, specs: list[WatchSpec], *, force: bool) -> int:
+    def cycle(self, specs: list[WatchSpec], *, force: bool, once: bool = False) -> int:
         """Check every due watch (all with ``force``), then retry queued attachments.
 
-        Returns how many watches failed or still hold findings that could not be posted."""
+        A watch counts as due a little early (:func:`envbisect.watchplan.grace_s`). Returns
+        how many watches failed or still hold findings that could not be posted."""
         failures = 0
         for spec in specs:
-            if force or due_in(spec, self.store.get_watch(spec.name), time.time()) <= 0:
-                try:
-                    self.check(spec)
-                except EnvbisectError as exc:
-                    failures += 1
-                    log.error("[%s] check failed: %s; retrying next cycle", spec.name, exc)
-                except Exception as exc:  # a daemon outlives one broken watch
-                    failures += 1
-                    log.error("[%s] check failed: %s: %s", spec.name, type(exc).__name__, exc)
-                self.store.upsert_watch(spec.name, last_check=utc_now())
+            row = self.store.get_watch(spec.name)
+            wait = due_in(spec, row, time.time())
+            if force or wait <= grace_s(spec.every_s):
+                failures += self._checked(spec, row)
+            elif once:
+                log.info("[%s] not due for %s; skipped (--force checks it now)", spec.name, short(wait))
             failures += self.flush(spec)
         return failures
+
+    def _checked(self, spec: WatchSpec, row: dict | None) -> int:
+        """Check one watch and store its schedule: 0 when it worked, 1 when it failed
+        (the error is kept and the next try backs off)."""
+        started, error = time.time(), None
+        try:
+            self.check(spec)
+        except EnvbisectError as exc:
+            error = scrub(str(exc))
+        except Exception as exc:  # a daemon outlives one broken watch
+            error = scrub(f"{type(exc).__name__}: {exc}")
+        fields = schedule(spec, row, started, error)
+        self.store.upsert_watch(spec.name, **fields)
+        if error is not None:
+            log.error("[%s] check failed (%d in a row): %s; next try in %s", spec.name, fields["failures"], error,
+                      short(due_in(spec, fields, time.time())))
+        return 0 if error is None else 1
 
     def check(self, spec: WatchSpec) -> None:
         """One check of one watch (steps 1–3 of the module docstring)."""
@@ -285,35 +267,65 @@ class Watcher:
         if not cands:
             log.warning("[%s] %s has no release installable here; nothing to check", spec.name, ctx.package)
             return
-        listing = hashlib.sha256(" ".join(str(c.version) for c in cands).encode()).hexdigest()[:16]
-        fields = dict(recipe=str(spec.recipe), package=ctx.package,
+        listed = [str(c.version) for c in cands]
+        listing = hashlib.sha256(" ".join(listed).encode()).hexdigest()[:16]
+        fields = dict(recipe=str(spec.recipe), package=ctx.package, last_seen=listed[-1],
                       index_url=ctx.session.settings.index.redacted()["index_url"], etag=listing)
-        newest = str(cands[-1].version)
-        last_seen = (row or {}).get("last_seen")
-        if last_seen is None:
-            probe = self._probe(ctx, newest)
-            state.baseline = Known(newest, probe.judgement.verdict.value)
-            if probe.judgement.verdict is not Verdict.UNTESTABLE:
-                state.known = state.baseline
-            log.info("[%s] baseline %s %s: %s", spec.name, ctx.package, newest, probe.judgement.outcome.value)
-            self.store.upsert_watch(spec.name, last_seen=newest, state=state.dump(), **fields)
-            return
-        new = [str(c.version) for c in cands if c.version > Version(last_seen)]
+        question = signature({"recipe": ctx.recipe.hash, "with": list(ctx.with_), "package": ctx.package,
+                              "index": ctx.session.settings.index.redacted(), "pre": spec.pre})
+        if state.question not in (None, question):  # stored verdicts answer another question
+            log.info("[%s] recipe, pins or index changed since the last check; new baseline", spec.name)
+            return self._baseline(ctx, state, listed, fields, question)
+        state.question = question
+        seen = {v: r["verdict"] for v, r in self.store.watch_releases(spec.name).items()}
+        seen = seen or legacy_seen(listed, row)
+        if not seen:
+            return self._baseline(ctx, state, listed, fields, question)
+        new = new_releases(listed, seen)
         if not new:
-            log.info("[%s] no new release of %s (newest %s)", spec.name, ctx.package, last_seen)
-            self.store.upsert_watch(spec.name, **fields)
+            log.info("[%s] no new release of %s (newest %s)", spec.name, ctx.package, listed[-1])
+            self.store.save_check(spec.name, {}, **fields)
             return
         log.info("[%s] new release(s) of %s: %s", spec.name, ctx.package, ", ".join(new))
-        target = new[-1]
-        verdict = self._probe(ctx, target).judgement.verdict
-        if verdict is not Verdict.UNTESTABLE and state.known is not None and state.known.verdict != verdict.value:
-            self._bisect(ctx, state, fix=verdict is Verdict.GOOD, old=state.known.version, new=target)
-        if verdict is not Verdict.UNTESTABLE:
-            state.known = Known(target, verdict.value)
-        self.store.upsert_watch(spec.name, last_seen=target, state=state.dump(), **fields)
+        learned: dict[str, tuple[str, int]] = {}
+        for batch in batches(listed, seen, new):
+            self._judge(ctx, state, batch, seen, learned)
+        state.judged(listed, {**seen, **{v: verdict for v, (verdict, _) in learned.items()}})
+        self.store.save_check(spec.name, {**dict.fromkeys(new, (None, None)), **learned}, state=state.dump(), **fields)
 
-    def _probe(self, ctx: _Context, version: str) -> Probe:
-        """One recorded probe of ``package==version`` in a ``check`` run (resumable)."""
+    def _baseline(self, ctx: _Context, state: WatchState, listed: list[str], fields: dict, question: str) -> None:
+        """First check (or the recipe changed): probe the newest release; every listed
+        release counts as seen, and verdicts learned for another question are forgotten."""
+        newest, state.question = listed[-1], question
+        probe, run_id = self._probe(ctx, newest)
+        state.baseline = state.last = Known(newest, probe.judgement.verdict.value)
+        if probe.judgement.verdict is not Verdict.UNTESTABLE:
+            state.known = state.baseline
+        log.info("[%s] baseline %s %s: %s", ctx.spec.name, ctx.package, newest, probe.judgement.outcome.value)
+        releases = {**dict.fromkeys(listed, (None, None)), newest: (probe.judgement.verdict.value, run_id)}
+        self.store.save_check(ctx.spec.name, releases, forget=True, state=state.dump(), **fields)
+
+    def _judge(self, ctx: _Context, state: WatchState, batch: Batch, seen: dict[str, str | None],
+               learned: dict[str, tuple[str, int]]) -> None:
+        """Probe a batch's releases (the newest first; all of a small batch, a spread of a
+        large one) and bisect wherever the verdict changes along anchor, probes."""
+        picks = sample(batch.releases, ctx.spec.batch_probes)
+        for version in probe_order(picks):
+            probe, run_id = self._probe(ctx, version)
+            learned[version] = (probe.judgement.verdict.value, run_id)
+        if batch.anchor is None:  # below the baseline, or what it followed was yanked
+            log.info("[%s] no judged release below %s is listed; its verdicts are recorded, not compared",
+                     ctx.spec.name, batch.releases[0])
+        chain = [(batch.anchor, seen[batch.anchor])] if batch.anchor else []
+        for change in changes(chain + [(v, learned[v][0]) for v in picks]):
+            run_id = self._bisect(ctx, state, fix=change.fix, old=change.old, new=change.new)
+            for row in self.store.probes_for_run(run_id):
+                if row["version"] and row["verdict"] in DECISIVE:
+                    learned.setdefault(row["version"], (row["verdict"], run_id))
+
+    def _probe(self, ctx: _Context, version: str) -> tuple[Probe, int]:
+        """One recorded probe of ``package==version`` in a ``check`` run (resumable);
+        the probe and the run's id."""
         reqs = requirements_for(ctx.recipe, parse_with(ctx.with_), ctx.package, version)
         sig = signature({"watch": ctx.spec.name, "recipe": ctx.recipe.hash, "requirements": reqs,
                          "index": ctx.session.settings.index.redacted()})
@@ -327,10 +339,11 @@ class Watcher:
             run.finish({"kind": "check", "watch": ctx.spec.name, "package": ctx.package, "version": version,
                         "outcome": j.outcome.value, "verdict": j.verdict.value, "reason": j.reason,
                         "snapshot": run.snapshot})
-        return probe
+        return probe, run.id
 
-    def _bisect(self, ctx: _Context, state: WatchState, *, fix: bool, old: str, new: str) -> None:
-        """Bisect between the last known release and the newest; queue a conclusive finding."""
+    def _bisect(self, ctx: _Context, state: WatchState, *, fix: bool, old: str, new: str) -> int:
+        """Bisect between two judged releases whose verdicts differ; record a conclusive
+        finding and queue it for the issue. Returns the bisection's run id."""
         what = "fix" if fix else "regression"
         log.info("[%s] %s: %s %s is %s after %s %s; bisecting", ctx.spec.name, what, ctx.package, new,
                  "good" if fix else "bad", old, "bad" if fix else "good")
@@ -343,12 +356,18 @@ class Watcher:
         if result["status"] != "found":
             log.warning("[%s] %s (run %s): %s; logged only, not posted", ctx.spec.name, result["status"], run_id,
                         headline(result))
-            return
+            return run_id
         log.info("[%s] found: %s (run %s)", ctx.spec.name, headline(result), run_id)
+        old_key, new_key = boundary_keys(result)
+        closed = state.found(what, str(result[new_key]), str(result[old_key]), run_id)
+        if closed is not None:
+            log.info("[%s] %s: regression introduced in %s, fixed in %s", ctx.spec.name, ctx.package,
+                     closed["version"], result[new_key])
         if ctx.spec.issue is None:
             log.info("[%s] no issue configured; see `bisect report %s`", ctx.spec.name, run_id)
-            return
+            return run_id
         state.pending.append({"run_id": run_id, "issue": str(ctx.spec.issue), "kind": what})
+        return run_id
 
     def flush(self, spec: WatchSpec) -> int:
         """Attach the watch's queued findings; returns how many are still queued."""
@@ -380,7 +399,8 @@ class Watcher:
         return max(wait, 0.0), name
 
 
-def run(specs: list[WatchSpec], settings: Settings, *, once: bool, source: str = "bisect.toml") -> int:
+def run(specs: list[WatchSpec], settings: Settings, *, once: bool, force: bool = False,
+        source: str = "bisect.toml") -> int:
     """``bisect watch``: hold the lock, run cycles until stopped; returns the exit status."""
     setup_logging(settings.cache)
     with daemon_lock(settings.cache.root), Store(settings.cache.db) as store, stop_on_signals():
@@ -389,12 +409,12 @@ def run(specs: list[WatchSpec], settings: Settings, *, once: bool, source: str =
             log.info("watch started: %d watch(es) from %s, cache %s, PID %d%s", len(specs), source,
                      settings.cache.root, os.getpid(), ", one cycle" if once else "")
             while True:
-                failures = watcher.cycle(specs, force=once)
+                failures = watcher.cycle(specs, force=force, once=once)
                 if once:
                     log.info("cycle done%s", f" with {failures} problem(s)" if failures else "")
                     return EXIT_DEGRADED if failures else 0
                 wait, name = watcher.next_wake(specs)
-                log.info("next check in %s (%s)", _short(wait), name)
+                log.info("next check in %s (%s)", short(wait), name)
                 time.sleep(wait)
         except Shutdown as stop:
             name = signal.Signals(stop.signum).name

@@ -12,6 +12,7 @@ optionally pins, an index, an issue and an interval::
     issue = "owner/repo#123"
     every = "6h"
     pre = false                       # optional: watch pre-releases and nightlies too
+    batch-probes = 4                  # optional: releases of one batch probed directly
 
     [executor]                        # optional: where the daemon's probes run
     kind = "dask"                     # "local" (default) or "dask"
@@ -48,6 +49,7 @@ from envbisect.recipes import load_recipe
 from envbisect.schema import (DEFAULT_EVERY_S, ExecutorTable, KeyLines, WatchTable, did_you_mean, keys_of,
                               parse_duration, validate)
 from envbisect.trackers import IssueRef, parse_issue
+from envbisect.watchplan import DEFAULT_BATCH_PROBES
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -74,6 +76,7 @@ class WatchSpec:
     every_s: float = DEFAULT_EVERY_S
     pre: bool = False
     line: int = 0  # the [[watch]] header line, for messages
+    batch_probes: int = DEFAULT_BATCH_PROBES  # see envbisect.watchplan
 
 
 @dataclass(frozen=True)
@@ -185,7 +188,7 @@ class _Checker:
             return None
         with_ = tuple(str(Requirement(item)) for item in checked.with_)
         return WatchSpec(checked.name or recipe.path.stem, recipe.path, package, with_, checked.index_url, issue,
-                         checked.every, checked.pre, self.lines.table(index))
+                         checked.every, checked.pre, self.lines.table(index), checked.batch_probes)
 
 
 def parse_config(text: str, *, base: Path, source: str = DEFAULT_CONFIG) -> list[WatchSpec]:

@@ -296,7 +296,7 @@ def test_watch_bisects_releases_published_after_its_baseline(world):
                       f'index-url = "{world.index.url}"\n')
 
     def once() -> str:
-        proc = bisect_cli("watch", "--once", "--config", str(config), "--cache-dir", str(world.cache),
+        proc = bisect_cli("watch", "--once", "--force", "--config", str(config), "--cache-dir", str(world.cache),
                           cwd=world.tmp)
         assert proc.returncode == 0, proc.stdout + proc.stderr
         return proc.stderr

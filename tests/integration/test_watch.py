@@ -17,6 +17,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -53,7 +54,8 @@ def hub():
 class Scene:
     """One watch setup: index, recipe, config, cache, and the helpers to drive it."""
 
-    def __init__(self, tmp: Path, index, planted_versions, hub: FakeGitHub, every: str = "6h") -> None:
+    def __init__(self, tmp: Path, index, planted_versions, hub: FakeGitHub, every: str = "6h",
+                 extra: str = "") -> None:
         self.tmp, self.index, self.hub = tmp, index, hub
         self.by_version = {v.version: v for v in planted_versions}
         self.dump, self.slow, self.started = tmp / "recipe-env.jsonl", tmp / "slow", tmp / "started"
@@ -69,7 +71,7 @@ class Scene:
             'package = "planted"\n'
             f'index-url = "{index.url}"\n'
             f'issue = "{ISSUE}"\n'
-            f'every = "{every}"\n')
+            f'every = "{every}"\n' + extra)
         self.env = cli_env(GITHUB_TOKEN=TOKEN, GITHUB_API_URL=hub.url)
         self.outputs: list[str] = []
         self.publish("1.0", "1.1", "1.2")
@@ -78,9 +80,9 @@ class Scene:
         for v in versions:
             self.index.add(self.by_version[v].path, upload_time=self.by_version[v].upload_time)
 
-    def once(self, expect: int = 0) -> subprocess.CompletedProcess:
-        proc = bisect_cli("watch", "--once", "--config", str(self.config), "--cache-dir", str(self.cache),
-                          cwd=self.tmp, env=self.env, timeout=300)
+    def once(self, expect: int = 0, force: bool = True) -> subprocess.CompletedProcess:
+        proc = bisect_cli("watch", "--once", *(["--force"] if force else []), "--config", str(self.config),
+                          "--cache-dir", str(self.cache), cwd=self.tmp, env=self.env, timeout=300)
         self.outputs += [proc.stdout, proc.stderr]
         assert proc.returncode == expect, proc.stdout + proc.stderr
         return proc
@@ -295,3 +297,115 @@ def test_malformed_config_reports_every_mistake_at_once(tmp_path):
                      f"{config}:8: watch[2].with:", f"{config}:10: watch[3]: missing required key 'recipe'"):
         assert expected in err, err
     assert not (tmp_path / "cache" / "results.db").exists(), "nothing may run with a broken config"
+
+
+# ------------------------------------------------------------ a watch that misses nothing
+
+
+def _status(scene: Scene) -> dict:
+    proc = bisect_cli("watch", "status", "--json", "--config", str(scene.config), "--cache-dir", str(scene.cache),
+                      cwd=scene.tmp, env=scene.env, check_json=True)
+    assert proc.returncode == 0, proc.stderr
+    [entry] = proc.json["watches"]
+    return entry
+
+
+def _probed(scene: Scene) -> list[str]:
+    """The versions the recipe actually ran for (reused probes are not runs)."""
+    con = sqlite3.connect(scene.cache / "results.db")
+    try:
+        return [v for (v,) in con.execute("select version from probes where reused_from is null")]
+    finally:
+        con.close()
+
+
+def _seen(scene: Scene) -> dict[str, str | None]:
+    con = sqlite3.connect(scene.cache / "results.db")
+    try:
+        return dict(con.execute("select version, verdict from watch_releases where watch = 'planted-watch'"))
+    finally:
+        con.close()
+
+
+def test_a_large_batch_is_bisected_inside_and_a_later_backport_is_checked(
+        tmp_path, local_index, planted_versions, hub, wheel_dir):
+    scene = Scene(tmp_path, local_index(), planted_versions, hub, extra="batch-probes = 2\n")
+    scene.once()  # baseline 1.2, good
+    # Five releases at once, the newest bad: two are probed (1.5 and the newest, 1.9), the
+    # change between them is bisected inside the batch; 1.4 is never run.
+    scene.publish("1.4", "1.5", "1.6", "1.8", "1.9")
+    batch = scene.once()
+    assert "new release(s) of planted: 1.4, 1.5, 1.6, 1.8, 1.9" in batch.stderr
+    assert "found: first bad release of planted: 1.6 (last good: 1.5)" in batch.stderr, batch.stderr
+    assert "1.4" not in _probed(scene) and _probed(scene).count("1.9") == 1
+    seen = _seen(scene)
+    assert {"1.4", "1.5", "1.6", "1.8", "1.9"} <= set(seen) and seen["1.6"] == "bad" and seen["1.5"] == "good"
+
+    # A backport published after 1.9, below it: new by set membership, probed, and its
+    # regression found against the release it follows.
+    scene.index.add(build_wheel(wheel_dir, "planted", "1.2.1", requires_python=">=3.8",
+                                files={"planted/__init__.py": '__version__ = "1.2.1"\nVALUE = 2\n'}))
+    backport = scene.once()
+    assert "new release(s) of planted: 1.2.1" in backport.stderr, backport.stderr
+    assert "found: first bad release of planted: 1.2.1 (last good: 1.2)" in backport.stderr
+    assert _seen(scene)["1.2.1"] == "bad"
+    assert [c.body.count("regression in `planted` 1.2.1") for c in scene.ours()] == [0, 1]
+    # The recipe changes: the verdicts stored answer another question, so the watch starts
+    # over from a new baseline instead of comparing new releases with them.
+    scene.recipe.write_text(scene.recipe.read_text() + "# judged differently now\n")
+    rebased = scene.once()
+    assert "recipe, pins or index changed since the last check; new baseline" in rebased.stderr
+    assert "baseline planted 1.9: bad" in rebased.stderr and set(_seen(scene).values()) == {None, "bad"}
+
+
+def test_regression_and_fix_in_one_batch_then_an_outage_backs_off_and_once_honours_every(
+        tmp_path, local_index, planted_versions, hub, wheel_dir):
+    scene = Scene(tmp_path, local_index(), planted_versions, hub, every="1h")
+    scene.once()  # baseline 1.2, good
+    # 1.6 breaks it and 2.1 fixes it, all published between two checks: the newest is good
+    # again, like the baseline, and both changes are still found.
+    scene.publish("1.4", "1.5", "1.6", "1.8", "2.0")
+    scene.index.add(_fixed_release(wheel_dir))
+    batch = scene.once()
+    assert "planted: regression introduced in 1.6, fixed in 2.1" in batch.stderr, batch.stderr
+    assert "first good (fix) release of planted: 2.1 (last bad: 2.0)" in batch.stderr
+    bodies = [c.body for c in scene.ours()]
+    assert len(bodies) == 2 and "regression in `planted` 1.6" in bodies[0] and "fixed in `planted` 2.1" in bodies[1]
+    entry = _status(scene)
+    assert entry["last_verdict"] == {"version": "2.1", "verdict": "good"} and entry["open_findings"] == []
+    assert entry["last_error"] is None and entry["failures"] == 0
+
+    # The index answers 503 to the listing and its retries: the error is kept, the next
+    # check backs off past the interval, and the status shows both.
+    scene.index.fail_next(4, status=503)
+    failed = scene.once(expect=1)
+    assert "check failed (1 in a row)" in failed.stderr and "HTTP 503" in failed.stderr
+    entry = _status(scene)
+    assert entry["failures"] == 1 and "HTTP 503" in entry["last_error"]
+    last, due = (datetime.fromisoformat(entry[k]) for k in ("last_check", "next_check"))
+    assert due - last > timedelta(hours=1)
+    table = bisect_cli("watch", "status", "--config", str(scene.config), "--cache-dir", str(scene.cache),
+                       cwd=scene.tmp, env={**scene.env, "COLUMNS": "250"})
+    assert table.returncode == 0 and "1 failed check(s): cannot reach" in table.stdout, table.stdout
+    assert "2.1 good" in table.stdout
+
+    # --once honours the back-off (nothing is asked of the index); --force checks now.
+    hits = len(scene.index.log)
+    skipped = scene.once(force=False)
+    assert "[planted-watch] not due for 1h59m" in skipped.stderr or "not due for 2h00m" in skipped.stderr, \
+        skipped.stderr
+    assert len(scene.index.log) == hits
+    forced = scene.once()
+    assert "no new release of planted (newest 2.1)" in forced.stderr
+    entry = _status(scene)
+    assert entry["failures"] == 0 and entry["last_error"] is None and entry["due_in_s"] > 3000
+
+    # The known-good newest release (2.1) is yanked and a bad 2.2 appears: 2.1 can no longer
+    # be bisected from, so 2.2 is compared with the nearest judged release still listed
+    # (2.0, bad) instead of failing the same way on every cycle.
+    scene.index.add(_fixed_release(wheel_dir), yanked="broken build")
+    scene.index.add(build_wheel(wheel_dir, "planted", "2.2", requires_python=">=3.8",
+                                files={"planted/__init__.py": '__version__ = "2.2"\nVALUE = 2\n'}))
+    after_yank = scene.once()
+    assert "new release(s) of planted: 2.2" in after_yank.stderr and "check failed" not in after_yank.stderr
+    assert "[planted-watch] 2.2: bad" in after_yank.stderr and len(scene.ours()) == 2

@@ -168,7 +168,7 @@ def config_errors(text: str, base: Path) -> list[str]:
 
 
 def test_the_watch_keys_are_the_schemas():
-    assert WATCH_KEYS == ("name", "recipe", "package", "with", "index-url", "issue", "every", "pre")
+    assert WATCH_KEYS == ("name", "recipe", "package", "with", "index-url", "issue", "every", "pre", "batch-probes")
     assert WATCH_KEYS == keys_of(WatchTable)
 
 
@@ -180,6 +180,7 @@ def test_the_watch_keys_are_the_schemas():
     ("issue = 12", 'watch[1].issue: must be an issue string, e.g. "owner/repo#123", not 12 (an integer)'),
     ("name = 1.5", "watch[1].name: must be a name string of letters, digits"),
     ("every = true", "watch[1].every: is a boolean; write e.g."),
+    ("batch-probes = 0", "watch[1].batch-probes: must be a whole number of at least 1"),
 ])
 def test_a_wrong_type_in_a_watch_names_line_key_and_type(base, line, expected):
     errors = config_errors(f'[[watch]]\nrecipe = "ok.py"\n{line}\n', base)

@@ -329,6 +329,27 @@ def test_old_version_file_is_migrated(tmp_path: Path, how: str) -> None:
     assert _user_version(db) == SCHEMA_VERSION
 
 
+def test_a_schema_2_watch_keeps_its_row_and_gains_a_release_set(tmp_path: Path) -> None:
+    from sqlite_utils import Database
+
+    from envbisect.store import MIGRATIONS
+
+    db = tmp_path / "results.db"
+    old = Database(db)
+    for migration in MIGRATIONS[:2]:
+        migration(old)
+    old["watches"].insert({"name": "w", "last_seen": "1.8", "state": '{"known": null}'})
+    old.execute("PRAGMA user_version = 2")
+    old.close()
+    with Store(db) as s:
+        row = s.get_watch("w")
+        assert row["last_seen"] == "1.8" and row["next_check"] is None and row["failures"] is None
+        assert s.watch_releases("w") == {}
+        s.save_check("w", {"1.9": ("bad", None)}, failures=0)
+        assert s.watch_releases("w")["1.9"]["verdict"] == "bad" and s.get_watch("w")["failures"] == 0
+    assert _user_version(db) == SCHEMA_VERSION
+
+
 def test_newer_schema_is_refused(tmp_path: Path) -> None:
     db = tmp_path / "results.db"
     conn = sqlite3.connect(db)
