@@ -157,6 +157,11 @@ def worker_workshop(python: str | None, task_index: IndexConfig) -> Workshop:
     return Workshop(cache, index, find_interpreter(python), local=False)
 
 
+#: The recipe sees which run of its probe this is (0, 1, ...: ``--retries`` attempts and
+#: ``--samples auto`` samples), so a noisy recipe can seed from it and stay reproducible.
+SAMPLE_ENV = "ENVBISECT_SAMPLE"
+
+
 def recipe_environ(env_bin: Path, values: Mapping[str, str | None]) -> dict[str, str]:
     """The recipe's environment: this machine's, scrubbed, with the declared values the
     probe key holds (None: unset), so a remote run sees what the key says."""
@@ -212,7 +217,8 @@ def execute(task: ProbeTask, shop: Workshop) -> TaskResult:
     with shop.envs.in_use(env), host_locks(task):
         try:
             raw = run_recipe(env.python, shop.recipe_file(task), timeout=task.timeout, log_path=log,
-                             scratch_dir=shop.cache.scratch, env=recipe_environ(env.python.parent, task.env_values))
+                             scratch_dir=shop.cache.scratch, env=dict(recipe_environ(env.python.parent, task.env_values),
+                                                                      **{SAMPLE_ENV: str(task.attempt)}))
         except InstallFailed as exc:  # the env's interpreter cannot start
             return TaskResult(shop.place, spec.key, install_failed=str(exc))
     return TaskResult(shop.place, spec.key, env.resolved, env.build_s if task.attempt == 0 else 0.0, raw.to_dict())
