@@ -77,8 +77,7 @@ class _Endpoint:
         ends = self.sampler.ends
         if ends is None:
             return Judgement(outcome, verdict, f"{role} endpoint: sample {n}")
-        return Judgement(outcome, verdict, f"{role} endpoint, {self.sampler.plan.metric} "
-                                           f"{ends.good if self.good else ends.bad}: {ends.reason}")
+        return Judgement(outcome, verdict, f"{role} endpoint of {self.sampler.plan.metric}: {ends.reason}")
 
 
 @dataclass

@@ -19,22 +19,8 @@ import pytest
 
 from support.cli import bisect_cli, cli_env, write_recipe
 from support.index_server import LocalIndex
-from support.wheels import build_wheel
+from support.noise_sim import BODY, TOOL, publish
 
-BODY = """
-import json, os, random, signal, sys, time
-import {pkg} as pkg
-sample = os.environ["ENVBISECT_SAMPLE"]
-mark = os.environ.get("NOISE_KILL_MARK")
-if mark and os.environ.get("NOISE_KILL_AT") == pkg.__version__ + "/" + sample and not os.path.exists(mark):
-    open(mark, "w").close()
-    os.kill(os.getppid(), signal.SIGKILL)  # envbisect dies mid-sample (kill -9)
-    time.sleep(30)
-rng = random.Random(os.environ["NOISE_TRIAL"] + "/" + pkg.__version__ + "/" + sample)
-with open(os.environ["ENVBISECT_RESULT"], "w") as fh:
-    json.dump({{"loss": rng.gauss(float(os.environ["NOISE_D"]) * pkg.SHIFT, 1.0)}}, fh)
-"""
-TOOL = 'env = ["NOISE_TRIAL", "NOISE_D", "NOISE_KILL_AT", "NOISE_KILL_MARK"]\nmetric = "loss"\nsamples = "auto"'
 SHIFTS = {"noisy": {f"1.{m}": (1 if m >= 5 else 0) for m in range(8)},
           "halfway": {"1.0": 0, "1.1": 0, "1.2": 0.5, "1.3": 1, "1.4": 1}}
 
@@ -44,9 +30,7 @@ def world(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("noisy")
     index = LocalIndex(tmp / "index").start()
     for pkg, shifts in SHIFTS.items():
-        for version, shift in shifts.items():
-            files = {f"{pkg}/__init__.py": f'__version__ = "{version}"\nSHIFT = {shift}\n'}
-            index.add(build_wheel(tmp / "dists", pkg, version, files=files))
+        publish(index, tmp / "dists", pkg, shifts)
     recipes = {pkg: write_recipe(tmp / f"recipe_{pkg}.py", BODY.format(pkg=pkg), package=pkg, deps=(pkg,),
                                  extra_tool=TOOL) for pkg in SHIFTS}
     yield tmp, index, recipes
@@ -134,17 +118,11 @@ def test_halfway_release_is_ambiguous_never_a_boundary(world):
     assert "1.2" not in (result["last_good"], result["first_bad"])
 
 
-def test_sampling_mistakes_are_one_line_errors(world):
-    tmp = world[0]
-    for extra, needle in ((("--retries", "2"), "drop --retries"), (("--samples", "twice"), "not a mode"),
-                          (("--direction", "up"), "not a direction"), (("--confidence", "1.5"), "--confidence")):
-        proc = bisect_cli(*_argv(world, "noisy", *extra), cwd=tmp, env=_env(0))
-        lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
-        assert proc.returncode == 2 and len(lines) == 1 and needle in lines[0], proc.stderr
-    bad_table = write_recipe(tmp / "bad_table.py", BODY.format(pkg="noisy"), package="noisy", deps=("noisy",),
-                             extra_tool='samples = "auto"\nmax-samples = 1')
-    proc = bisect_cli("run", str(bad_table), "--cache-dir", str(tmp / "cache"), cwd=tmp, env=_env(0))
-    assert proc.returncode == 2 and "max-samples" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+def test_sampling_mistake_is_one_line_error(world):
+    """The CLI path of a conflicting setting (the rest are unit tests of sampling_for)."""
+    proc = bisect_cli(*_argv(world, "noisy", "--retries", "2"), cwd=world[0], env=_env(0))
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert proc.returncode == 2 and len(lines) == 1 and "drop --retries" in lines[0], proc.stderr
 
 
 def test_endpoints_that_cannot_be_separated_stop_with_one_line(world):

@@ -11,12 +11,40 @@ known good and release n-1 the known bad, as with ``--good``/``--bad``.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 from envbisect.policy import Judgement, Outcome, combine
 from envbisect.sampling import Decision, SamplingPlan, classify, endpoint_rounds, separate
 from envbisect.search import Bisection, Status, Verdict
+from support.wheels import build_wheel
+
+#: The real recipe (``{pkg}``: the package it imports): ``loss ~ N(NOISE_D * SHIFT, 1)``
+#: seeded by the trial, the release and ``$ENVBISECT_SAMPLE``; NOISE_KILL_AT="1.7/2"
+#: makes it SIGKILL envbisect during that sample, once (NOISE_KILL_MARK records it).
+BODY = """
+import json, os, random, signal, sys, time
+import {pkg} as pkg
+sample = os.environ["ENVBISECT_SAMPLE"]
+mark = os.environ.get("NOISE_KILL_MARK")
+if mark and os.environ.get("NOISE_KILL_AT") == pkg.__version__ + "/" + sample and not os.path.exists(mark):
+    open(mark, "w").close()
+    os.kill(os.getppid(), signal.SIGKILL)  # envbisect dies mid-sample (kill -9)
+    time.sleep(30)
+rng = random.Random(os.environ["NOISE_TRIAL"] + "/" + pkg.__version__ + "/" + sample)
+with open(os.environ["ENVBISECT_RESULT"], "w") as fh:
+    json.dump({{"loss": rng.gauss(float(os.environ["NOISE_D"]) * pkg.SHIFT, 1.0)}}, fh)
+"""
+#: Its ``[tool.envbisect]`` lines: the variables it reads are declared (in the probe key).
+TOOL = 'env = ["NOISE_TRIAL", "NOISE_D", "NOISE_KILL_AT", "NOISE_KILL_MARK"]\nmetric = "loss"\nsamples = "auto"'
+
+
+def publish(index, dists: Path, pkg: str, shifts: Mapping[str, float]) -> None:
+    """Build and publish ``pkg`` releases whose ``SHIFT`` is ``shifts[version]``."""
+    for version, shift in shifts.items():
+        files = {f"{pkg}/__init__.py": f'__version__ = "{version}"\nSHIFT = {shift}\n'}
+        index.add(build_wheel(dists, pkg, version, files=files))
 
 
 @dataclass(frozen=True)

@@ -124,3 +124,50 @@ def test_a_candidate_exactly_between_is_never_decided_without_evidence():
         ambiguous += c.decision is Decision.AMBIGUOUS
         assert c.n >= 1
     assert ambiguous >= 20
+
+
+def _recipe(tool: str = ""):
+    from pathlib import Path
+
+    from envbisect.recipes import parse_recipe_text
+
+    header = "# /// script\n# dependencies = ['noisy']\n# [tool.envbisect]\n# package = 'noisy'\n"
+    return parse_recipe_text(header + "".join(f"# {ln}\n" for ln in tool.splitlines()) + "# ///\n", Path("r.py"))
+
+
+def test_sampling_for_takes_the_recipe_table_and_flags_win():
+    from envbisect.cli_options import sampling_for
+
+    recipe = _recipe('metric = "step_time"\nsamples = "auto"\ndirection = "higher-is-worse"\nmax-samples = 6')
+    plan = sampling_for(None, None, None, None, None, recipe, retries=0, thresholds=[])
+    assert plan == SamplingPlan("step_time", 0.99, 6, Direction.HIGHER_IS_WORSE)
+    plan = sampling_for("loss", None, 0.95, 8, "lower-is-worse", recipe, retries=0, thresholds=[])
+    assert plan == SamplingPlan("loss", 0.95, 8, Direction.LOWER_IS_WORSE)
+    assert sampling_for(None, None, None, None, None, _recipe(), retries=3, thresholds=[]) is None
+
+
+@pytest.mark.parametrize("args, kwargs, needle", [
+    (("loss", None, None, None, None), {}, "only applies with --samples auto"),
+    (("loss", "twice", None, None, None), {}, "not a mode"),
+    (("loss", "auto", None, None, "up"), {}, "not a direction"),
+    (("loss", "auto", 1.5, None, None), {}, "--confidence"),
+    ((None, "auto", None, None, None), {}, "needs --metric"),
+    (("loss", "auto", None, None, None), {"retries": 2}, "drop --retries"),
+    (("loss", "auto", None, None, None), {"thresholds": ["loss>1"]}, "drop --threshold"),
+])
+def test_sampling_for_mistakes_are_one_line_errors(args, kwargs, needle):
+    from envbisect.cli_options import sampling_for
+
+    with pytest.raises(ConfigError, match=needle) as info:
+        sampling_for(*args, _recipe(), **{"retries": 0, "thresholds": [], **kwargs})
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("tool, needle", [('samples = "sometimes"', "samples"), ("max-samples = 1", "max-samples"),
+                                          ("confidence = 1.2", "confidence"), ('direction = "up"', "direction")])
+def test_recipe_table_sampling_keys_are_schema_checked(tool, needle):
+    from envbisect.errors import RecipeError
+
+    with pytest.raises(RecipeError, match=needle) as info:
+        _recipe(tool)
+    assert "\n" not in str(info.value)
