@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from support import db
 from support.cli import bisect_cli, cli_env, write_recipe
 from support.index_server import LocalIndex
 from support.noise_sim import BODY, TOOL, publish
@@ -53,9 +54,9 @@ def _run(world, pkg: str, trial: int, *extra: str, d: float = 3, **env: str) -> 
 
 
 def _rows(world, run_id: int) -> list[dict]:
-    proc = bisect_cli("show", str(run_id), "--cache-dir", str(world[0] / "cache"), "--json", cwd=world[0])
-    assert proc.returncode == 0, proc.stderr
-    return json.loads(proc.stdout)["probe_rows"]
+    """The run's probe rows, straight from the results database (metrics decoded)."""
+    return [dict(r, metrics=json.loads(r["metrics"]) if r["metrics"] else None)
+            for r in db.rows(world[0] / "cache" / "results.db", run_id)]
 
 
 def test_shift_found_with_samples_stated_per_probe(world):
