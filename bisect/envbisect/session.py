@@ -15,7 +15,8 @@ declares (``env = [...]`` in ``[tool.envbisect]``) plus every ``ENVBISECT_*`` va
 that is not one of envbisect's own settings. The timeout is the one part not hashed: a
 stored probe that timed out is reused only under a timeout no longer than the one it had,
 and one that finished is reused only when it finished within the timeout asked for now.
-Judging settings (``--regress``, thresholds) are not in the key: stored raw results are
+Judging settings (``--regress``, thresholds, ``--samples auto`` and its confidence, cap and
+direction) are not in the key: stored raw results (each sample one row) are
 judged again under the current ones.
 """
 
