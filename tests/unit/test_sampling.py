@@ -171,3 +171,18 @@ def test_recipe_table_sampling_keys_are_schema_checked(tool, needle):
     with pytest.raises(RecipeError, match=needle) as info:
         _recipe(tool)
     assert "\n" not in str(info.value)
+
+
+def test_a_sample_without_the_metric_or_with_a_crash_decides_the_probe_untestable():
+    from envbisect.noisy import sample_values
+    from envbisect.policy import Outcome, RegressMode
+    from envbisect.search import Verdict
+
+    ok = {"exit_code": 0, "metrics": {"loss": 1.5}}
+    values, failed = sample_values([ok, {"exit_code": 1, "metrics": {"loss": 2.5}}], PLAN, RegressMode.EXIT)
+    assert values == [1.5, 2.5] and failed is None  # the exit status does not judge a sample
+    values, failed = sample_values([ok, {"exit_code": 0, "metrics": {"other": 1}}], PLAN, RegressMode.EXIT)
+    assert values == [1.5] and failed.verdict is Verdict.UNTESTABLE
+    assert failed.reason.startswith("sample 2: metric loss missing or not a number")
+    _, crashed = sample_values([{"exit_code": None, "signal": 11}], PLAN, RegressMode.CRASH)
+    assert crashed.outcome is Outcome.ERROR and crashed.verdict is Verdict.BAD  # --regress still decides crashes
