@@ -121,6 +121,7 @@ def run_signature(session: Session, req: BisectRequest) -> str:
         # Nightly searches only (so the signatures of release searches stay as they were).
         **({"nightly": [req.variant, str(req.window), sorted(req.replaces)]} if req.nightly or req.variant else {}),
         **({"deps": req.deps.value} if req.deps is not DepsMode.LATEST else {}),
+        **({"sampling": req.sampling.as_dict()} if req.sampling else {}),
     })
 
 
@@ -235,7 +236,7 @@ def _result(session: Session, req: BisectRequest, run: ActiveRun, outcome: Searc
         result["untestable_edge"] = edge
         result["hint"] = edge_hint(req, edge, result)
     result["reproduce"] = reproduce_lines(req, result.get(old_key), result.get(new_key))
-    return result
+    return run.sampler.annotate(result, run) if run.sampler is not None else result
 
 
 def probe_summary(p: Probe) -> dict:

@@ -19,10 +19,11 @@ from rich.table import Table
 
 from envbisect import __version__, crashlog, reexec
 from envbisect.cli_matrix import matrix
-from envbisect.cli_options import (AllowBuild, AsJson, CacheDir, DownloadPython, Executor, ExtraIndex, FindLinks,
-                                   IndexUrl, Installer, Jobs, NoReuse, Python, Regress, Retries, Scheduler, Thresholds,
-                                   Timeout, deps_mode, err, judging_for, open_store, out, print_json, progress_for,
-                                   run_id_argument, settings_for)
+from envbisect.cli_options import (AllowBuild, AsJson, CacheDir, Confidence, Direction, DownloadPython, Executor,
+                                   ExtraIndex, FindLinks, IndexUrl, Installer, Jobs, MaxSamples, Metric, NoReuse,
+                                   Python, Regress, Retries, Samples, Scheduler, Thresholds, Timeout, deps_mode, err,
+                                   judging_for, open_store, out, print_json, progress_for, run_id_argument,
+                                   sampling_for, settings_for)
 from envbisect.cli_watch import attach, watch_app
 from envbisect.errors import ConfigError, EnvbisectError
 from envbisect.recipes import load_recipe
@@ -59,6 +60,8 @@ def run(
     threshold: List[str] = Thresholds,
     find_fix: bool = typer.Option(False, "--find-fix", help="Find the first good release after a bad one."),
     retries: int = Retries,
+    metric: Optional[str] = Metric, samples: Optional[str] = Samples, confidence: Optional[float] = Confidence,
+    max_samples: Optional[int] = MaxSamples, direction: Optional[str] = Direction,
     no_reuse: bool = NoReuse,
     allow_build: bool = AllowBuild,
     installer: str = Installer,
@@ -109,6 +112,10 @@ def run(
                             python or rec.settings.python, installer, allow_build, not no_reuse,
                             download_python, prefetch, jobs, executor, scheduler)
     judging = judging_for(timeout, regress, threshold, retries, rec)
+    sampling = sampling_for(metric, samples, confidence, max_samples, direction, rec, retries=retries,
+                            thresholds=threshold)
+    if sampling is not None and (by_date or nightlies or nightly_index or nightly_package or variant):
+        raise ConfigError("--samples auto works with release bisection only; drop --by date / the nightly options")
     argv = [redact(a) for a in sys.argv[1:]]
     dated = DateRequest(
         recipe=rec, axes=tuple(Axis.parse(a) for a in axis), since=since, until=until,
@@ -118,7 +125,7 @@ def run(
         recipe=rec, package=pkg, spec=range_ if range_ is not None else rec.settings.range, good=good, bad=bad,
         verify=not no_verify, with_=tuple(with_) or rec.settings.with_, pre=pre or rec.settings.pre,
         timeout=judging.timeout, regress=judging.regress, thresholds=judging.thresholds, find_fix=find_fix,
-        retries=retries, argv=argv, deps=deps_mode(deps))
+        retries=retries, argv=argv, deps=deps_mode(deps), sampling=sampling)
     channel = ChannelConfig(nightly_index or rec.settings.nightly_index, nightly_package or rec.settings.nightly_package,
                             variant or rec.settings.variant)
     with open_store(settings) as store, progress_for(json_out) as progress, \
@@ -268,7 +275,7 @@ def show(run_id: int = run_id_argument("Run id (see `bisect history`)."),
          rerun: Optional[int] = typer.Option(None, "--rerun", metavar="SEQ", help="Run probe SEQ (the # column) "
                                              "again from the cache, offline; exits like `bisect check`.")) -> None:
     """Every probe of a run: version, outcome, exit, metrics, duration, reused or run."""
-    from envbisect import report
+    from envbisect import report, report_sampling
     from envbisect.store import Store
 
     if rerun is not None:
@@ -294,6 +301,8 @@ def show(run_id: int = run_id_argument("Run id (see `bisect history`)."),
     out.print(table)
     for line in report.hosts_lines(probes):
         out.print(f"host {line}", markup=False)
+    for line in report_sampling.sampling_lines(result):  # --samples auto: samples and decision per probe
+        out.print(line, markup=False)
 
 
 def _rerun(run_id: int, seq: int, cache_dir: Path | None, json_out: bool) -> None:

@@ -38,6 +38,12 @@ Thresholds = typer.Option([], "--threshold", help="Judge by a metric, e.g. 'max_
 Retries = typer.Option(0, "--retries", min=0, help="Run each probe N more times; disagreement = flaky.")
 NoReuse = typer.Option(False, "--no-reuse", help="Re-run probes recorded by earlier runs.")
 AllowBuild = typer.Option(False, "--allow-build", help="Let the installer build sdist-only releases (slow).")
+# Statistical verdicts for noisy metrics (envbisect.sampling); None: the recipe's setting.
+Metric = typer.Option(None, "--metric", help="With --samples auto: the $ENVBISECT_RESULT metric to sample.")
+Samples = typer.Option(None, "--samples", help="auto: sample each probe until classified at --confidence.")
+Confidence = typer.Option(None, "--confidence", help="--samples auto: confidence of each decision (default 0.99).")
+MaxSamples = typer.Option(None, "--max-samples", help="--samples auto: most samples per probe (default 10).")
+Direction = typer.Option(None, "--direction", help="--samples auto: higher-is-worse | lower-is-worse | either.")
 # Where and how many probes run at once.
 Jobs = typer.Option(1, "--jobs", "-j", min=1, envvar="ENVBISECT_JOBS",
                     help="Probe up to K candidates at once (each round splits the range into K+1 parts).")
@@ -88,6 +94,37 @@ def judging_for(timeout: float | None, regress: str, thresholds: list[str], retr
         raise ConfigError(f"--timeout {timeout:g} is not a positive number of seconds; pass e.g. --timeout 600")
     return Judging(timeout or recipe.settings.timeout, regress_mode(mode), tuple(Threshold.parse(t) for t in thresholds),
                    retries)
+
+
+def sampling_for(metric: str | None, samples: str | None, confidence: float | None, max_samples: int | None,
+                 direction: str | None, recipe, *, retries: int, thresholds: list[str]):
+    """The :class:`~envbisect.sampling.SamplingPlan` of ``--samples auto`` (flags over the
+    recipe's ``[tool.envbisect]`` keys), or None; a conflicting setting is one error line."""
+    from envbisect.sampling import DEFAULT_CONFIDENCE, DEFAULT_MAX_SAMPLES, Direction as Way, SamplingPlan
+
+    own = recipe.settings
+    mode = samples or own.samples
+    if mode is None:
+        given = [flag for flag, value in (("--metric", metric), ("--confidence", confidence),
+                                          ("--max-samples", max_samples), ("--direction", direction)) if value is not None]
+        if given:
+            raise ConfigError(f"{', '.join(given)} only applies with --samples auto; add --samples auto")
+        return None
+    if mode != "auto":
+        raise ConfigError(f"--samples {mode!r} is not a mode; use --samples auto (or leave it out)")
+    if retries:
+        raise ConfigError("--samples auto decides how many runs each probe gets; drop --retries")
+    if thresholds:
+        raise ConfigError("--samples auto judges the metric against the endpoints' samples; drop --threshold")
+    way = direction or own.direction or Way.EITHER.value
+    try:
+        way = Way(way)
+    except ValueError:
+        raise ConfigError(f"--direction {way!r} is not a direction; use higher-is-worse, lower-is-worse "
+                          "or either") from None
+    return SamplingPlan(metric or own.metric or "", confidence if confidence is not None else
+                        (own.confidence or DEFAULT_CONFIDENCE), max_samples if max_samples is not None else
+                        (own.max_samples or DEFAULT_MAX_SAMPLES), way)
 
 
 def print_json(value) -> None:

@@ -41,6 +41,7 @@ import psutil
 from envbisect import procs
 from envbisect.cachemgr import disk_full, sweep
 from envbisect.errors import CacheError, DiskFull, EnvbisectError, RecipeError
+from envbisect.noisy import Sampler
 from envbisect.plan import Cutoff, iso, keep_visible
 from envbisect.policy import Judgement, Outcome, combine, judge
 from envbisect.recipes import Recipe
@@ -194,6 +195,8 @@ class ActiveRun:
         self.resumed = resumed
         self.recipe = recipe
         self.judging = judging
+        #: ``--samples auto``: how many samples each probe gets (envbisect.noisy).
+        self.sampler = Sampler(judging.sampling, judging.regress) if judging.sampling else None
         self._rows: dict[str, list[dict]] = {}
         for r in session.store.probes_for_run(self.id):
             self._rows.setdefault(r["version"] or "", []).append(r)
@@ -205,11 +208,17 @@ class ActiveRun:
     def recorded(self, label: str) -> Probe | None:
         """This run's complete record of ``label`` (all attempts, or an install failure)."""
         rows = self._group(label)
-        if not rows or (len(rows) < self.judging.attempts and ran(rows[0])):
+        decider = self.sampler.decider(label) if self.sampler is not None else None
+        if not rows or (decider is None and len(rows) < self.judging.attempts and ran(rows[0])):
             return None
-        judgements = [judge(r, self.judging.regress, self.judging.thresholds) for r in rows] if ran(rows[0]) \
-            else [_stored_judgement(rows[0])]
-        verdict, flaky = combine(judgements)
+        if decider is not None and ran(rows[0]):
+            if (decided := decider.decide(rows)) is None:
+                return None
+            verdict, flaky = decided
+        else:
+            judgements = [judge(r, self.judging.regress, self.judging.thresholds) for r in rows] if ran(rows[0]) \
+                else [_stored_judgement(rows[0])]
+            verdict, flaky = combine(judgements)
         return Probe(label, verdict, flaky, True, 0, rows[0].get("resolved") or {}, rows[0].get("metrics"),
                      rows[0]["seq"], rows[0].get("host"))
 
@@ -239,13 +248,15 @@ class ActiveRun:
             return known
         return self.session.start(self.id, self.recipe, label, requirements, package=package,
                                   judging=self.judging, cutoff=cutoff or self.latest(requirements), files=files,
-                                  prior=self._group(label), lock=lock)
+                                  prior=self._group(label), lock=lock,
+                                  decider=self.sampler.decider(label) if self.sampler is not None else None)
 
     def complete(self, begun: list[Probe | Pending]) -> list[Probe]:
         """Wait for what :meth:`start` began (recording as results arrive); probes in order."""
         finished = iter(self.session.wait([b for b in begun if isinstance(b, Pending)]))
         probes = [b if isinstance(b, Probe) else next(finished) for b in begun]
-        fresh = [p for b, p in zip(begun, probes) if isinstance(b, Pending)]
+        # New rows: runs that finished, and stored rows a probe copied in (reused samples).
+        fresh = [p for b, p in zip(begun, probes) if isinstance(b, Pending) or (p.reused and p.seq is not None)]
         if fresh:
             rows = self.session.store.probes_for_run(self.id)
             for p in fresh:
@@ -266,6 +277,9 @@ class ActiveRun:
         candidates before they are probed (to build the next round's envs ahead).
         """
         learned: dict[int, Probe] = {}
+        if self.sampler is not None:  # --samples auto: the endpoints' distributions first
+            ends = (search.hi, search.lo) if search.find_fix else (search.lo, search.hi)
+            self.sampler.sample_ends(self, labels[ends[0]], labels[ends[1]], lambda label: start_at(labels.index(label)))
         for i, label in enumerate(labels):
             if search.lo <= i <= search.hi and (known := self.recorded(label)) is not None:
                 learned[i] = known

@@ -94,3 +94,10 @@ class ExecutorError(EnvbisectError):
     """The machines that run probes cannot be reached or cannot run this recipe."""
 
     exit_code = EXIT_ENVIRONMENT
+
+
+class NotSeparated(EnvbisectError):
+    """``--samples auto``: the endpoints' metric distributions could not be told apart
+    (or an endpoint gave no metric), so no candidate can be classified against them."""
+
+    exit_code = 4  # the bisection is inconclusive, as `bisect run` exits when it cannot decide

@@ -160,6 +160,11 @@ def worker_workshop(python: str | None, task_index: IndexConfig) -> Workshop:
     return Workshop(cache, index, find_interpreter(python), local=False)
 
 
+#: The recipe sees which run of its probe this is (0, 1, ...: ``--retries`` attempts and
+#: ``--samples auto`` samples), so a noisy recipe can seed from it and stay reproducible.
+SAMPLE_ENV = "ENVBISECT_SAMPLE"
+
+
 def recipe_environ(env_bin: Path, values: Mapping[str, str | None]) -> dict[str, str]:
     """The recipe's environment: this machine's, scrubbed, with the declared values the
     probe key holds (None: unset), so a remote run sees what the key says."""
@@ -212,7 +217,7 @@ def execute(task: ProbeTask, shop: Workshop) -> TaskResult:
     except InstallFailed as exc:
         return TaskResult(shop.place, spec.key, install_failed=str(exc))
     log = shop.cache.logs / f"run-{task.run_id}" / f"{_safe(task.label)}-{spec.key[:8]}-{task.attempt}.log"
-    environ = recipe_environ(env.python.parent, task.env_values)
+    environ = dict(recipe_environ(env.python.parent, task.env_values), **{SAMPLE_ENV: str(task.attempt)})
     with shop.envs.in_use(env), host_locks(task):
         try:
             raw = run_recipe(env.python, shop.recipe_file(task), timeout=task.timeout, log_path=log,

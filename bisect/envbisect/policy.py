@@ -196,7 +196,7 @@ def _apply_thresholds(
     clear: list[str] = []
     missing: list[str] = []
     for threshold in thresholds:
-        observed = _metric(metrics, threshold.metric)
+        observed = metric_value(metrics, threshold.metric)
         if observed is None:
             missing.append(threshold.metric)
         elif threshold.met_by(observed):
@@ -214,7 +214,7 @@ def _apply_thresholds(
                      "write it to $ENVBISECT_RESULT or judge by another --threshold")
 
 
-def _metric(metrics: Mapping[str, Any], name: str) -> float | None:
+def metric_value(metrics: Mapping[str, Any], name: str) -> float | None:
     """The numeric metric ``name`` (a top-level key, else a dotted path into nested
     objects), or None when absent or not a number (booleans are not numbers)."""
     value: Any = metrics.get(name)

@@ -65,6 +65,12 @@ class RecipeSettings:
     #: Abstract resources a probe needs (``{gpu = 1}``): a Dask worker must offer them, and
     #: on one host probes that need the same resource run one at a time.
     resources: tuple[tuple[str, float], ...] = ()
+    #: ``--samples auto`` defaults (envbisect.sampling): metric, mode, confidence, cap, direction.
+    metric: str | None = None
+    samples: str | None = None
+    confidence: float | None = None
+    max_samples: int | None = None
+    direction: str | None = None
 
 
 @dataclass(frozen=True)
@@ -170,6 +176,8 @@ def _settings(table: EnvbisectTable | None) -> RecipeSettings:
         env=tuple(dict.fromkeys(table.env)),
         exclusive=table.exclusive,
         resources=tuple(sorted(table.resources.items())),
+        metric=table.metric, samples=table.samples, confidence=table.confidence, max_samples=table.max_samples,
+        direction=table.direction,
     )
 
 

@@ -13,7 +13,7 @@ import json
 import math
 from pathlib import Path
 
-from envbisect import report_matrix, sourcerange
+from envbisect import report_matrix, report_sampling, sourcerange
 from envbisect.host import describe as describe_host
 from envbisect.redact import redact
 from envbisect.nightly import display as shown
@@ -166,6 +166,7 @@ def markdown(run: dict, probes: list[dict]) -> str:
         lines.append(f"- **Flaky (runs disagreed, never used as a boundary):** {', '.join(result['flaky'])}")
     lines += [f"- {line}" for line in nightly_lines(result)]
     lines += ["", *probe_table(probes)]
+    lines += report_sampling.markdown_lines(result)  # --samples auto: the samples per probe
     diff = env_diff(_resolved_of(probes, result.get(old_key)), _resolved_of(probes, result.get(new_key)))
     if diff:
         lines += ["", f"Resolved environments, {result.get(old_key)} → {result.get(new_key)}:", "",

@@ -19,6 +19,7 @@ from packaging.version import InvalidVersion, Version
 from envbisect.errors import ConfigError
 from envbisect.policy import RegressMode, Threshold
 from envbisect.recipes import Recipe
+from envbisect.sampling import SamplingPlan
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,8 @@ class Judging:
     regress: RegressMode = RegressMode.EXIT
     thresholds: tuple[Threshold, ...] = ()
     retries: int = 0
+    #: ``--samples auto``: each probe is sampled until classified (envbisect.noisy).
+    sampling: SamplingPlan | None = None
 
     @property
     def attempts(self) -> int:
@@ -36,7 +39,8 @@ class Judging:
 
     def as_dict(self) -> dict:
         return {"timeout": self.timeout, "regress": self.regress.value, "retries": self.retries,
-                "thresholds": [str(t) for t in self.thresholds]}
+                "thresholds": [str(t) for t in self.thresholds],
+                **({"sampling": self.sampling.as_dict()} if self.sampling else {})}
 
 
 class DepsMode(str, Enum):
@@ -74,10 +78,12 @@ class BisectRequest:
     replaces: tuple[str, ...] = ()
     #: How the recipe's other dependencies are chosen for each candidate (--deps).
     deps: DepsMode = DepsMode.LATEST
+    #: ``--metric NAME --samples auto``: sampled, statistical verdicts (envbisect.sampling).
+    sampling: SamplingPlan | None = None
 
     @property
     def judging(self) -> Judging:
-        return Judging(self.timeout, self.regress, self.thresholds, self.retries)
+        return Judging(self.timeout, self.regress, self.thresholds, self.retries, self.sampling)
 
 
 def parse_with(items: tuple[str, ...] | list[str]) -> list[Requirement]:

@@ -206,6 +206,14 @@ class EnvbisectTable(_Table):
     env: EnvField = []
     exclusive: ExclusiveField = False
     resources: ResourcesField = {}
+    # --samples auto (envbisect.sampling): the flags' defaults for this recipe.
+    metric: Annotated[Optional[Text], Field(description='a metric name string, e.g. "step_time"')] = None
+    samples: Annotated[Optional[Literal["auto"]], Field(description='the string "auto"')] = None
+    confidence: Annotated[Optional[float], Field(gt=0.5, lt=1, description="a number between 0.5 and 1, e.g. 0.99")] = None
+    max_samples: Annotated[Optional[int], Field(ge=3, description="a whole number of at least 3, e.g. 10")] = \
+        Field(default=None, alias="max-samples")
+    direction: Annotated[Optional[Literal["either", "higher-is-worse", "lower-is-worse"]],
+                         Field(description='"higher-is-worse", "lower-is-worse" or "either"')] = None
 
 
 class ToolTable(BaseModel):

@@ -15,7 +15,8 @@ declares (``env = [...]`` in ``[tool.envbisect]``) plus every ``ENVBISECT_*`` va
 that is not one of envbisect's own settings. The timeout is the one part not hashed: a
 stored probe that timed out is reused only under a timeout no longer than the one it had,
 and one that finished is reused only when it finished within the timeout asked for now.
-Judging settings (``--regress``, thresholds) are not in the key: stored raw results are
+Judging settings (``--regress``, thresholds, ``--samples auto`` and its confidence, cap and
+direction) are not in the key: stored raw results (each sample one row) are
 judged again under the current ones.
 """
 
@@ -25,7 +26,7 @@ import hashlib
 import json
 import os
 from concurrent import futures
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from envbisect.config import OWN_VARIABLES, Settings
@@ -60,6 +61,16 @@ class Handler(Protocol):
     def note(self, message: str) -> None: ...
 
 
+class Decider(Protocol):
+    """When a probe's rows suffice (``--samples auto``, :mod:`envbisect.noisy`); without
+    one a probe makes ``--retries`` + 1 attempts. ``decide``: (judgement, flaky), or None
+    to run another sample; ``row_judgement``: what to record with the newest row."""
+
+    def decide(self, rows: list[dict]) -> tuple[Judgement, bool] | None: ...
+
+    def row_judgement(self, rows: list[dict]) -> Judgement: ...
+
+
 class SilentHandler:
     def probe_started(self, label: str, step: int, estimate: int) -> None:
         pass
@@ -84,6 +95,9 @@ class Pending:
     metrics: dict | None
     executed: int = 0
     future: futures.Future | None = None
+    decider: Decider | None = None
+    #: The rows so far (the decider's input): prior attempts and the runs since.
+    rows: list[dict] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -247,7 +261,7 @@ class Session:
     def start(self, run_id: int, recipe: Recipe, label: str, requirements: list[str], *,
               package: str | None, judging: Judging, cutoff: Cutoff = Cutoff(),
               files: tuple[DistFile, ...] = (), prior: list[dict] | None = None,
-              lock: Lock | None = None) -> Probe | Pending:
+              lock: Lock | None = None, decider: Decider | None = None) -> Probe | Pending:
         """Resolve, key and look up a probe; a :class:`Probe` when that settles it (a stored
         probe with the same key, or a candidate that cannot be resolved), else a
         :class:`Pending` whose first recipe run was handed to the executor.
@@ -257,6 +271,8 @@ class Session:
         run. ``files`` are the candidate's listed files: when the install fails because
         they vanished from the index since the listing, the reason says "build pruned".
         ``lock`` is the resolution when the caller already made it (``bisect matrix``).
+        ``decider`` (``--samples auto``) says when the rows suffice; stored samples with the
+        same key are copied in attempt order while it wants more, then new ones run.
         Raises :class:`~envbisect.errors.IndexUnreachable` on an outage (nothing recorded).
         """
         prior = list(prior or [])
@@ -268,19 +284,25 @@ class Session:
         if isinstance(lock, Unresolvable):
             return self._untestable(run_id, seq, label, lock.reason, common)
         resources = dict(recipe.settings.resources)
-        if not prior and self.settings.reuse:
+        if self.settings.reuse and (decider is not None or not prior):
             keys = [probe_key(recipe.hash, place.env_key(lock.hash, self.settings.installer), place.host, values)
                     for place in self.executor.places(resources)]
             stored = reusable(self.store.find_reusable(*keys), judging.timeout)
-            if len(stored) >= judging.attempts:
+            if decider is None and len(stored) >= judging.attempts:
                 return self._reuse(run_id, label, stored[:judging.attempts], judging, dict(common, lock_hash=lock.hash))
+            if decider is not None:
+                prior, done = self._reuse_samples(run_id, label, prior, stored, decider,
+                                                  dict(common, lock_hash=lock.hash))
+                if done is not None:
+                    return done
+                seq = prior[0]["seq"] if prior else None
         task = ProbeTask(run_id, label, len(prior), recipe.path.name, recipe.text, recipe.hash, lock.text,
                          judging.timeout, values, self.settings.python, self.settings.installer,
                          self.settings.allow_build, recipe.settings.exclusive, resources,
                          public_index(self.settings.index), str(recipe.path))
         pending = Pending(task, judging, dict(common, lock_hash=lock.hash), files, seq,
                           [judge(r, judging.regress, judging.thresholds) for r in prior],
-                          prior[0].get("metrics") if prior else None)
+                          prior[0].get("metrics") if prior else None, decider=decider, rows=list(prior))
         pending.future = self.executor.submit(task)
         return pending
 
@@ -308,18 +330,23 @@ class Session:
             why = explain_install_failure(out.install_failed, p.files, self.settings.index) if p.files \
                 else out.install_failed
             return self._untestable(task.run_id, p.seq, task.label, why, where)
-        j = judge(out.raw, p.judging.regress, p.judging.thresholds)
+        row = dict(out.raw, resolved=out.resolved, env_build_s=out.env_build_s, attempt=task.attempt,
+                   source=out.source)
+        p.rows.append(row)
+        j = judge(out.raw, p.judging.regress, p.judging.thresholds) if p.decider is None \
+            else p.decider.row_judgement(p.rows)
         p.judgements.append(j)
-        row = dict(out.raw, resolved=out.resolved, env_build_s=out.env_build_s, source=out.source)
         _, p.seq = self.store.record_probe(task.run_id, seq=p.seq, attempt=task.attempt, **_pick(row),
                                            **_judged(j), **where)
         p.metrics = p.metrics if p.metrics is not None else out.raw.get("metrics")
         p.executed += 1
-        if task.attempt + 1 < p.judging.attempts:
+        decided = p.decider.decide(p.rows) if p.decider is not None else None
+        more = decided is None if p.decider is not None else task.attempt + 1 < p.judging.attempts
+        if more:
             p.task = replace(task, attempt=task.attempt + 1)
             p.future = self.executor.submit(p.task)
             return None
-        verdict, flaky = combine(p.judgements)
+        verdict, flaky = decided if decided is not None else combine(p.judgements)
         if flaky:
             self.store.mark_flaky(task.run_id, p.seq)
         self.handler.probe_finished(display(task.label), verdict, False)
@@ -331,15 +358,40 @@ class Session:
         verdict, flaky = combine(judgements)
         seq = None
         for i, row in enumerate(rows):
-            # Where the stored row ran (this host, or the Dask worker that ran it).
-            fields = dict(common, timeout_s=row.get("timeout_s"), host=row.get("host"),
-                          fingerprint=row.get("fingerprint") or common["fingerprint"], env_key=row.get("env_key"),
-                          probe_key=row.get("probe_key"))
-            _, seq = self.store.record_probe(run_id, seq=seq, attempt=i, reused_from=row["id"], flaky=int(flaky),
-                                             **_pick(row), **_judged(judgements[i]), **fields)
+            seq = self._copy(run_id, seq, i, row, judgements[i], common, flaky)
         self.handler.probe_finished(display(label), verdict, True)
         return Probe(label, verdict, flaky, True, 0, rows[0].get("resolved") or {}, rows[0].get("metrics"), seq,
                      rows[0].get("host"))
+
+    def _copy(self, run_id: int, seq: int | None, attempt: int, row: dict, j: Judgement, common: dict,
+              flaky: bool = False) -> int:
+        """Copy one stored row into this run (``reused_from``) as ``attempt``; returns the seq."""
+        # Where the stored row ran (this host, or the Dask worker that ran it).
+        fields = dict(common, timeout_s=row.get("timeout_s"), host=row.get("host"),
+                      fingerprint=row.get("fingerprint") or common["fingerprint"], env_key=row.get("env_key"),
+                      probe_key=row.get("probe_key"))
+        return self.store.record_probe(run_id, seq=seq, attempt=attempt, reused_from=row["id"], flaky=int(flaky),
+                                       **_pick(row), **_judged(j), **fields)[1]
+
+    def _reuse_samples(self, run_id: int, label: str, prior: list[dict], stored: list[dict], decider: Decider,
+                       common: dict) -> tuple[list[dict], Probe | None]:
+        """Copy stored samples of the same key into this run, in attempt order (the newest
+        row of each attempt: sample ``i`` of any run ran with ``ENVBISECT_SAMPLE=i``), while
+        ``decider`` wants more. Returns the rows now held, and the probe when they suffice."""
+        by_attempt: dict[int, dict] = {}
+        for row in stored:  # newest first
+            by_attempt.setdefault(int(row.get("attempt") or 0), row)
+        rows, seq = list(prior), (prior[0]["seq"] if prior else None)
+        while len(rows) in by_attempt and decider.decide(rows) is None:
+            row = by_attempt[len(rows)]
+            rows.append(row)
+            seq = self._copy(run_id, seq, len(rows) - 1, row, decider.row_judgement(rows), common)
+        decided = decider.decide(rows)
+        if len(rows) == len(prior) or decided is None:
+            return [dict(r, seq=seq) for r in rows], None
+        self.handler.probe_finished(display(label), decided[0], True)
+        return rows, Probe(label, decided[0], decided[1], True, 0, rows[0].get("resolved") or {},
+                           rows[0].get("metrics"), seq, rows[0].get("host"))
 
     def record_incompatible(self, run_id: int, recipe: Recipe, label: str, requirements: list[str],
                             reason: str, *, outcome: str) -> None:
