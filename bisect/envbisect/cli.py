@@ -19,6 +19,7 @@ from rich.table import Table
 
 from envbisect import __version__, crashlog, reexec
 from envbisect.cli_matrix import matrix
+from envbisect.cli_narrow import narrow
 from envbisect.cli_options import (AllowBuild, AsJson, CacheDir, Confidence, Direction, DownloadPython, Executor,
                                    ExtraIndex, FindLinks, IndexUrl, Installer, Jobs, MaxSamples, Metric, NoReuse,
                                    Python, Regress, Retries, Samples, Scheduler, Thresholds, Timeout, deps_mode, err,
@@ -91,6 +92,8 @@ def run(
     jobs: int = Jobs,
     executor: str = Executor,
     scheduler: Optional[str] = Scheduler,
+    narrow_found: bool = typer.Option(False, "--narrow", help="Then find the knob that turns the first bad "
+                                      "env good (`bisect narrow`)."),
 ) -> None:
     """Bisect PACKAGE's releases (or, --by date, the days) for the first one where RECIPE fails."""
     from envbisect import report
@@ -138,6 +141,9 @@ def run(
             result = run_nightlies(session, req, channel)
         else:
             result = run_bisection(session, req)
+        if narrow_found and result.get("status") == "found":  # the knob that flips it, same session
+            from envbisect.narrow import narrow_run
+            result = dict(result, knobs=narrow_run(session, result["run_id"], argv=argv))
     if json_out:
         print_json(result)
     else:
@@ -262,7 +268,7 @@ def history(cache_dir: Optional[Path] = CacheDir, limit: int = typer.Option(20, 
         table.add_column(col)
     for r in runs:
         result = r.get("result") or {}
-        answer = (report.headline(result) if r["kind"] in ("bisect", *report.COMBO_KINDS) and result
+        answer = (report.headline(result) if r["kind"] in ("bisect", "narrow", *report.COMBO_KINDS) and result
                   else result.get("outcome", ""))
         table.add_row(str(r["id"]), r["kind"], Path(r["recipe_path"]).name, r.get("package") or "",
                       r["status"], answer, str(r.get("probe_count", "")), (r.get("started_at") or "")[:19])
@@ -289,6 +295,8 @@ def show(run_id: int = run_id_argument("Run id (see `bisect history`)."),
     out.print(f"run {run_id} ({run_row['kind']}, {run_row['status']}): {run_row['recipe_path']}", markup=False)
     if result and run_row["kind"] == "bisect":
         out.print(report.headline(result), markup=False)
+        for line in report.report_knobs.knob_lines(result, markdown=False):  # after `bisect narrow`
+            out.print(line, markup=False)
     elif result and run_row["kind"] in report.COMBO_KINDS:  # the grid or the timeline and culprit
         for line in report.text_summary(result):
             out.print(line, markup=False)
@@ -449,3 +457,4 @@ def main() -> None:
 app.add_typer(watch_app, name="watch")
 app.command()(attach)
 app.command()(matrix)
+app.command()(narrow)

@@ -232,13 +232,13 @@ class ActiveRun:
         return list(self._group(label))
 
     def probe(self, label: str, requirements: list[str], *, package: str | None, cutoff: Cutoff | None = None,
-              files: tuple = (), lock=None) -> Probe:
+              files: tuple = (), lock=None, knobs: dict[str, str] | None = None) -> Probe:
         """The outcome for ``label``: this run's own record when it has one, else a probe."""
         return self.complete([self.start(label, requirements, package=package, cutoff=cutoff, files=files,
-                                         lock=lock)])[0]
+                                         lock=lock, knobs=knobs)])[0]
 
     def start(self, label: str, requirements: list[str], *, package: str | None, cutoff: Cutoff | None = None,
-              files: tuple = (), lock=None) -> Probe | Pending:
+              files: tuple = (), lock=None, knobs: dict[str, str] | None = None) -> Probe | Pending:
         """Begin learning ``label``: this run's own record when it has one, else
         :meth:`Session.start` (a stored probe with the same key, or a run handed to the
         executor). Finish what is pending with :meth:`complete`."""
@@ -248,7 +248,7 @@ class ActiveRun:
             return known
         return self.session.start(self.id, self.recipe, label, requirements, package=package,
                                   judging=self.judging, cutoff=cutoff or self.latest(requirements), files=files,
-                                  prior=self._group(label), lock=lock,
+                                  prior=self._group(label), lock=lock, knobs=knobs,
                                   decider=self.sampler.decider(label) if self.sampler is not None else None)
 
     def complete(self, begun: list[Probe | Pending]) -> list[Probe]:

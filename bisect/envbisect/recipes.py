@@ -71,6 +71,9 @@ class RecipeSettings:
     confidence: float | None = None
     max_samples: int | None = None
     direction: str | None = None
+    #: ``[tool.envbisect.knobs]``, normalised (:mod:`envbisect.schema_knobs`): what
+    #: ``bisect narrow`` may flip besides the built-in knob sets.
+    knobs: tuple[tuple[str, dict], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -178,6 +181,7 @@ def _settings(table: EnvbisectTable | None) -> RecipeSettings:
         resources=tuple(sorted(table.resources.items())),
         metric=table.metric, samples=table.samples, confidence=table.confidence, max_samples=table.max_samples,
         direction=table.direction,
+        knobs=tuple(table.knobs.items()),
     )
 
 

@@ -20,6 +20,7 @@ class RunKind(str, Enum):
     CHECK = "check"
     MATRIX = "matrix"
     DATE = "date"
+    NARROW = "narrow"
 
 
 class RunStatus(str, Enum):

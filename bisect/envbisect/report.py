@@ -13,7 +13,7 @@ import json
 import math
 from pathlib import Path
 
-from envbisect import report_matrix, report_sampling, sourcerange
+from envbisect import report_knobs, report_matrix, report_sampling, sourcerange
 from envbisect.host import describe as describe_host
 from envbisect.redact import redact
 from envbisect.nightly import display as shown
@@ -37,6 +37,8 @@ COMBO_KINDS = ("matrix", "date")
 
 
 def headline(result: dict) -> str:
+    if result.get("kind") == "narrow":
+        return result.get("summary") or "narrow"
     if result.get("kind") in COMBO_KINDS:
         return report_matrix.headline(result)
     status = result.get("status", "?")
@@ -150,6 +152,8 @@ def probe_table(probes: list[dict]) -> list[str]:
 
 
 def markdown(run: dict, probes: list[dict]) -> str:
+    if run.get("kind") == "narrow":
+        return report_knobs.markdown(run, probe_table(probes))
     if run.get("kind") in COMBO_KINDS:
         return report_matrix.markdown(run, probes, probe_table(probes))
     result = run.get("result") or {}
@@ -174,6 +178,7 @@ def markdown(run: dict, probes: list[dict]) -> str:
         lines += [f"| {n} | {a} | {b} |" for n, a, b in diff]
     lines += sourcerange.markdown_lines(result)
     lines += report_matrix.culprit_section(result, markdown=True)  # when a result carries one
+    lines += report_knobs.knob_lines(result, markdown=True)  # after `bisect narrow`
     lines += report_matrix.footer(run, f"{len(result.get('probes') or [])} probes")
     return redact("\n".join(lines) + "\n")
 
@@ -238,6 +243,8 @@ def caveats(result: dict) -> list[str]:
 
 def text_summary(result: dict) -> list[str]:
     """The lines ``bisect run`` (and ``bisect matrix``) print at the end."""
+    if result.get("kind") == "narrow":
+        return report_knobs.text_lines(result)
     if result.get("kind") in COMBO_KINDS:
         return report_matrix.text_lines(result)
     lines = [headline(result)]
@@ -248,6 +255,7 @@ def text_summary(result: dict) -> list[str]:
     lines += [f"  {line}" for line in sourcerange.summary_lines(result)]
     lines.append(f"  probes: {len(result.get('probes') or [])} used, {result.get('executed', 0)} executed, "
                  f"{result.get('candidates', '?')} candidates, {result.get('duration_s', 0):.1f} s; run {result.get('run_id')}")
+    lines += report_knobs.knob_lines(result, markdown=False)
     for cmd in result.get("reproduce") or []:
         lines.append(f"  reproduce: {cmd}")
     return [redact(line) for line in lines]

@@ -13,7 +13,7 @@
 
 from __future__ import annotations
 
-from envbisect import sourcerange
+from envbisect import report_knobs, sourcerange
 from envbisect.redact import redact
 
 _SHORT = {"good": "good", "bad": "BAD", "skip": "skip", "error": "error", "incompatible": "incompatible"}
@@ -111,6 +111,7 @@ def text_lines(result: dict) -> list[str]:
             lines.append(f"  {row['instant']:<22} {mark:<10} {_releases(row)}")
         lines += culprit_section(result, markdown=False)
         lines += [f"  {line}" for line in sourcerange.summary_lines(result)]
+        lines += report_knobs.knob_lines(result, markdown=False)
         lines.append(f"  probes: {len(result.get('probes') or [])} on the timeline + {result.get('culprit_probes', 0)} "
                      f"for the culprit, {result.get('executed', 0)} executed, "
                      f"{result.get('candidates', '?')} instants, {result.get('duration_s', 0):.1f} s; run {result.get('run_id')}")
@@ -145,6 +146,7 @@ def markdown(run: dict, probes: list[dict], probe_table: list[str]) -> str:
         lines += [f"| {r['instant']} | {_releases(r)} | {r.get('outcome') or ''} |" for r in result.get("timeline") or []]
         lines += culprit_section(result, markdown=True)
         lines += sourcerange.markdown_lines(result)
+        lines += report_knobs.knob_lines(result, markdown=True)
     lines += ["", "Probes:", "", *probe_table]
     lines += footer(run, f"{len(probes)} probe rows")
     return redact("\n".join(lines) + "\n")

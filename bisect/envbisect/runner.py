@@ -54,6 +54,7 @@ from typing import IO, Any
 
 from envbisect import procs
 from envbisect.errors import ConfigError, InstallFailed
+from envbisect.knobs import install_startup
 from envbisect.metrics import read_metrics
 from envbisect.probetree import wait_and_stop
 from envbisect.redact import CREDENTIAL_URL, SECRET_NAME, redact
@@ -248,6 +249,7 @@ def _run_in(
     result_file = work / "result.json"
     child_env = dict(scrubbed_environ(env_bin=python.parent) if env is None else env)
     child_env[RESULT_ENV] = str(result_file)
+    install_startup(probe_dir, child_env)  # bisect narrow's start-up knobs, this probe only
     out_file, err_file = probe_dir / "stdout", probe_dir / "stderr"
     procs.become_subreaper()  # orphans of the recipe's tree come back to us (Linux)
     started = time.time()

@@ -40,6 +40,7 @@ from pydantic import (
 from pydantic.fields import FieldInfo
 
 from envbisect.policy import RegressMode
+from envbisect.schema_knobs import KnobsField
 from envbisect.watchplan import DEFAULT_BATCH_PROBES
 
 DEFAULT_TIMEOUT = 600.0
@@ -214,6 +215,7 @@ class EnvbisectTable(_Table):
         Field(default=None, alias="max-samples")
     direction: Annotated[Optional[Literal["either", "higher-is-worse", "lower-is-worse"]],
                          Field(description='"higher-is-worse", "lower-is-worse" or "either"')] = None
+    knobs: KnobsField = {}  # bisect narrow's knobs (schema_knobs)
 
 
 class ToolTable(BaseModel):

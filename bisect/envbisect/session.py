@@ -261,7 +261,8 @@ class Session:
     def start(self, run_id: int, recipe: Recipe, label: str, requirements: list[str], *,
               package: str | None, judging: Judging, cutoff: Cutoff = Cutoff(),
               files: tuple[DistFile, ...] = (), prior: list[dict] | None = None,
-              lock: Lock | None = None, decider: Decider | None = None) -> Probe | Pending:
+              lock: Lock | None = None, decider: Decider | None = None,
+              knobs: dict[str, str] | None = None) -> Probe | Pending:
         """Resolve, key and look up a probe; a :class:`Probe` when that settles it (a stored
         probe with the same key, or a candidate that cannot be resolved), else a
         :class:`Pending` whose first recipe run was handed to the executor.
@@ -273,11 +274,13 @@ class Session:
         ``lock`` is the resolution when the caller already made it (``bisect matrix``).
         ``decider`` (``--samples auto``) says when the rows suffice; stored samples with the
         same key are copied in attempt order while it wants more, then new ones run.
+        ``knobs`` are environment values that apply ``bisect narrow``'s knob settings
+        (:func:`envbisect.knobs.probe_values`): passed to the recipe and part of the key.
         Raises :class:`~envbisect.errors.IndexUnreachable` on an outage (nothing recorded).
         """
         prior = list(prior or [])
         seq = prior[0]["seq"] if prior else None
-        values = env_values(recipe)
+        values = dict(env_values(recipe), **(knobs or {}))
         common = dict(recipe_hash=recipe.hash, host=self.host, fingerprint=self.fingerprint, package=package,
                       version=label, requirements=requirements, timeout_s=judging.timeout, env_values=values)
         lock = lock or self.lock(requirements, cutoff)
