@@ -97,7 +97,7 @@ def _split(text: str) -> list[str]:
         raise RequestInvalid(f"the options cannot be read ({exc}); close every quote") from None
     for token in tokens:
         name = token.split("=", 1)[0]
-        if name.startswith("-") and name not in (*ALLOWED, "-p"):
+        if re.match(r"^--?[A-Za-z]", name) and name not in (*ALLOWED, "-p"):
             raise RequestInvalid(f"{name} cannot be set by a request; a request may use {', '.join(ALLOWED)} "
                                  "(the index, interpreter and limits are the daemon's [[listen]] settings)")
     return tokens

@@ -82,7 +82,11 @@ class Scene:
             f'index-url = "{index.url}"\n'
             'poll = "1s"\n'
             'timeout = "60s"\n'
-            "max-probes = 8\n")
+            "max-probes = 8\n"
+            "[[listen]]\n"
+            'repository = "octo/tight"\n'
+            f'index-url = "{index.url}"\n'
+            "max-probes = 1\n")
         self.env = cli_env(GITHUB_TOKEN=TOKEN, GITHUB_API_URL=hub.url)
 
     def recipe(self, tag: str = "plain") -> str:
@@ -122,6 +126,7 @@ def scene(tmp_path_factory, planted_versions):
     hub = FakeGitHub(token=TOKEN, max_per_page=4).start()
     for number in (7, 8, 9):
         hub.add_issue(REPO, number, existing_comments=1)
+    hub.add_issue("octo/tight", 1)
     hub.labels[("octo", "demo", 7)] = ["bug", "regression"]
     hub.labels[("octo", "demo", 8)] = ["regression"]
     index = LocalIndex(tmp / "index").start()
@@ -193,6 +198,16 @@ def test_unlabelled_issue_is_ignored_and_malformed_request_gets_one_reply(scene)
     assert scene.hub.reactions_on(bad) == ["confused"] and scene.runs() == runs
     scene.once()
     assert len(scene.answers(bad)) == 1
+
+
+def test_a_request_over_its_probe_limit_stops_and_says_so(scene):
+    body = f"/envbisect run -p planted --good 1.4 --bad 1.8\n```python\n{scene.recipe('limited')}```\n"
+    request = scene.hub.add_comment("octo/tight", 1, body, user="olga", association="OWNER").id
+    runs = scene.runs()
+    scene.once()
+    [answer] = [c for c in scene.hub.comments if f"envbisect:request octo/tight/{request} " in c.body]
+    assert "stopped by a limit" in answer.body and "stopped after 1 probes (max-probes = 1)" in answer.body
+    assert scene.hub.reactions_on(request) == ["eyes", "confused"] and scene.runs() == runs + 1
 
 
 def test_api_500_and_401_are_logged_backed_off_and_answered_once(scene):
