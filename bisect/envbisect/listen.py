@@ -232,8 +232,8 @@ class Listener:
             details = report.markdown(self.store.get_run(run_id), self.store.probes_for_run(run_id))
         else:
             details = result["error"]
-        self.say(job, listenreply.final(*shown, report.headline(result) if "status" in result else result["title"],
-                                        details))
+        title = str(result["status"]).replace("-", " ") if "status" in result else result["title"]
+        self.say(job, listenreply.final(*shown, title + (" :rocket:" if found else " :confused:"), details))
         self.api.react(spec.repository, job["comment_id"], ROCKET if found else CONFUSED)
         log.info("[listen %s] answered: %s", job["key"], result.get("status") or result.get("title"))
         self._set(job, status="done")
