@@ -44,6 +44,8 @@ def watch(
     with --once it checks the watches that are due (every, or a back-off after failures;
     --force: all of them) and exits. Exit status with --once: 0 all checked and posted,
     1 a watch failed or a finding is still queued. `bisect watch status` shows each watch.
+    With [[listen]] tables it also serves `/envbisect run` requests posted in issue
+    comments (docs/watch.md); --once polls every listened repository.
     """
     if ctx.invoked_subcommand is not None:
         return

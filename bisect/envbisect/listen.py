@@ -49,7 +49,7 @@ from envbisect.records import utc_now
 from envbisect.requests_model import BisectRequest
 from envbisect.session import Session
 from envbisect.store import Store
-from envbisect.trackers import IssueRef
+from envbisect.trackers import IssueNotFound, IssueRef
 
 log = logging.getLogger("envbisect.watch")
 #: With no cursor (first start, or the database was lost), look back this far.
@@ -127,11 +127,12 @@ class Listener:
                 try:
                     self.poll(spec)
                     self.serve(spec)
-                except TrackerError as exc:
+                except Exception as exc:  # a daemon outlives an API outage (TrackerError) or a bug
                     failures += 1
                     count = int(state.get("failures", 0)) + 1
                     wait = min(spec.poll_s * 2 ** count, MAX_BACKOFF_S)
-                    log.error("[listen %s] %s; backing off %.0f s", spec.repository, exc, wait)
+                    what = str(exc) if isinstance(exc, TrackerError) else f"{type(exc).__name__}: {exc}"
+                    log.error("[listen %s] %s; backing off %.0f s", spec.repository, what, wait)
                     state = {"failures": count, "last_error": str(exc), "next_poll": time.time() + wait}
                 else:
                     state = {"failures": 0, "next_poll": time.time() + spec.poll_s}
@@ -180,9 +181,13 @@ class Listener:
         """Create or update the request's one answer comment."""
         issue = IssueRef(*job["repo"].split("/"), job["issue"])
         if job.get("answer_id"):
-            self.api.update(issue, job["answer_id"], body)
-        else:
-            self._set(job, answer_id=self.api.create(issue, body).id)
+            try:
+                self.api.update(issue, job["answer_id"], body)
+                return
+            except IssueNotFound:  # someone deleted the answer: post it again
+                log.warning("[listen %s] the answer comment %s is gone; posting a new one", job["key"],
+                            job["answer_id"])
+        self._set(job, answer_id=self.api.create(issue, body).id)
 
     def _serve(self, spec: ListenSpec, job: dict) -> None:
         repo, issue = spec.repository, IssueRef(*spec.repository.split("/"), job["issue"])

@@ -129,7 +129,8 @@ def check_listens(tables: object, lines: KeyLines) -> tuple[list[ListenSpec], li
             message = issue.message
             if issue.kind == "unknown":
                 close = did_you_mean(issue.key, LISTEN_KEYS)
-                message = f"unknown key; {f'did you mean {close!r}?' if close else 'known keys: ' + ', '.join(LISTEN_KEYS)}"
+                hint = f"did you mean {close!r}?" if close else f"known keys: {', '.join(LISTEN_KEYS)}"
+                message = f"unknown key; {hint}"
             problems.append((line, label if issue.kind == "missing" else f"{label}.{issue.key}", message))
         if checked is None:
             continue

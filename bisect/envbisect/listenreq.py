@@ -46,8 +46,8 @@ RECIPE_FORBIDDEN = {"index_url": "index-url", "python": "python", "nightly_index
                     "nightly_package": "nightly-package", "variant": "variant", "env": "env",
                     "resources": "resources"}
 MAX_RETRIES = 3
-_FENCE = re.compile(r"^[ \t]*(?P<fence>`{3,}|~{3,})[ \t]*(?P<lang>[\w+-]*)[ \t]*\n(?P<code>.*?)^[ \t]*(?P=fence)[ \t]*$",
-                    re.MULTILINE | re.DOTALL)
+_FENCE = re.compile(r"^[ \t]*(?P<fence>`{3,}|~{3,})[ \t]*(?P<lang>[\w+-]*)[ \t]*\n"
+                    r"(?P<code>.*?)^[ \t]*(?P=fence)[ \t]*$", re.MULTILINE | re.DOTALL)
 
 
 class RequestInvalid(ConfigError):
@@ -155,12 +155,12 @@ def parse_request(body: str, path: Path) -> RunRequest:
     timeout = values["timeout"]
     if timeout is not None and not timeout > 0:
         raise RequestInvalid(f"--timeout {timeout:g} is not a positive number of seconds")
+    regress = values["regress"]
     return RunRequest(
         tokens=tuple(tokens), recipe=recipe, package=package, range=values["range"], good=values["good"],
         bad=values["bad"], with_=tuple(values["with_"]),
-        deps=_check(values["deps"], DepsMode, "--deps", tuple(m.value for m in DepsMode)), find_fix=values["find_fix"], pre=values["pre"],
-        timeout=timeout, regress=_check(values["regress"], RegressMode, "--regress", tuple(m.value for m in RegressMode))
-        if values["regress"] else None,
+        deps=_check(values["deps"], DepsMode, "--deps", tuple(m.value for m in DepsMode)),
+        find_fix=values["find_fix"], pre=values["pre"], timeout=timeout,
+        regress=_check(regress, RegressMode, "--regress", tuple(m.value for m in RegressMode)) if regress else None,
         thresholds=tuple(_check(t, Threshold.parse, "--threshold") for t in values["threshold"]),
         retries=values["retries"])
-

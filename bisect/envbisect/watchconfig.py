@@ -1,4 +1,5 @@
-"""Read and validate ``bisect.toml``: the watches the daemon runs.
+"""Read and validate ``bisect.toml``: the watches the daemon runs (and the repositories
+it listens on, ``[[listen]]``, checked by :mod:`envbisect.listenconfig`).
 
 Every ``[[watch]]`` table names a recipe, the package whose releases to watch, and
 optionally pins, an index, an issue and an interval::
@@ -223,7 +224,8 @@ def parse_daemon(text: str, *, base: Path, source: str = DEFAULT_CONFIG
     if watches is None and "listen" in data:
         pass  # a daemon that only listens on issues
     elif watches is None:
-        checker.problems.append(Problem(1, "watch", "no [[watch]] table; add one with at least recipe = \"...\" (or a [[listen]] table)"))
+        checker.problems.append(Problem(1, "watch", "no [[watch]] table; add one with at least recipe = \"...\" "
+                                        "(or a [[listen]] table)"))
     elif not isinstance(watches, list):
         checker.problem(None, "watch", "must be an array of tables: write [[watch]], not [watch] or watch = ...")
     else:
