@@ -160,6 +160,9 @@ def test_allowed_request_runs_once_answers_in_place_and_never_sees_the_token(sce
     assert daemon and not daemon[0]["environ"].startswith("unreadable"), "the check must have read the daemon"
     assert not any("GITHUB_TOKEN" in json.loads(line)["environ"] for line in dumped.splitlines())
 
+    for stored in (scene.cache / "results.db", scene.cache / "logs" / "watch.log"):
+        assert TOKEN.encode() not in stored.read_bytes(), f"the token reached {stored.name}"
+
     # Delivered again (an unchanged listing, then the database lost): nothing runs twice.
     writes, runs = scene.hub.count("POST") + scene.hub.count("PATCH"), scene.runs()
     scene.once()  # lists the answer's last edit: the cursor moves past it
@@ -215,7 +218,13 @@ def test_api_500_and_401_are_logged_backed_off_and_answered_once(scene):
     scene.hub.fail(500, method="GET", path_part=f"/repos/{REPO}/issues/comments")
     failed = scene.once(expect=1)
     assert "GitHub failed while listing the issue comments of octo/demo (HTTP 500)" in failed.stderr
-    assert "backing off" in failed.stderr and scene.answers(request) == []
+    assert "backing off 2 s" in failed.stderr and scene.answers(request) == []
+    con = sqlite3.connect(scene.cache / "results.db")
+    try:
+        state = json.loads(con.execute("select state from listens where repo = ?", [REPO]).fetchone()[0])
+    finally:
+        con.close()
+    assert state["failures"] == 1 and "HTTP 500" in state["last_error"] and state["next_poll"] > time.time() - 60
     scene.hub.fail(401, method="POST", path_part="/reactions")
     refused = scene.once(expect=1)
     assert "GitHub rejected the token while reacting eyes" in refused.stderr and "(HTTP 401)" in refused.stderr
@@ -255,3 +264,4 @@ def test_daemon_killed_mid_request_resumes_and_answers_once(scene):
     assert answer.id == before.id and "<!-- envbisect:state done -->" in answer.body
     assert "first bad release of planted: 1.6" in answer.body
     assert scene.hub.reactions_on(request) == ["eyes", "rocket"]
+

@@ -3,11 +3,13 @@ whitelist of options and recipe keys) and the answers' markers and bodies."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
 
 from envbisect.errors import ConfigError
+from envbisect.listen import LimitReached, _Progress
 from envbisect.listenconfig import DEFAULT_ASSOCIATIONS, ListenSpec
 from envbisect.listenreply import (DONE, RUNNING, answer_of, denial_of, denied, denied_key, final, invalid, progress,
                                    recipe_block, request_key)
@@ -141,3 +143,16 @@ def test_listen_mistakes_are_reported_with_their_lines() -> None:
                  "bisect.toml:5: listen[1].label: unknown key; did you mean 'labels'?",
                  "bisect.toml:6: listen[1].associations", "bisect.toml:7: listen[2]: missing required key"):
         assert line in message, message
+
+
+def test_limits_stop_a_request_before_its_next_probe():
+    """max-wall and max-probes are checked before each probe starts."""
+    job = {"key": "octo/demo/1"}
+    late = _Progress(None, ListenSpec("octo/demo", max_wall_s=5), job, started=time.time() - 10)
+    with pytest.raises(LimitReached, match=r"max-wall = 5 s"):
+        late.probe_started("1.4", 1, 4)
+    busy = _Progress(None, ListenSpec("octo/demo", max_probes=2), job, started=time.time())
+    busy.probe_started("1.4", 1, 4)
+    busy.probe_started("1.8", 2, 4)
+    with pytest.raises(LimitReached, match=r"stopped after 2 probes \(max-probes = 2\)"):
+        busy.probe_started("1.6", 3, 4)
