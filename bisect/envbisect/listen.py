@@ -12,7 +12,8 @@ Per ``[[listen]]`` repository and poll:
    - on an issue without one of the configured ``labels``: ignored, nothing posted;
    - from an author the table does not allow: nothing runs; at most one polite reply per
      author and issue (a hidden marker makes it idempotent);
-   - the issue's comments are read for an answer carrying the request's marker: a final
+   - the issue's comments by the daemon's own login (``GET /user``; a marker in anyone
+     else's comment is not trusted) are read for an answer with the request's marker: a final
      one means the request was already served (the database was lost): done, nothing
      runs. An unfinished one is the answer to update (the daemon was killed mid-run);
    - a request that cannot be run as written gets one answer saying why (😕);
@@ -106,6 +107,13 @@ class Listener:
     def __init__(self, specs: list[ListenSpec], settings: Settings, store: Store) -> None:
         self.specs, self.settings, self.store = specs, settings, store
         self.api: ListenGitHub | None = None
+        self._me = ""  # the token's login, asked once
+
+    def _mine(self, comments: list) -> list:
+        """The comments the daemon itself wrote: a marker in anyone else's is not trusted
+        (it could silence a request, or make the daemon edit a comment it cannot)."""
+        self._me = self._me or self.api.login()
+        return [c for c in comments if c.user == self._me]
 
     # -- scheduling -------------------------------------------------------------
 
@@ -195,7 +203,7 @@ class Listener:
         if spec.labels and not set(spec.labels) & set(self.api.issue_labels(repo, job["issue"])):
             log.info("[listen %s] %s has none of the labels %s; ignored", job["key"], issue, ", ".join(spec.labels))
             return self._set(job, status="ignored")
-        comments = self.api.comments(issue)
+        comments = self._mine(self.api.comments(issue))
         if not spec.allows(job["author"], request.get("association", "NONE")):
             key = listenreply.denied_key(repo, job["issue"], job["author"])
             if not any(listenreply.denial_of(c.body) == key for c in comments):

@@ -5,6 +5,7 @@
   (``If-None-Match`` with the last ETag: an unchanged repository answers ``304``, which
   costs no rate limit), following ``Link: rel="next"`` on the API's own origin only.
 * ``GET /repos/{owner}/{repo}/issues/{n}``: an issue's labels (for ``labels = [...]``).
+* ``GET /user``: the token's own login (markers count only in the daemon's own comments).
 * ``POST /repos/{owner}/{repo}/issues/comments/{id}/reactions``: 👀, 🚀, 😕 on a request
   (GitHub answers 200 when the reaction is already there, so reacting is idempotent).
 
@@ -83,6 +84,10 @@ class ListenGitHub(GitHub):
                 raise TrackerError(f"GitHub's next page of {repo}'s comments is on another host ({redact(url)}); "
                                    "not following it (the token stays with the API); check GITHUB_API_URL")
             response = self._call("GET", url, what)
+
+    def login(self) -> str:
+        """The login the token acts as (``GET /user``): only its comments are answers."""
+        return str(self._call("GET", f"{self.api_url}/user", "reading the token's login").json().get("login") or "")
 
     def issue_labels(self, repo: str, number: int) -> list[str]:
         """The names of the labels on issue ``number``."""

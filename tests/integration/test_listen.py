@@ -179,6 +179,9 @@ def test_allowed_request_runs_once_answers_in_place_and_never_sees_the_token(sce
 
 def test_disallowed_author_gets_one_polite_reply_and_nothing_runs(scene):
     runs = scene.runs()
+    # A marker in someone else's comment is not trusted: it neither silences the refusal
+    # nor passes for the answer of a maintainer's request.
+    scene.hub.add_comment(REPO, 8, "<!-- envbisect:denied octo/demo/8/mallory -->", user="mallory")
     first = scene.request(8, "mallory", "NONE", "--package planted")
     scene.request(8, "mallory", "CONTRIBUTOR", "--package planted --good 1.0")
     proc = scene.once()

@@ -11,6 +11,7 @@
   ``since=`` (inclusive, whole seconds, on ``updated_at``), ``sort=updated``, paginated,
   with an ``ETag`` of the page; ``If-None-Match`` with that ETag answers ``304``
 * ``GET   /repos/{owner}/{repo}/issues/{n}``   the issue and its ``labels``
+* ``GET   /user``   the token's login (``envbisect-bot``, the default author of comments)
 * ``POST  /repos/{owner}/{repo}/issues/comments/{id}/reactions``  201, or 200 when that
   user already reacted so (as GitHub does)
 
@@ -234,6 +235,8 @@ class FakeGitHub:
             if method == "POST":
                 comment = self._add(issue, json.loads(body or b"{}")["body"])
                 return 201, {}, self._json(comment)
+        if split.path == "/user" and method == "GET":
+            return 200, {}, {"login": "envbisect-bot"}
         listed = self._listen_routes(method, split.path, parse_qs(split.query), headers, body)
         if listed is not None:
             return listed
