@@ -22,7 +22,7 @@ from envbisect.config import CACHE_ENV, CachePaths, default_cache_dir
 from envbisect.store import Store
 from envbisect.trackers import GitHub, attach_run, finding_for_run, parse_issue
 from envbisect.watch import run as run_watch
-from envbisect.watchconfig import DEFAULT_CONFIG, load_file
+from envbisect.watchconfig import DEFAULT_CONFIG, load_daemon, load_file
 
 
 watch_app = typer.Typer()
@@ -44,13 +44,15 @@ def watch(
     with --once it checks the watches that are due (every, or a back-off after failures;
     --force: all of them) and exits. Exit status with --once: 0 all checked and posted,
     1 a watch failed or a finding is still queued. `bisect watch status` shows each watch.
+    With [[listen]] tables it also serves `/envbisect run` requests posted in issue
+    comments (docs/watch.md); --once polls every listened repository.
     """
     if ctx.invoked_subcommand is not None:
         return
-    specs, executor = load_file(config)  # validate everything before taking the lock
+    specs, executor, listens = load_daemon(config)  # validate everything before taking the lock
     settings = settings_for(cache_dir, installer=installer, prefetch=executor.prefetch, jobs=executor.jobs,
                             executor=executor.kind, scheduler=executor.scheduler)
-    code = run_watch(specs, settings, once=once, force=force, source=str(config))
+    code = run_watch(specs, settings, once=once, force=force, source=str(config), listens=listens)
     raise typer.Exit(code)
 
 

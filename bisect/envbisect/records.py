@@ -41,6 +41,8 @@ JSON_COLUMNS = {
     "runs": ("settings", "argv", "result", "host", "owner"),
     "probes": ("requirements", "resolved", "metrics", "env_values", "fingerprint", "source"),
     "watches": ("state",),
+    "listens": ("state",),
+    "listen_requests": ("request",),
 }
 # Columns stored as 0/1 and returned as bool.
 BOOL_COLUMNS = {"probes": ("timed_out", "flaky")}

@@ -33,6 +33,7 @@ from envbisect import __version__
 from envbisect.errors import AlreadyRunning, CacheError, RunNotFound
 from envbisect.records import (TERMINAL_STATUSES, RunKind, RunStatus, check_fields, decode, encode, host_info,
                                utc_now)
+from envbisect.listenrows import ListenRows
 from envbisect.watchrows import WatchRows
 
 #: Seconds a writer waits for another process's write lock before giving up.
@@ -131,17 +132,31 @@ def _migration_3_watch_releases(db: Database) -> None:
     )
 
 
+def _migration_listen(db: Database) -> None:
+    """The issue-comment listener (listen.py): ``listens``, one row per repository (the
+    ``since`` cursor, the listing's ETag, backoff ``state``), and ``listen_requests``, one
+    row per ``/envbisect run`` comment seen (its status, the recipe and its hash, the
+    answer comment and the run)."""
+    db["listens"].create({"repo": str, "since": str, "etag": str, "state": str}, pk="repo")
+    db["listen_requests"].create(
+        {"key": str, "repo": str, "issue": int, "comment_id": int, "author": str, "status": str,
+         "recipe_hash": str, "recipe": str, "request": str, "answer_id": int, "run_id": int, "updated_at": str},
+        pk="key")
+    db["listen_requests"].create_index(["status"], index_name="listen_requests_status")
+
+
 #: Migration N is ``MIGRATIONS[N - 1]``; each runs once, in its own transaction.
 MIGRATIONS: list[Callable[[Database], None]] = [_migration_1, _migration_2, _migration_source_revisions,
-                                               _migration_3_watch_releases]
+                                               _migration_3_watch_releases, _migration_listen]
 
 #: The schema version this code writes (``PRAGMA user_version`` after migrating).
 SCHEMA_VERSION: int = len(MIGRATIONS)
 
 
-class Store(WatchRows):
+class Store(WatchRows, ListenRows):
     """One connection to the results database; also a context manager. The watch
-    daemon's queries are inherited from :class:`envbisect.watchrows.WatchRows`.
+    daemon's queries are inherited from :class:`envbisect.watchrows.WatchRows`, the issue
+    listener's from :class:`envbisect.listenrows.ListenRows`.
 
     One Store per thread (connections are not shared); any number of processes.
     """

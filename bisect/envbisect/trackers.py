@@ -300,11 +300,13 @@ class GitHub:
         raise UnsafeTrackerURL(f"{API_URL_ENV} {redact(self.api_url)} is not an https URL; the token is only sent "
                                f"over https (plain http only to a loopback host): fix {API_URL_ENV}")
 
-    def _call(self, method: str, url: str, what: str, **kwargs) -> requests.Response:
+    def _call(self, method: str, url: str, what: str, *, ok: tuple[int, ...] = (), extra: dict | None = None,
+              **kwargs) -> requests.Response:
+        """One request with the token; a status outside 2xx and ``ok`` raises. ``extra``: more headers."""
         self._check_api_url()
         if _origin(url) != _origin(self.api_url):  # never reached: callers build or check URLs
             raise UnsafeTrackerURL(f"refusing to send the token to {redact(url)}, which is not {API_URL_ENV}")
-        headers = self._auth()
+        headers = {**(extra or {}), **self._auth()}
         try:
             response = self._http.request(method, url, headers=headers, timeout=self.timeout, **kwargs)
         except requests.RequestException as exc:
@@ -312,7 +314,7 @@ class GitHub:
             # but nothing is gained by printing it).
             raise TrackerUnreachable(f"cannot reach GitHub at {redact(self.api_url)} while {what}: "
                                      f"{type(exc).__name__}; check the network or {API_URL_ENV}") from None
-        if not 200 <= response.status_code < 300:
+        if not 200 <= response.status_code < 300 and response.status_code not in ok:
             raise error_for(response.status_code, response.headers, what)
         return response
 

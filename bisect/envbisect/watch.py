@@ -400,23 +400,40 @@ class Watcher:
 
 
 def run(specs: list[WatchSpec], settings: Settings, *, once: bool, force: bool = False,
-        source: str = "bisect.toml") -> int:
-    """``bisect watch``: hold the lock, run cycles until stopped; returns the exit status."""
+        source: str = "bisect.toml", listens: list | None = None) -> int:
+    """``bisect watch``: hold the lock, run cycles until stopped; returns the exit status.
+
+    ``listens`` (``[[listen]]`` tables) are served by :class:`envbisect.listen.Listener`,
+    one call per cycle (with ``--once`` every repository is polled: cron is the schedule)."""
     setup_logging(settings.cache)
     with daemon_lock(settings.cache.root), Store(settings.cache.db) as store, stop_on_signals():
         try:
             watcher = Watcher(settings, store)
+            listener = _listener(listens, settings, store)
             log.info("watch started: %d watch(es) from %s, cache %s, PID %d%s", len(specs), source,
                      settings.cache.root, os.getpid(), ", one cycle" if once else "")
             while True:
                 failures = watcher.cycle(specs, force=force, once=once)
+                failures += listener.cycle(force=once or force) if listener else 0
                 if once:
                     log.info("cycle done%s", f" with {failures} problem(s)" if failures else "")
                     return EXIT_DEGRADED if failures else 0
-                wait, name = watcher.next_wake(specs)
+                wait, name = watcher.next_wake(specs) if specs else (float("inf"), "")
+                if listener and listener.next_wake() < wait:
+                    wait, name = listener.next_wake(), "issue comments"
                 log.info("next check in %s (%s)", short(wait), name)
                 time.sleep(wait)
         except Shutdown as stop:
             name = signal.Signals(stop.signum).name
             log.info("stopped by %s; any probe in progress was abandoned; the next start resumes", name)
             return 128 + stop.signum if once else 0
+
+
+def _listener(listens: list | None, settings: Settings, store: Store):
+    """The issue-comment listener for ``[[listen]]`` tables (None without any)."""
+    if not listens:
+        return None
+    from envbisect.listen import Listener  # only daemons that listen pay for its imports
+
+    log.info("listening on %s for /envbisect run requests", ", ".join(s.repository for s in listens))
+    return Listener(listens, settings, store)

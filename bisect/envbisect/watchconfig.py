@@ -1,4 +1,5 @@
-"""Read and validate ``bisect.toml``: the watches the daemon runs.
+"""Read and validate ``bisect.toml``: the watches the daemon runs (and the repositories
+it listens on, ``[[listen]]``, checked by :mod:`envbisect.listenconfig`).
 
 Every ``[[watch]]`` table names a recipe, the package whose releases to watch, and
 optionally pins, an index, an issue and an interval::
@@ -45,6 +46,7 @@ from pathlib import Path
 from packaging.requirements import Requirement
 
 from envbisect.errors import ConfigError, EnvbisectError
+from envbisect.listenconfig import ListenSpec, check_listens
 from envbisect.recipes import load_recipe
 from envbisect.schema import (DEFAULT_EVERY_S, ExecutorTable, KeyLines, WatchTable, did_you_mean, keys_of,
                               parse_duration, validate)
@@ -198,20 +200,32 @@ def parse_config(text: str, *, base: Path, source: str = DEFAULT_CONFIG) -> list
 
 def parse_file(text: str, *, base: Path, source: str = DEFAULT_CONFIG) -> tuple[list[WatchSpec], ExecutorTable]:
     """The watches and the ``[executor]`` table (defaults when absent) of a ``bisect.toml``."""
+    specs, executor, _listens = parse_daemon(text, base=base, source=source)
+    return specs, executor
+
+
+def parse_daemon(text: str, *, base: Path, source: str = DEFAULT_CONFIG
+                 ) -> tuple[list[WatchSpec], ExecutorTable, list[ListenSpec]]:
+    """Everything the daemon runs: watches, ``[executor]`` and ``[[listen]]`` tables."""
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{source} is not valid TOML: {exc}; fix the syntax and start again") from None
     checker = _Checker(text, base)
     for key in data:
-        if key not in ("watch", "executor"):
-            checker.problem(None, key, "unknown top-level key; bisect.toml holds [[watch]] tables and an "
-                            "optional [executor] table")
+        if key not in ("watch", "executor", "listen"):
+            checker.problem(None, key, "unknown top-level key; bisect.toml holds [[watch]] and [[listen]] tables "
+                            "and an optional [executor] table")
     executor = checker.executor(data.get("executor", {}))
+    listens, listen_problems = check_listens(data.get("listen", []), checker.lines.lines)
+    checker.problems += [Problem(*p) for p in listen_problems]
     watches = data.get("watch")
     specs: list[WatchSpec] = []
-    if watches is None:
-        checker.problems.append(Problem(1, "watch", "no [[watch]] table; add one with at least recipe = \"...\""))
+    if watches is None and "listen" in data:
+        pass  # a daemon that only listens on issues
+    elif watches is None:
+        checker.problems.append(Problem(1, "watch", "no [[watch]] table; add one with at least recipe = \"...\" "
+                                        "(or a [[listen]] table)"))
     elif not isinstance(watches, list):
         checker.problem(None, "watch", "must be an array of tables: write [[watch]], not [watch] or watch = ...")
     else:
@@ -229,7 +243,7 @@ def parse_file(text: str, *, base: Path, source: str = DEFAULT_CONFIG) -> tuple[
         ordered = sorted(checker.problems, key=lambda p: p.line)
         lines = "\n".join("  " + p.render(source) for p in ordered)
         raise ConfigError(f"{source} has {len(ordered)} mistake(s); fix them and start again:\n{lines}")
-    return specs, executor
+    return specs, executor, listens
 
 
 def load_config(path: Path) -> list[WatchSpec]:
@@ -239,10 +253,16 @@ def load_config(path: Path) -> list[WatchSpec]:
 
 def load_file(path: Path) -> tuple[list[WatchSpec], ExecutorTable]:
     """Read and validate ``path``: its watches and its ``[executor]`` table."""
+    specs, executor, _listens = load_daemon(path)
+    return specs, executor
+
+
+def load_daemon(path: Path) -> tuple[list[WatchSpec], ExecutorTable, list[ListenSpec]]:
+    """Read and validate ``path``: its watches, ``[executor]`` and ``[[listen]]`` tables."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(f"no watch configuration at {path}; create it (see docs/watch.md) or pass --config") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read {path}: {exc}; check the file or pass --config") from None
-    return parse_file(text, base=path.parent.absolute(), source=str(path))
+    return parse_daemon(text, base=path.parent.absolute(), source=str(path))

@@ -7,6 +7,17 @@
 * ``DELETE /repos/{owner}/{repo}/issues/comments/{id}`` delete a comment (204)
 * ``GET   /repos/{owner}/{repo}/git/ref/tags/{tag}``    one tag's ref (404 when there is no
   such tag), as the upstream range's tag confirmation asks it (:meth:`FakeGitHub.add_tags`)
+* ``GET   /repos/{owner}/{repo}/issues/comments``   every comment of the repository,
+  ``since=`` (inclusive, whole seconds, on ``updated_at``), ``sort=updated``, paginated,
+  with an ``ETag`` of the page; ``If-None-Match`` with that ETag answers ``304``
+* ``GET   /repos/{owner}/{repo}/issues/{n}``   the issue and its ``labels``
+* ``GET   /user``   the token's login (``envbisect-bot``, the default author of comments)
+* ``POST  /repos/{owner}/{repo}/issues/comments/{id}/reactions``  201, or 200 when that
+  user already reacted so (as GitHub does)
+
+Comments carry ``author_association``, ``issue_url``, ``created_at`` and ``updated_at``
+(an edit moves it). :meth:`FakeGitHub.fail` makes the next matching requests answer an
+error status (a 500, a 401 with the right token), for outage tests.
 
 ``host`` picks the loopback address to listen on (``127.0.0.2`` makes a second "host");
 ``next_base`` makes ``Link`` headers point at another server; :meth:`FakeGitHub.gate_reads`
@@ -22,6 +33,8 @@ logged in ``hits`` (method, path, status) so tests can count POSTs and PATCHes.
 
 from __future__ import annotations
 
+import calendar
+import hashlib
 import json
 import re
 import threading
@@ -36,6 +49,17 @@ from .loopback import Loopback
 _ISSUE_COMMENTS = re.compile(r"^/repos/(?P<owner>[^/]+)/(?P<repo>[^/]+)/issues/(?P<number>\d+)/comments$")
 _COMMENT = re.compile(r"^/repos/(?P<owner>[^/]+)/(?P<repo>[^/]+)/issues/comments/(?P<id>\d+)$")
 _TAG_REF = re.compile(r"^/repos/(?P<owner>[^/]+)/(?P<repo>[^/]+)/git/ref/tags/(?P<tag>[^/]+)$")
+_REPO_COMMENTS = re.compile(r"^/repos/(?P<owner>[^/]+)/(?P<repo>[^/]+)/issues/comments$")
+_ISSUE = re.compile(r"^/repos/(?P<owner>[^/]+)/(?P<repo>[^/]+)/issues/(?P<number>\d+)$")
+_REACTIONS = re.compile(r"^/repos/(?P<owner>[^/]+)/(?P<repo>[^/]+)/issues/comments/(?P<id>\d+)/reactions$")
+
+
+def _iso(epoch: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
+
+
+def _epoch(text: str) -> float:
+    return float(calendar.timegm(time.strptime(text, "%Y-%m-%dT%H:%M:%SZ")))
 
 
 @dataclass
@@ -44,6 +68,9 @@ class StoredComment:
     issue: tuple[str, str, int]
     body: str
     user: str = "envbisect-bot"
+    association: str = "NONE"
+    created: float = field(default_factory=time.time)
+    updated: float = field(default_factory=time.time)
 
 
 @dataclass
@@ -88,6 +115,9 @@ class FakeGitHub:
     comments: list[StoredComment] = field(default_factory=list)
     hits: list[GitHubHit] = field(default_factory=list)
     tags: dict[tuple[str, str], set[str]] = field(default_factory=dict)
+    labels: dict[tuple[str, str, int], list[str]] = field(default_factory=dict)
+    reactions: list[tuple[int, str, str]] = field(default_factory=list)  # (comment id, user, content)
+    faults: list[list] = field(default_factory=list)  # [status, method, path part, times left]
     _next_id: int = 1000
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _loop: Loopback = field(default_factory=Loopback)
@@ -103,10 +133,20 @@ class FakeGitHub:
         for i in range(existing_comments):
             self._add(key, f"unrelated comment {i}", user="someone")
 
-    def add_comment(self, slug: str, number: int, body: str, user: str = "envbisect-bot") -> StoredComment:
+    def add_comment(self, slug: str, number: int, body: str, user: str = "envbisect-bot",
+                    association: str = "NONE") -> StoredComment:
         """Put a comment on an existing issue (e.g. a duplicate left by an earlier race)."""
         owner, repo = slug.split("/")
-        return self._add((owner, repo, number), body, user)
+        return self._add((owner, repo, number), body, user, association)
+
+    def fail(self, status: int, *, method: str | None = None, path_part: str = "", times: int = 1) -> None:
+        """Answer the next ``times`` requests (of ``method``, whose path contains
+        ``path_part``) with ``status``, whatever the token."""
+        self.faults.append([status, method, path_part, times])
+
+    def reactions_on(self, comment_id: int) -> list[str]:
+        with self._lock:
+            return [content for cid, _user, content in self.reactions if cid == comment_id]
 
     def add_tags(self, slug: str, *tags: str) -> None:
         """Give repository ``owner/repo`` these tags (for ``git/ref/tags/{tag}``)."""
@@ -118,10 +158,11 @@ class FakeGitHub:
         passed), once: concurrent posters then all read before any of them posts."""
         self._gate = _Gate(count, timeout)
 
-    def _add(self, issue: tuple[str, str, int], body: str, user: str = "envbisect-bot") -> StoredComment:
+    def _add(self, issue: tuple[str, str, int], body: str, user: str = "envbisect-bot",
+             association: str = "NONE") -> StoredComment:
         with self._lock:
             self._next_id += 1
-            comment = StoredComment(self._next_id, issue, body, user)
+            comment = StoredComment(self._next_id, issue, body, user, association)
             self.comments.append(comment)
             return comment
 
@@ -156,8 +197,20 @@ class FakeGitHub:
         scheme, _, given = (headers.get("Authorization") or "").partition(" ")
         return scheme.lower() in ("bearer", "token") and given == self.token
 
+    def _fault(self, method: str, path: str) -> int | None:
+        with self._lock:
+            for fault in self.faults:
+                status, wanted, part, left = fault
+                if left > 0 and (wanted is None or wanted == method) and part in path:
+                    fault[3] -= 1
+                    return status
+        return None
+
     def handle(self, method: str, target: str, headers: Any, body: bytes) -> tuple[int, dict, Any]:
         split = urlsplit(target)
+        fault = self._fault(method, split.path)
+        if fault is not None:
+            return fault, {}, {"message": "Bad credentials" if fault == 401 else "Server Error"}
         if not self.authorized(headers):
             return 401, {}, {"message": "Bad credentials"}
         if self.rate_limited:
@@ -182,6 +235,11 @@ class FakeGitHub:
             if method == "POST":
                 comment = self._add(issue, json.loads(body or b"{}")["body"])
                 return 201, {}, self._json(comment)
+        if split.path == "/user" and method == "GET":
+            return 200, {}, {"login": "envbisect-bot"}
+        listed = self._listen_routes(method, split.path, parse_qs(split.query), headers, body)
+        if listed is not None:
+            return listed
         comment_match = _COMMENT.match(split.path)
         if comment_match and method == "PATCH":
             with self._lock:
@@ -189,6 +247,7 @@ class FakeGitHub:
                 if found is None or found.issue[:2] != (comment_match["owner"], comment_match["repo"]):
                     return 404, {}, {"message": "Not Found"}
                 found.body = json.loads(body or b"{}")["body"]
+                found.updated = time.time()
             return 200, {}, self._json(found)
         if comment_match and method == "DELETE":
             with self._lock:
@@ -199,26 +258,61 @@ class FakeGitHub:
             return 204, {}, None
         return 404, {}, {"message": "Not Found"}
 
-    def _page(self, path: str, issue: tuple[str, str, int], query: dict) -> tuple[int, dict, Any]:
+    def _listen_routes(self, method: str, path: str, query: dict, headers: Any, body: bytes):
+        """The repository listing, an issue's labels, reactions (None: another route)."""
+        repo_match, issue_match, react_match = _REPO_COMMENTS.match(path), _ISSUE.match(path), _REACTIONS.match(path)
+        if repo_match and method == "GET":
+            since = _epoch(query["since"][0]) if "since" in query else 0.0
+            with self._lock:
+                items = sorted((c for c in self.comments if c.issue[:2] == (repo_match["owner"], repo_match["repo"])
+                                and int(c.updated) >= since), key=lambda c: (int(c.updated), c.id))
+            status, extra, payload = self._page(path, None, query, items)
+            etag = '"' + hashlib.sha256(json.dumps([query, payload], sort_keys=True).encode()).hexdigest()[:20] + '"'
+            if headers.get("If-None-Match") == etag:
+                return 304, {"ETag": etag}, None
+            return status, {**extra, "ETag": etag}, payload
+        if issue_match and method == "GET":
+            key = (issue_match["owner"], issue_match["repo"], int(issue_match["number"]))
+            if key not in self.issues:
+                return 404, {}, {"message": "Not Found"}
+            return 200, {}, {"number": key[2], "labels": [{"name": n} for n in self.labels.get(key, [])]}
+        if react_match and method == "POST":
+            content = json.loads(body or b"{}")["content"]
+            with self._lock:
+                reaction = (int(react_match["id"]), "envbisect-bot", content)
+                if not any(c.id == reaction[0] for c in self.comments):
+                    return 404, {}, {"message": "Not Found"}
+                fresh = reaction not in self.reactions
+                if fresh:
+                    self.reactions.append(reaction)
+            return (201 if fresh else 200), {}, {"content": content}
+        return None
+
+    def _page(self, path: str, issue: tuple[str, str, int] | None, query: dict,
+              items: list[StoredComment] | None = None) -> tuple[int, dict, Any]:
         per_page = min(int(query.get("per_page", ["30"])[0]), self.max_per_page)
         page = int(query.get("page", ["1"])[0])
-        with self._lock:
-            items = [c for c in self.comments if c.issue == issue]
+        if items is None:
+            with self._lock:
+                items = [c for c in self.comments if c.issue == issue]
         last = max(1, -(-len(items) // per_page))
         chunk = items[(page - 1) * per_page: page * per_page]
         links = []
         base = self.next_base or self.url
         if page < last:
-            links.append(f'<{base}{path}?{urlencode({"per_page": per_page, "page": page + 1})}>; rel="next"')
-            links.append(f'<{base}{path}?{urlencode({"per_page": per_page, "page": last})}>; rel="last"')
+            keep = {k: v[0] for k, v in query.items() if k not in ("page", "per_page")}
+            links.append(f'<{base}{path}?{urlencode({**keep, "per_page": per_page, "page": page + 1})}>; rel="next"')
+            links.append(f'<{base}{path}?{urlencode({**keep, "per_page": per_page, "page": last})}>; rel="last"')
         return 200, ({"Link": ", ".join(links)} if links else {}), [self._json(c) for c in chunk]
 
     def _json(self, comment: StoredComment) -> dict:
         owner, repo, number = comment.issue
         return {"id": comment.id, "body": comment.body, "user": {"login": comment.user},
+                "author_association": comment.association,
                 "url": f"{self.url}/repos/{owner}/{repo}/issues/comments/{comment.id}",
+                "issue_url": f"{self.url}/repos/{owner}/{repo}/issues/{number}",
                 "html_url": f"https://github.invalid/{owner}/{repo}/issues/{number}#issuecomment-{comment.id}",
-                "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+                "created_at": _iso(comment.created), "updated_at": _iso(comment.updated)}
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -234,7 +328,7 @@ class _Handler(BaseHTTPRequestHandler):
         status, headers, payload = self.hub.handle(self.command, self.path, self.headers, body)
         self.hub.hits.append(GitHubHit(self.command, urlsplit(self.path).path, status,
                                        self.hub.authorized(self.headers)))
-        data = b"" if status == 204 else json.dumps(payload).encode()
+        data = b"" if status in (204, 304) else json.dumps(payload).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json; charset=utf-8")
         self.send_header("Content-Length", str(len(data)))
