@@ -114,7 +114,7 @@ def _migration_source_revisions(db: Database) -> None:
     db["probes"].add_column("source", str)
 
 
-def _migration_3_watch_releases(db: Database) -> None:
+def _migration_watch_releases(db: Database) -> None:
     """Watch schedules and the set of releases each watch has seen.
 
     ``watches`` gains ``next_check`` (when the next check is due: the interval after a
@@ -147,7 +147,7 @@ def _migration_listen(db: Database) -> None:
 
 #: Migration N is ``MIGRATIONS[N - 1]``; each runs once, in its own transaction.
 MIGRATIONS: list[Callable[[Database], None]] = [_migration_1, _migration_2, _migration_source_revisions,
-                                               _migration_3_watch_releases, _migration_listen]
+                                               _migration_watch_releases, _migration_listen]
 
 #: The schema version this code writes (``PRAGMA user_version`` after migrating).
 SCHEMA_VERSION: int = len(MIGRATIONS)
