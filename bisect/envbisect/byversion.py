@@ -19,7 +19,7 @@ from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from envbisect import __version__
-from envbisect import nightly, upstream
+from envbisect import nightly, reference, upstream
 from envbisect.config import host_info
 from envbisect.driver import ActiveRun, SearchOutcome, latest_cutoff, open_run, reason_family, snapshot_for
 from envbisect.errors import ConfigError, NoCandidates
@@ -122,6 +122,7 @@ def run_signature(session: Session, req: BisectRequest) -> str:
         **({"nightly": [req.variant, str(req.window), sorted(req.replaces)]} if req.nightly or req.variant else {}),
         **({"deps": req.deps.value} if req.deps is not DepsMode.LATEST else {}),
         **({"sampling": req.sampling.as_dict()} if req.sampling else {}),
+        **reference.signature_part(req),
     })
 
 
@@ -156,6 +157,7 @@ def run_bisection(session: Session, req: BisectRequest) -> dict:
     """Bisect ``req.package`` for ``req.recipe``; every probe is stored as it finishes."""
     started = time.monotonic()
     pins = parse_with(req.with_)
+    reference.prepare(req)
     sig = run_signature(session, req)
     resumable = session.store.find_resumable_run(sig)
     cands, excluded, target = session.list_versions(req.package, req.spec, pre=req.pre)
@@ -171,6 +173,7 @@ def run_bisection(session: Session, req: BisectRequest) -> dict:
     if not cands:
         raise NoCandidates(why_empty(excluded, target, req.spec, package=req.package) + _other_axis_hint(req))
     lo, hi = bounds(req, cands, excluded)
+    ref = _index_of("--diverge-from", req.diverge_from, cands, excluded, req.package) if req.diverge_from else None
     _check_upload_times(req, cands[lo:hi + 1])
     check_pins(session, req, pins, snapshot)
     labels = [str(c.version) for c in cands]
@@ -185,6 +188,10 @@ def run_bisection(session: Session, req: BisectRequest) -> dict:
             reqs, cutoff = plan(i)
             return run.start(labels[i], reqs, package=req.package, cutoff=cutoff, files=cands[i].files)
 
+        if ref is not None:  # the reference release first: its outputs judge every candidate
+            ref_reqs, ref_cutoff = plan(ref)
+            reference.establish(run, labels[ref], ref_reqs, package=req.package, cutoff=ref_cutoff,
+                                files=cands[ref].files)
         with Prefetcher(session, prefetch_limit(session.settings), session.settings.jobs) as ahead:
             outcome = run.search(Bisection(len(cands), find_fix=req.find_fix, lo=lo, hi=hi, verify=req.verify),
                                  labels, start_at, lambda search, i: ahead.ahead(search, i, plan),
@@ -194,7 +201,7 @@ def run_bisection(session: Session, req: BisectRequest) -> dict:
             result["nightly"] = channel.as_dict()
         result.update(upstream.source_ranges(result, session.store.probes_for_run(run.id), primary=req.package))
         result["duration_s"] = round(time.monotonic() - started, 3)
-        return run.finish(result)
+        return run.finish(reference.annotate(result, run.judging, outcome.learned))
 
 
 def _settings_dict(session: Session, req: BisectRequest) -> dict:
@@ -203,7 +210,7 @@ def _settings_dict(session: Session, req: BisectRequest) -> dict:
             "verify": req.verify, "thresholds": [str(t) for t in req.thresholds],
             "python": session.interpreter.version, "index": session.settings.index.redacted(),
             "installer": session.settings.installer, "allow_build": session.settings.allow_build,
-            "deps": req.deps.value}
+            "deps": req.deps.value, **reference.signature_part(req)}
 
 
 def _result(session: Session, req: BisectRequest, run: ActiveRun, outcome: SearchOutcome, window: list[Candidate],
@@ -243,7 +250,7 @@ def probe_summary(p: Probe) -> dict:
     """One probe as a result lists it."""
     return {"version": p.label, "outcome": p.judgement.outcome.value, "verdict": p.judgement.verdict.value,
             "reason": p.judgement.reason, "reused": p.reused, "flaky": p.flaky, "metrics": p.metrics,
-            "resolved": p.resolved, "host": p.where}
+            "resolved": p.resolved, "host": p.where, **(p.judgement.details or {})}
 
 
 def untestable_summary(probes) -> dict:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import shutil
 
-from envbisect import procs
+from envbisect import outputs, procs
 from envbisect.config import CachePaths
 from envbisect.envs import EnvCache, EnvEntry, dir_size
 from envbisect.errors import ConfigError, DiskFull
@@ -38,6 +38,7 @@ def human(n: int) -> str:
 
 def cache_info(paths: CachePaths) -> dict:
     envs = EnvCache(paths.envs).entries()
+    kept, kept_bytes = outputs.usage(outputs.store_root(paths.root))
     return {
         "cache_dir": str(paths.root),
         "environments": len(envs),
@@ -46,14 +47,30 @@ def cache_info(paths: CachePaths) -> dict:
         "installer_cache_size": human(dir_size(paths.uv_cache)),
         "index_cache_size": human(dir_size(paths.http)),
         "logs_size": human(dir_size(paths.logs)),
+        "outputs": kept,
+        "outputs_size": human(kept_bytes),
         "database": str(paths.db),
         "database_size": human(paths.db.stat().st_size if paths.db.exists() else 0),
     }
 
 
 def prune(paths: CachePaths, max_bytes: int) -> tuple[list[EnvEntry], int]:
+    """Evict environments down to ``max_bytes`` and remove stored outputs that no recorded
+    probe names any more (none at all once the results database is gone)."""
     sweep(paths)
+    prune_outputs(paths)
     return EnvCache(paths.envs).prune(max_bytes)
+
+
+def prune_outputs(paths: CachePaths) -> tuple[int, int]:
+    """Remove the outputs (:mod:`envbisect.outputs`) of runs no longer recorded; (files, bytes)."""
+    from envbisect.store import Store
+
+    keep: set[str] = set()
+    if paths.db.exists():
+        with Store(paths.db) as store:
+            keep = store.output_hashes()
+    return outputs.prune(outputs.store_root(paths.root), keep)
 
 
 def sweep(paths: CachePaths, *, wait: bool = True) -> int:
@@ -84,6 +101,7 @@ def clear(paths: CachePaths, *, keep_results: bool = True) -> list[str]:
             shutil.rmtree(path, ignore_errors=True)
             removed.append(name)
     if not keep_results:
+        shutil.rmtree(outputs.store_root(paths.root), ignore_errors=True)
         for suffix in ("", "-wal", "-shm"):
             db = paths.db.with_name(paths.db.name + suffix)
             if db.exists():

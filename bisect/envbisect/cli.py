@@ -20,11 +20,12 @@ from rich.table import Table
 from envbisect import __version__, crashlog, reexec
 from envbisect.cli_matrix import matrix
 from envbisect.cli_narrow import narrow
-from envbisect.cli_options import (AllowBuild, AsJson, CacheDir, Confidence, Direction, DownloadPython, Executor,
-                                   ExtraIndex, FindLinks, IndexUrl, Installer, Jobs, MaxSamples, Metric, NoReuse,
-                                   Python, Regress, Retries, Samples, Scheduler, Thresholds, Timeout, deps_mode, err,
-                                   judging_for, open_store, out, print_json, progress_for, run_id_argument,
-                                   sampling_for, settings_for)
+from envbisect.cli_options import (AllowBuild, AsJson, Atol, CacheDir, Confidence, Direction, DivergeFrom,
+                                   DownloadPython, Executor, ExtraIndex, FailureSignature, FindLinks, IndexUrl,
+                                   Installer, Jobs, MaxSamples, Metric, NoReuse, Python, Regress, Retries, Rtol,
+                                   Samples, Scheduler, Thresholds, Timeout, deps_mode, err, judging_for, numerics_for,
+                                   open_store, out, print_json, progress_for, run_id_argument, sampling_for,
+                                   settings_for)
 from envbisect.cli_watch import attach, watch_app
 from envbisect.errors import ConfigError, EnvbisectError
 from envbisect.recipes import load_recipe
@@ -94,6 +95,8 @@ def run(
     scheduler: Optional[str] = Scheduler,
     narrow_found: bool = typer.Option(False, "--narrow", help="Then find the knob that turns the first bad "
                                       "env good (`bisect narrow`)."),
+    diverge_from: Optional[str] = DivergeFrom, rtol: Optional[float] = Rtol, atol: Optional[float] = Atol,
+    signature: Optional[str] = FailureSignature,
 ) -> None:
     """Bisect PACKAGE's releases (or, --by date, the days) for the first one where RECIPE fails."""
     from envbisect import report
@@ -129,6 +132,7 @@ def run(
         verify=not no_verify, with_=tuple(with_) or rec.settings.with_, pre=pre or rec.settings.pre,
         timeout=judging.timeout, regress=judging.regress, thresholds=judging.thresholds, find_fix=find_fix,
         retries=retries, argv=argv, deps=deps_mode(deps), sampling=sampling)
+    req.diverge_from, req.tolerance, req.signature = numerics_for(diverge_from, rtol, atol, signature, rec)
     channel = ChannelConfig(nightly_index or rec.settings.nightly_index, nightly_package or rec.settings.nightly_package,
                             variant or rec.settings.variant)
     with open_store(settings) as store, progress_for(json_out) as progress, \
@@ -300,12 +304,14 @@ def show(run_id: int = run_id_argument("Run id (see `bisect history`)."),
     elif result and run_row["kind"] in report.COMBO_KINDS:  # the grid or the timeline and culprit
         for line in report.text_summary(result):
             out.print(line, markup=False)
-    table = Table()
-    for col in ("#", "version", "outcome", "exit", "metrics", "duration", "host", "source", "reason"):
+    table, ref = Table(), result.get("reference")
+    for col in ("#", "version", "outcome", "exit", "metrics", *(("outputs",) if ref else ()), "duration", "host",
+                "source", "reason"):
         table.add_column(col)
-    for r in report.probe_rows(probes):
+    for r in report.probe_rows(probes, ref):
         table.add_row(f"{r['seq']}.{r['attempt']}", r["version"] or "", r["outcome"] + (" flaky" if r["flaky"] else ""),
-                      r["exit"], r["metrics"], r["duration"], r["host"], r["source"], r["reason"])
+                      r["exit"], r["metrics"], *((r["outputs"],) if ref else ()), r["duration"], r["host"], r["source"],
+                      r["reason"])
     out.print(table)
     for line in report.hosts_lines(probes):
         out.print(f"host {line}", markup=False)

@@ -12,11 +12,13 @@ from rich.console import Console
 
 from envbisect import report, secrets
 from envbisect.config import CACHE_ENV, CachePaths, Settings, default_cache_dir
+from envbisect.compare import Tolerance
 from envbisect.errors import ConfigError, RunNotFound
 from envbisect.index import IndexConfig
 from envbisect.policy import RegressMode, Threshold
 from envbisect.progress import Progress
 from envbisect.requests_model import DepsMode, Judging
+from envbisect.signatures import Signature
 from envbisect.store import Store
 
 out = Console(soft_wrap=True, highlight=False)
@@ -44,6 +46,13 @@ Samples = typer.Option(None, "--samples", help="auto: sample each probe until cl
 Confidence = typer.Option(None, "--confidence", help="--samples auto: confidence of each decision (default 0.99).")
 MaxSamples = typer.Option(None, "--max-samples", help="--samples auto: most samples per probe (default 10).")
 Direction = typer.Option(None, "--direction", help="--samples auto: higher-is-worse | lower-is-worse | either.")
+# Judging by outputs against a reference release, and by a failure signature (bisect run).
+DivergeFrom = typer.Option(None, "--diverge-from", metavar="VERSION", help="Judge by the outputs the recipe writes "
+                           "to $ENVBISECT_OUTPUTS: bad when one differs from VERSION's beyond --rtol/--atol.")
+Rtol = typer.Option(None, "--rtol", help="An output matches when max |c-r|/|r| <= RTOL (default 1e-5) ...")
+Atol = typer.Option(None, "--atol", help="... or max |c-r| <= ATOL (default 1e-8).")
+FailureSignature = typer.Option(None, "--signature", metavar="REGEX", help="A bad outcome counts only when its "
+                                "output matches REGEX; otherwise it is untestable.")
 # Where and how many probes run at once.
 Jobs = typer.Option(1, "--jobs", "-j", min=1, envvar="ENVBISECT_JOBS",
                     help="Probe up to K candidates at once (each round splits the range into K+1 parts).")
@@ -125,6 +134,25 @@ def sampling_for(metric: str | None, samples: str | None, confidence: float | No
     return SamplingPlan(metric or own.metric or "", confidence if confidence is not None else
                         (own.confidence or DEFAULT_CONFIDENCE), max_samples if max_samples is not None else
                         (own.max_samples or DEFAULT_MAX_SAMPLES), way)
+
+
+def numerics_for(diverge_from: str | None, rtol: float | None, atol: float | None, signature: str | None,
+                 recipe) -> tuple[str | None, Tolerance, Signature | None]:
+    """The reference release, tolerances and failure signature from the flags, falling back
+    to the recipe's ``reference``/``rtol``/``atol``/``signature``/``signature-exception``."""
+    rec = recipe.settings
+    reference = diverge_from or rec.reference
+    for flag, value in (("--rtol", rtol), ("--atol", atol)):
+        if value is not None and not value >= 0:
+            raise ConfigError(f"{flag} {value:g} is negative or not a number; pass e.g. {flag} 1e-5")
+    if (rtol is not None or atol is not None) and not reference:
+        raise ConfigError("--rtol/--atol judge outputs against a reference: pass --diverge-from VERSION "
+                          "or set reference in the recipe's [tool.envbisect] table")
+    defaults = Tolerance()
+    tolerance = Tolerance(next(v for v in (rtol, rec.rtol, defaults.rtol) if v is not None),
+                          next(v for v in (atol, rec.atol, defaults.atol) if v is not None))
+    sig = Signature(signature or rec.signature, rec.signature_exception)
+    return reference, tolerance, sig if sig else None
 
 
 def print_json(value) -> None:

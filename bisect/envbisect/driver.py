@@ -43,7 +43,7 @@ from envbisect.cachemgr import disk_full, sweep
 from envbisect.errors import CacheError, DiskFull, EnvbisectError, RecipeError
 from envbisect.noisy import Sampler
 from envbisect.plan import Cutoff, iso, keep_visible
-from envbisect.policy import Judgement, Outcome, combine, judge
+from envbisect.policy import Judgement, Outcome, combine
 from envbisect.recipes import Recipe
 from envbisect.requests_model import Judging, exact_names
 from envbisect.search import Bisection, SearchResult, Status, Verdict
@@ -216,7 +216,7 @@ class ActiveRun:
                 return None
             verdict, flaky = decided
         else:
-            judgements = [judge(r, self.judging.regress, self.judging.thresholds) for r in rows] if ran(rows[0]) \
+            judgements = [self.judging.judge(r) for r in rows] if ran(rows[0]) \
                 else [_stored_judgement(rows[0])]
             verdict, flaky = combine(judgements)
         return Probe(label, verdict, flaky, True, 0, rows[0].get("resolved") or {}, rows[0].get("metrics"),

@@ -36,12 +36,14 @@ from pathlib import Path
 
 from filelock import FileLock
 
+from envbisect import outputs
 from envbisect.config import CachePaths, default_cache_dir
 from envbisect.envs import EnvManager, EnvSpec, env_key, host_platform
 from envbisect.errors import CacheError, InstallFailed
 from envbisect.host import fingerprint, fingerprint_id
 from envbisect.index import INDEX_VARIABLES, IndexConfig
 from envbisect.installer import Interpreter, find_interpreter
+from envbisect.outputs import OUTPUTS_ENV
 from envbisect.plan import Lock
 from envbisect.redact import strip_credentials
 from envbisect.runner import run_recipe, scrubbed_environ
@@ -86,6 +88,9 @@ class ProbeTask:
     index: IndexConfig = field(default_factory=IndexConfig)
     #: The recipe's path on the coordinating machine (a local executor runs it in place).
     recipe_path: str | None = None
+    #: The reference release's outputs to compare with (``--diverge-from``; version, digest,
+    #: manifest): their contents are read from this machine's cache (:mod:`envbisect.outputs`).
+    reference: dict | None = None
 
 
 @dataclass(frozen=True)
@@ -218,15 +223,20 @@ def execute(task: ProbeTask, shop: Workshop) -> TaskResult:
         return TaskResult(shop.place, spec.key, install_failed=str(exc))
     log = shop.cache.logs / f"run-{task.run_id}" / f"{_safe(task.label)}-{spec.key[:8]}-{task.attempt}.log"
     environ = dict(recipe_environ(env.python.parent, task.env_values), **{SAMPLE_ENV: str(task.attempt)})
+    out_dir = environ[OUTPUTS_ENV] = str(outputs.scratch_dir(shop.cache.scratch))
     with shop.envs.in_use(env), host_locks(task):
         try:
             raw = run_recipe(env.python, shop.recipe_file(task), timeout=task.timeout, log_path=log,
-                             scratch_dir=shop.cache.scratch, env=environ)
+                             scratch_dir=shop.cache.scratch, env=environ).to_dict()
         except InstallFailed as exc:  # the env's interpreter cannot start
             return TaskResult(shop.place, spec.key, install_failed=str(exc))
-        # After the recipe, so it never delays or disturbs the measurement.
+        finally:
+            environ.pop(OUTPUTS_ENV)
+        # After the recipe, so they never delay or disturb the measurement.
+        raw.update(outputs.gather(Path(out_dir), outputs.store_root(shop.cache.root), raw, task.reference,
+                                  env.python, environ))
         source = read_sources(env.python, environ, task.timeout) if task.attempt == 0 else None
-    return TaskResult(shop.place, spec.key, env.resolved, env.build_s if task.attempt == 0 else 0.0, raw.to_dict(),
+    return TaskResult(shop.place, spec.key, env.resolved, env.build_s if task.attempt == 0 else 0.0, raw,
                       source=source)
 
 

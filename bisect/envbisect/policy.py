@@ -16,7 +16,7 @@ import math
 import operator
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import Any
 
@@ -100,6 +100,9 @@ class Judgement:
     outcome: Outcome
     verdict: Verdict
     reason: str
+    #: What else the judgement looked at, for reports: per-output differences from a
+    #: reference (:mod:`envbisect.compare`), whether a signature matched (:mod:`envbisect.signatures`).
+    details: dict | None = field(default=None, compare=False)
 
 
 def judge(

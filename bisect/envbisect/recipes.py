@@ -74,6 +74,13 @@ class RecipeSettings:
     #: ``[tool.envbisect.knobs]``, normalised (:mod:`envbisect.schema_knobs`): what
     #: ``bisect narrow`` may flip besides the built-in knob sets.
     knobs: tuple[tuple[str, dict], ...] = ()
+    #: Outputs compared with this release's (``--diverge-from``), and the tolerances.
+    reference: str | None = None
+    rtol: float | None = None
+    atol: float | None = None
+    #: A failure signature: a regex searched in the output tails, an exception class name.
+    signature: str | None = None
+    signature_exception: str | None = None
 
 
 @dataclass(frozen=True)
@@ -182,6 +189,11 @@ def _settings(table: EnvbisectTable | None) -> RecipeSettings:
         metric=table.metric, samples=table.samples, confidence=table.confidence, max_samples=table.max_samples,
         direction=table.direction,
         knobs=tuple(table.knobs.items()),
+        reference=table.reference,
+        rtol=table.rtol,
+        atol=table.atol,
+        signature=table.signature,
+        signature_exception=table.signature_exception,
     )
 
 

@@ -39,7 +39,7 @@ TERMINAL_STATUSES = frozenset({RunStatus.DONE, RunStatus.FAILED})
 # Columns whose values are JSON text on disk and Python objects in memory.
 JSON_COLUMNS = {
     "runs": ("settings", "argv", "result", "host", "owner"),
-    "probes": ("requirements", "resolved", "metrics", "env_values", "fingerprint", "source"),
+    "probes": ("requirements", "resolved", "metrics", "env_values", "fingerprint", "source", "outputs", "comparison"),
     "watches": ("state",),
     "listens": ("state",),
     "listen_requests": ("request",),

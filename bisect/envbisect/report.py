@@ -14,6 +14,8 @@ import math
 from pathlib import Path
 
 from envbisect import report_knobs, report_matrix, report_sampling, sourcerange
+from envbisect.compare import Reference, brief, differences
+from envbisect.signatures import Signature
 from envbisect.host import describe as describe_host
 from envbisect.redact import redact
 from envbisect.nightly import display as shown
@@ -116,9 +118,35 @@ def hosts_lines(probes: list[dict]) -> list[str]:
     return [f"{short}: {text}" for short, text in hosts(probes).values()]
 
 
-def probe_rows(probes: list[dict]) -> list[dict]:
+def numerics_lines(result: dict) -> list[str]:
+    """The reference release, its outputs and tolerances, the outputs that diverged, and a
+    failure signature with the probes that failed without it."""
+    out = []
+    ref = result.get("reference")
+    if ref:
+        out.append(f"reference: {ref['version']} (outputs {', '.join(sorted(ref['outputs']))}; "
+                   f"rtol {ref['rtol']:g}, atol {ref['atol']:g})")
+        if result.get("diverged_outputs"):
+            out.append(f"diverged outputs: {', '.join(result['diverged_outputs'])}")
+    if result.get("signature"):
+        missed = result.get("not_signature") or []
+        out.append(f"signature: {result['signature']['text']}; {len(missed)} probe(s) failed, but not with the signature"
+                   + (f" ({versions_text(missed)})" if missed else ""))
+    return out
+
+
+def _outputs_of(p: dict, reference: dict | None) -> str:
+    """A probe row's per-output differences from the run's reference, briefly."""
+    if not reference or not (p.get("outputs") or p.get("comparison")):
+        return ""
+    return brief(differences(p.get("outputs"), p.get("comparison"), Reference(reference["version"],
+                                                                             reference["outputs"])))
+
+
+def probe_rows(probes: list[dict], reference: dict | None = None) -> list[dict]:
     """One display row per probe row: version, outcome, exit, metrics, duration, source,
-    and the host it ran on (the short name of :func:`hosts`)."""
+    the host it ran on (the short name of :func:`hosts`) and, against a ``reference``
+    (a result's), the differences of its outputs."""
     names = hosts(probes)
     rows = []
     for p in probes:
@@ -136,16 +164,20 @@ def probe_rows(probes: list[dict]) -> list[dict]:
             "source": "reused" if p.get("reused_from") else "run",
             "flaky": bool(p.get("flaky")),
             "host": names.get(p.get("host") or "", ("", ""))[0],
+            "outputs": _outputs_of(p, reference),
         })
     return rows
 
 
-def probe_table(probes: list[dict]) -> list[str]:
-    """The Markdown table of every probe row."""
-    lines = ["| # | version | outcome | exit | metrics | time | host | |", "|---|---|---|---|---|---|---|---|"]
-    for r in probe_rows(probes):
+def probe_table(probes: list[dict], reference: dict | None = None) -> list[str]:
+    """The Markdown table of every probe row (with an outputs column against a reference)."""
+    extra = ("| outputs ", "|---") if reference else ("", "")
+    lines = [f"| # | version | outcome | exit | metrics {extra[0]}| time | host | |",
+             f"|---|---|---|---|---{extra[1]}|---|---|---|"]
+    for r in probe_rows(probes, reference):
+        cell = f" {r['outputs']} |" if reference else ""
         lines.append(f"| {r['seq']}{'.' + str(r['attempt']) if r['attempt'] else ''} | {r['version']} | "
-                     f"{r['outcome']}{' (flaky)' if r['flaky'] else ''} | {r['exit']} | {r['metrics']} | "
+                     f"{r['outcome']}{' (flaky)' if r['flaky'] else ''} | {r['exit']} | {r['metrics']} |{cell} "
                      f"{r['duration']} | {r['host']} | {r['source']} |")
     legend = hosts_lines(probes)
     return lines + (["", *(f"Host {line}" for line in legend)] if legend else [])
@@ -166,10 +198,11 @@ def markdown(run: dict, probes: list[dict]) -> str:
     lines.append(f"- **Result:** {result.get('status')} — {old_key.replace('_', ' ')} **{result.get(old_key) or '—'}**, "
                  f"{new_key.replace('_', ' ')} **{result.get(new_key) or '—'}**")
     lines += [f"- **{line.split(':', 1)[0]}:**{line.split(':', 1)[1]}" for line in caveats(result)]
+    lines += [f"- **{line.split(':', 1)[0]}:**{line.split(':', 1)[1]}" for line in numerics_lines(result)]
     if result.get("flaky"):
         lines.append(f"- **Flaky (runs disagreed, never used as a boundary):** {', '.join(result['flaky'])}")
     lines += [f"- {line}" for line in nightly_lines(result)]
-    lines += ["", *probe_table(probes)]
+    lines += ["", *probe_table(probes, result.get("reference"))]
     lines += report_sampling.markdown_lines(result)  # --samples auto: the samples per probe
     diff = env_diff(_resolved_of(probes, result.get(old_key)), _resolved_of(probes, result.get(new_key)))
     if diff:
@@ -250,6 +283,7 @@ def text_summary(result: dict) -> list[str]:
     lines = [headline(result)]
     lines += [f"  {line}" for line in nightly_lines(result)]
     lines += [f"  {line}" for line in caveats(result)]
+    lines += [f"  {line}" for line in numerics_lines(result)]
     if result.get("flaky"):
         lines.append(f"  flaky (runs disagreed): {', '.join(result['flaky'])}")
     lines += [f"  {line}" for line in sourcerange.summary_lines(result)]
@@ -280,8 +314,25 @@ def dumps(value, **options) -> str:
     return redact(json.dumps(finite(value), allow_nan=False, default=str, **options))
 
 
+def judged_rows(result: dict, probes: list[dict]) -> list[dict]:
+    """Probe rows with, against the run's reference, ``output_diffs`` per output and, under a
+    signature, ``signature_matched`` (both re-derived from what the row stores)."""
+    ref, sig = result.get("reference"), result.get("signature")
+    rows = []
+    for p in probes:
+        row = dict(p)
+        if ref and (p.get("outputs") or p.get("comparison")):
+            row["output_diffs"] = differences(p.get("outputs"), p.get("comparison"),
+                                              Reference(ref["version"], ref["outputs"]))
+        if sig and p.get("exit_code") is not None:
+            row["signature_matched"] = Signature(sig.get("pattern"), sig.get("exception")).matches(
+                p.get("stdout_tail") or "", p.get("stderr_tail") or "")
+        rows.append(row)
+    return rows
+
+
 def as_json(run: dict, probes: list[dict]) -> str:
-    payload = dict(run.get("result") or {}, run=run, probe_rows=probes)
+    payload = dict(run.get("result") or {}, run=run, probe_rows=judged_rows(run.get("result") or {}, probes))
     return dumps(payload, indent=2, sort_keys=True)
 
 

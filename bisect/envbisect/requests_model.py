@@ -16,10 +16,13 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
+from envbisect.compare import Reference, Tolerance, settled
 from envbisect.errors import ConfigError
-from envbisect.policy import RegressMode, Threshold
+from envbisect.policy import Judgement, RegressMode, Threshold
 from envbisect.recipes import Recipe
 from envbisect.sampling import SamplingPlan
+from envbisect.signatures import Signature
+from envbisect.verdicts import judge_probe
 
 
 @dataclass(frozen=True)
@@ -32,10 +35,25 @@ class Judging:
     retries: int = 0
     #: ``--samples auto``: each probe is sampled until classified (envbisect.noisy).
     sampling: SamplingPlan | None = None
+    #: The reference release's outputs (``--diverge-from``), once its probe ran.
+    reference: Reference | None = None
+    tolerance: Tolerance = Tolerance()
+    signature: Signature | None = None
 
     @property
     def attempts(self) -> int:
         return 1 + self.retries
+
+    def judge(self, raw) -> Judgement:
+        """Judge a fresh raw result or a stored row under every setting (:mod:`envbisect.verdicts`)."""
+        return judge_probe(raw, self.regress, self.thresholds, self.reference, self.tolerance, self.signature)
+
+    def reusable(self, row: dict) -> bool:
+        """Whether a stored probe can be judged here from what it stored: against a
+        reference, every output must be identical to it or measured against it."""
+        if self.reference is None or row.get("exit_code") not in (0, 1):
+            return True
+        return settled(row.get("outputs"), row.get("comparison"), self.reference)
 
     def as_dict(self) -> dict:
         return {"timeout": self.timeout, "regress": self.regress.value, "retries": self.retries,
@@ -80,10 +98,15 @@ class BisectRequest:
     deps: DepsMode = DepsMode.LATEST
     #: ``--metric NAME --samples auto``: sampled, statistical verdicts (envbisect.sampling).
     sampling: SamplingPlan | None = None
+    #: ``--diverge-from``: judge candidates by their outputs against this release's.
+    diverge_from: str | None = None
+    tolerance: Tolerance = Tolerance()
+    signature: Signature | None = None
 
     @property
     def judging(self) -> Judging:
-        return Judging(self.timeout, self.regress, self.thresholds, self.retries, self.sampling)
+        return Judging(self.timeout, self.regress, self.thresholds, self.retries, self.sampling,
+                       tolerance=self.tolerance, signature=self.signature)
 
 
 def parse_with(items: tuple[str, ...] | list[str]) -> list[Requirement]:

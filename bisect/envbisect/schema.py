@@ -42,6 +42,7 @@ from pydantic.fields import FieldInfo
 from envbisect.policy import RegressMode
 from envbisect.schema_knobs import KnobsField
 from envbisect.watchplan import DEFAULT_BATCH_PROBES
+from envbisect.signatures import check_exception, check_regex
 
 DEFAULT_TIMEOUT = 600.0
 DEFAULT_EVERY_S = 6 * 3600.0
@@ -184,6 +185,13 @@ ResourcesField = Annotated[dict[Annotated[str, AfterValidator(_resource_name)],
                            Field(description='a table of resource names to positive amounts, e.g. {gpu = 1}')]
 
 
+ToleranceField = Annotated[Optional[float], Field(ge=0, allow_inf_nan=False, description="a number >= 0, e.g. 1e-5")]
+SignatureField = Annotated[Optional[Annotated[Text, AfterValidator(check_regex)]],
+                           Field(description='a regular expression string, e.g. "shape mismatch"')]
+ExceptionField = Annotated[Optional[Annotated[Text, AfterValidator(check_exception)]],
+                           Field(description='an exception class name string, e.g. "ValueError"')]
+
+
 class _Table(BaseModel):
     """A settings table: strict types, no unknown keys."""
 
@@ -216,6 +224,11 @@ class EnvbisectTable(_Table):
     direction: Annotated[Optional[Literal["either", "higher-is-worse", "lower-is-worse"]],
                          Field(description='"higher-is-worse", "lower-is-worse" or "either"')] = None
     knobs: KnobsField = {}  # bisect narrow's knobs (schema_knobs)
+    reference: Annotated[Optional[Text], Field(description='a release version string, e.g. "2.15.0"')] = None
+    rtol: ToleranceField = None
+    atol: ToleranceField = None
+    signature: SignatureField = None
+    signature_exception: ExceptionField = Field(default=None, alias="signature-exception")
 
 
 class ToolTable(BaseModel):

@@ -16,8 +16,12 @@ that is not one of envbisect's own settings. The timeout is the one part not has
 stored probe that timed out is reused only under a timeout no longer than the one it had,
 and one that finished is reused only when it finished within the timeout asked for now.
 Judging settings (``--regress``, thresholds, ``--samples auto`` and its confidence, cap and
-direction) are not in the key: stored raw results (each sample one row) are
-judged again under the current ones.
+direction, tolerances, signatures) are not in the key: stored raw results (each sample one
+row) are judged again under the current ones. Nor is a reference release
+(``--diverge-from``): a recipe's outputs do not depend on it, only their comparison does,
+so a stored probe is reused for a reference run when every output is identical to the
+reference's or was measured against these very reference contents (see
+:meth:`envbisect.requests_model.Judging.reusable`), and is run again otherwise.
 """
 
 from __future__ import annotations
@@ -38,7 +42,7 @@ from envbisect.index import DistFile, IndexClient
 from envbisect.installer import Interpreter, find_interpreter
 from envbisect.nightly import display, explain_install_failure
 from envbisect.plan import Cutoff, Lock, Planner, Unresolvable
-from envbisect.policy import Judgement, combine, install_failure, judge
+from envbisect.policy import Judgement, combine, install_failure
 from envbisect.recipes import Recipe
 from envbisect.redact import redact
 from envbisect.requests_model import Judging
@@ -48,7 +52,8 @@ from envbisect.versions import Candidate, Excluded, Target, select
 
 #: Columns of a raw recipe run that a reused probe copies from the row it reuses.
 _RAW_FIELDS = ("exit_code", "signal", "timed_out", "duration_s", "stdout_tail", "stderr_tail", "log_path",
-               "metrics", "metrics_note", "resolved", "env_build_s", "timeout_s", "source")
+               "metrics", "metrics_note", "resolved", "env_build_s", "timeout_s", "source", "outputs", "outputs_note",
+               "comparison")
 
 
 class Handler(Protocol):
@@ -290,7 +295,7 @@ class Session:
         if self.settings.reuse and (decider is not None or not prior):
             keys = [probe_key(recipe.hash, place.env_key(lock.hash, self.settings.installer), place.host, values)
                     for place in self.executor.places(resources)]
-            stored = reusable(self.store.find_reusable(*keys), judging.timeout)
+            stored = [r for r in reusable(self.store.find_reusable(*keys), judging.timeout) if judging.reusable(r)]
             if decider is None and len(stored) >= judging.attempts:
                 return self._reuse(run_id, label, stored[:judging.attempts], judging, dict(common, lock_hash=lock.hash))
             if decider is not None:
@@ -302,9 +307,10 @@ class Session:
         task = ProbeTask(run_id, label, len(prior), recipe.path.name, recipe.text, recipe.hash, lock.text,
                          judging.timeout, values, self.settings.python, self.settings.installer,
                          self.settings.allow_build, recipe.settings.exclusive, resources,
-                         public_index(self.settings.index), str(recipe.path))
+                         public_index(self.settings.index), str(recipe.path),
+                         judging.reference.as_dict() if judging.reference else None)
         pending = Pending(task, judging, dict(common, lock_hash=lock.hash), files, seq,
-                          [judge(r, judging.regress, judging.thresholds) for r in prior],
+                          [judging.judge(r) for r in prior],
                           prior[0].get("metrics") if prior else None, decider=decider, rows=list(prior))
         pending.future = self.executor.submit(task)
         return pending
@@ -336,7 +342,7 @@ class Session:
         row = dict(out.raw, resolved=out.resolved, env_build_s=out.env_build_s, attempt=task.attempt,
                    source=out.source)
         p.rows.append(row)
-        j = judge(out.raw, p.judging.regress, p.judging.thresholds) if p.decider is None \
+        j = p.judging.judge(out.raw) if p.decider is None \
             else p.decider.row_judgement(p.rows)
         p.judgements.append(j)
         _, p.seq = self.store.record_probe(task.run_id, seq=p.seq, attempt=task.attempt, **_pick(row),
@@ -357,7 +363,7 @@ class Session:
 
     def _reuse(self, run_id: int, label: str, rows: list[dict], judging: Judging, common: dict) -> Probe:
         """Copy stored rows into this run (``reused_from``), judged under today's settings."""
-        judgements = [judge(r, judging.regress, judging.thresholds) for r in rows]
+        judgements = [judging.judge(r) for r in rows]
         verdict, flaky = combine(judgements)
         seq = None
         for i, row in enumerate(rows):

@@ -20,6 +20,7 @@ URLs) in settings, argv, output tails or watch state.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
@@ -145,9 +146,19 @@ def _migration_listen(db: Database) -> None:
     db["listen_requests"].create_index(["status"], index_name="listen_requests_status")
 
 
+def _migration_outputs(db: Database) -> None:
+    """Outputs and reference comparison: ``probes.outputs`` (the manifest of the files the
+    recipe wrote to ``$ENVBISECT_OUTPUTS``: name -> content hash, kind, shape), its
+    ``outputs_note``, and ``comparison`` (per output, the differences from a reference
+    release's contents, with that reference's digest)."""
+    for column in ("outputs", "outputs_note", "comparison"):
+        db["probes"].add_column(column, str)
+
+
 #: Migration N is ``MIGRATIONS[N - 1]``; each runs once, in its own transaction.
 MIGRATIONS: list[Callable[[Database], None]] = [_migration_1, _migration_2, _migration_source_revisions,
-                                               _migration_watch_releases, _migration_listen]
+                                               _migration_watch_releases, _migration_listen,
+                                               _migration_outputs]
 
 #: The schema version this code writes (``PRAGMA user_version`` after migrating).
 SCHEMA_VERSION: int = len(MIGRATIONS)
@@ -395,6 +406,11 @@ class Store(WatchRows, ListenRows):
         sql = (f"SELECT * FROM probes WHERE probe_key IN ({marks}) AND reused_from IS NULL AND outcome IS NOT NULL"
                " ORDER BY id DESC")
         return self._rows("probes", sql, list(probe_keys))
+
+    def output_hashes(self) -> set[str]:
+        """The content hashes of every output a recorded probe names (what ``cache prune`` keeps)."""
+        rows = self._db.execute("SELECT outputs FROM probes WHERE outputs IS NOT NULL").fetchall()
+        return {entry.get("hash") for (text,) in rows for entry in json.loads(text).values()}
 
     def put_lock(self, lock_hash: str, text: str) -> None:
         """Keep a lock's text by its hash (a probe row names it by ``lock_hash``)."""

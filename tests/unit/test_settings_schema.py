@@ -112,9 +112,9 @@ def test_every_mistake_of_a_block_is_on_the_one_line_in_file_order():
 def test_unknown_keys_keep_the_known_key_list_and_gain_a_suggestion_and_a_line():
     message = recipe_error(recipe_text(tool="pakage = 'x'"))
     assert message == (f"recipe {PATH}:6: unknown key(s) in [tool.envbisect]: pakage (did you mean 'package'?); "
-                       "known keys are confidence, direction, env, exclusive, index-url, knobs, max-samples, metric, "
-                       "nightly-index, nightly-package, package, pre, python, range, regress, resources, samples, "
-                       "timeout, variant, with")
+                       "known keys are atol, confidence, direction, env, exclusive, index-url, knobs, max-samples, "
+                       "metric, nightly-index, nightly-package, package, pre, python, range, reference, regress, "
+                       "resources, rtol, samples, signature, signature-exception, timeout, variant, with")
 
 
 @pytest.mark.parametrize(("block", "line"), [

@@ -1,0 +1,70 @@
+"""``bisect run --diverge-from VERSION``: the reference release's run, and what a result says
+about references and signatures.
+
+Runs layer. The reference release is probed once, like any candidate (a stored probe of
+it is reused: its outputs do not depend on anything but its own key), and its output
+manifest becomes the run's :class:`~envbisect.compare.Reference`; every later probe is
+judged by comparing its outputs with it (:mod:`envbisect.verdicts`). Without ``--good``
+the reference is the good end of the search.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from envbisect.compare import Reference
+from envbisect.errors import ConfigError
+from envbisect.signatures import NOT_SIGNATURE
+
+
+def prepare(req) -> None:
+    """Without ``--good`` (or, with ``--find-fix``, ``--bad``) the reference is that end."""
+    if req.diverge_from and not req.find_fix and not req.good:
+        req.good = req.diverge_from
+    if req.diverge_from and req.find_fix and not req.bad:
+        req.bad = req.diverge_from
+
+
+def signature_part(req) -> dict:
+    """What references and signatures add to a run's signature (nothing when unused, so the
+    signatures of other runs stay as they were)."""
+    part: dict = {}
+    if req.diverge_from:
+        part["reference"] = [req.diverge_from, req.tolerance.rtol, req.tolerance.atol]
+    if req.signature:
+        part["failure_signature"] = [req.signature.pattern, req.signature.exception]
+    return part
+
+
+def establish(run, label: str, requirements: list[str], *, package: str, cutoff, files: tuple = ()) -> Reference:
+    """Probe the reference release in ``run`` and make its outputs the run's reference."""
+    probe = run.probe(label, requirements, package=package, cutoff=cutoff, files=files)
+    rows = run.rows(label)
+    row = rows[0] if rows else {}
+    outputs = row.get("outputs")
+    if row.get("exit_code") not in (0, 1):
+        raise ConfigError(f"the reference release {label} could not be run ({probe.judgement.reason}); "
+                          "pick a --diverge-from release the recipe runs on")
+    if not outputs:
+        note = f"; {row['outputs_note']}" if row.get("outputs_note") else ""
+        raise ConfigError(f"the reference release {label} wrote no outputs to $ENVBISECT_OUTPUTS{note}; "
+                          "have the recipe save its results there (see the README's recipe outputs)")
+    reference = Reference(label, outputs)
+    run.judging = replace(run.judging, reference=reference)
+    return reference
+
+
+def annotate(result: dict, judging, learned: dict) -> dict:
+    """Add the reference, the tolerances, the signature and its misses to a bisection result."""
+    if judging.reference is not None:
+        result["reference"] = dict(judging.reference.as_dict(), rtol=judging.tolerance.rtol,
+                                   atol=judging.tolerance.atol)
+        first = result.get("first_good" if result.get("find_fix") else "first_bad")
+        hit = next((p for p in learned.values() if p.label == first), None)
+        result["diverged_outputs"] = list((hit.judgement.details or {}).get("diverged") or []) if hit else []
+    if judging.signature:
+        result["signature"] = judging.signature.as_dict()
+        result["not_signature"] = sorted(p.label for p in learned.values()
+                                         if p.judgement.reason.startswith(NOT_SIGNATURE))
+    return result
+
