@@ -172,8 +172,8 @@ def run_bisection(session: Session, req: BisectRequest) -> dict:
         session.handler.note(channel.describe(req.package))
     if not cands:
         raise NoCandidates(why_empty(excluded, target, req.spec, package=req.package) + _other_axis_hint(req))
-    lo, hi = bounds(req, cands, excluded)
     ref = _index_of("--diverge-from", req.diverge_from, cands, excluded, req.package) if req.diverge_from else None
+    lo, hi = bounds(req, cands, excluded)
     _check_upload_times(req, cands[lo:hi + 1])
     check_pins(session, req, pins, snapshot)
     labels = [str(c.version) for c in cands]
@@ -317,6 +317,7 @@ def reproduce_lines(req: BisectRequest, old: str | None, new: str | None) -> lis
         args += ["--with", shlex.quote(w)]
     if req.deps is not DepsMode.LATEST:
         args += ["--deps", req.deps.value]
+    args += reference.reproduce_args(req)
     lines = [" ".join(args)]
     target_version = new if new else None
     if target_version:

@@ -10,6 +10,7 @@ the reference is the good end of the search.
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import replace
 
 from envbisect.compare import Reference
@@ -36,11 +37,20 @@ def signature_part(req) -> dict:
     return part
 
 
+def reproduce_args(req) -> list[str]:
+    """The flags a "Reproduce with:" line needs to ask the same question."""
+    args = ["--diverge-from", req.diverge_from, "--rtol", f"{req.tolerance.rtol:g}",
+            "--atol", f"{req.tolerance.atol:g}"] if req.diverge_from else []
+    if req.signature and req.signature.pattern:
+        args += ["--signature", shlex.quote(req.signature.pattern)]
+    return args
+
+
 def establish(run, label: str, requirements: list[str], *, package: str, cutoff, files: tuple = ()) -> Reference:
     """Probe the reference release in ``run`` and make its outputs the run's reference."""
     probe = run.probe(label, requirements, package=package, cutoff=cutoff, files=files)
-    rows = run.rows(label)
-    row = rows[0] if rows else {}
+    # Read back from the store: a probe reused from another run is not in the run's memory.
+    row = next((r for r in run.session.store.probes_for_run(run.id) if r["seq"] == probe.seq), {})
     outputs = row.get("outputs")
     if row.get("exit_code") not in (0, 1):
         raise ConfigError(f"the reference release {label} could not be run ({probe.judgement.reason}); "
