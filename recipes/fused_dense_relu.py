@@ -57,6 +57,14 @@ Environment variables:
                          graph result before comparing (e.g. 30 reproduces the report's
                          magnitude); the recipe must then exit 1. Default 0.
     ENVBISECT_RESULT     where to write the metrics JSON (set by envbisect).
+    ENVBISECT_OUTPUTS    where to write the outputs (set by envbisect): the graph-mode
+                         result of each variant on the default device (fused.npy,
+                         addv2.npy, no_relu.npy) and the fused graph on the CPU path
+                         (fused_cpu.npy, TF's own kernels whatever the plugin), for
+                         ``bisect run recipes/fused_dense_relu.py --diverge-from 0.8.0``:
+                         the first plugin release whose device outputs differ from the
+                         reference's while fused_cpu, the control, stays put. The
+                         metrics also give fused_vs_cpu_max_rel_diff (device vs CPU).
 
 Runs by hand: ``python recipes/fused_dense_relu.py`` in any env with TensorFlow.
 """
@@ -180,7 +188,7 @@ def compute(m: int, k: int, n: int, seed: int, plant: float):
     def no_relu(x):
         return tf.nn.bias_add(tf.matmul(x, w), b)
 
-    diffs, devices = {}, {}
+    diffs, devices, outputs = {}, {}, {}
     for name, fn in (("fused", fused), ("addv2", addv2), ("no_relu", no_relu)):
         eager = fn(x)
         graph = tf.function(fn)(x)
@@ -190,7 +198,23 @@ def compute(m: int, k: int, n: int, seed: int, plant: float):
             got = got + plant
         ref = eager.numpy().astype(np.float64)
         diffs[name] = (float(np.max(np.abs(got - ref))), float(np.max(np.abs(ref))))
+        outputs[name] = got
+    with tf.device("/CPU:0"):  # the CPU path: TF's own fused kernel, never the plugin's
+        outputs["fused_cpu"] = tf.function(fused)(x).numpy().astype(np.float64)
+    save_outputs(outputs)
+    cpu_scale = float(np.max(np.abs(outputs["fused_cpu"])))
+    diffs["vs_cpu"] = (float(np.max(np.abs(outputs["fused"] - outputs["fused_cpu"]))), cpu_scale)
     return diffs, devices
+
+
+def save_outputs(arrays: dict) -> None:
+    """Save each array as NAME.npy into $ENVBISECT_OUTPUTS, when set: envbisect compares
+    them with a reference release's (``--diverge-from``)."""
+    import numpy as np
+
+    folder = os.environ.get("ENVBISECT_OUTPUTS")
+    for name, array in arrays.items() if folder else ():
+        np.save(os.path.join(folder, f"{name}.npy"), array)
 
 
 def main() -> int:
@@ -220,7 +244,9 @@ def main() -> int:
                       "SKIP: no GPU visible (is tensorflow-metal loaded?); set FDR_REQUIRE_GPU=0 to test CPU kernels")
 
     diffs, devices = compute(m, k, n, seed, plant)
+    vs_cpu = diffs.pop("vs_cpu")
     code, metrics = judge(diffs, rtol)
+    metrics["fused_vs_cpu_max_rel_diff"] = relative_error(*vs_cpu)
     metrics.update(base, device=devices["fused"], devices=devices)
     if not gpus:
         metrics["note"] = "no GPU: checked TensorFlow's own CPU fused kernels, not Metal"

@@ -55,6 +55,13 @@ Environment variables:
                          output before comparing (outputs are in the thousands, so
                          e.g. 1000 must exit 1). Default 0.
     ENVBISECT_RESULT     where to write the metrics JSON (set by envbisect).
+    ENVBISECT_OUTPUTS    where to write the outputs (set by envbisect): eager.json and
+                         compiled.json (the model's outputs, float64 nested lists) and
+                         divergence.json (compiled - eager), for
+                         ``bisect run recipes/inductor_addmm.py --diverge-from 2.4.0``:
+                         the first torch release whose outputs differ from 2.4.0's
+                         beyond --rtol/--atol, and which of the three moved (eager
+                         itself, or only the compiled path).
 
 Runs by hand: ``python recipes/inductor_addmm.py`` in any env with torch >= 2.0.
 """
@@ -124,6 +131,15 @@ def finish(code: int, metrics: dict, summary: str) -> int:
         with open(target, "w", encoding="utf-8") as fh:
             json.dump(metrics, fh, indent=2, sort_keys=True, default=str)
     return code
+
+
+def save_outputs(**tensors) -> None:
+    """Write each tensor as NAME.json (a float64 nested list) into $ENVBISECT_OUTPUTS, when
+    set: envbisect compares them with a reference release's (``--diverge-from``)."""
+    folder = os.environ.get("ENVBISECT_OUTPUTS")
+    for name, tensor in tensors.items() if folder else ():
+        with open(os.path.join(folder, f"{name}.json"), "w", encoding="utf-8") as fh:
+            json.dump(tensor.detach().double().cpu().tolist(), fh)
 
 
 def is_toolchain_failure(exc: BaseException) -> bool:
@@ -210,6 +226,7 @@ def main() -> int:
     got = out.double()
     if plant:
         got[0, 0] += plant
+    save_outputs(eager=ref, compiled=got, divergence=got - ref)
     code, metrics = judge(
         eager_determinism=(ref1.double() - ref2.double()).abs().max().item(),
         max_abs_diff=(ref - got).abs().max().item(),

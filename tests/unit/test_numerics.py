@@ -1,0 +1,143 @@
+"""Pure parts of numerical verdicts: the tolerance criterion, per-output differences,
+reuse against a reference (the comparison's key), signatures, outputs manifests, the
+flags and the recipe table."""
+
+from __future__ import annotations
+
+import json
+import math
+import struct
+from pathlib import Path
+
+import pytest
+
+from envbisect.cli_options import numerics_for
+from envbisect.compare import Reference, Tolerance, differences, judge_outputs, settled, to_compare
+from envbisect.errors import ConfigError, RecipeError
+from envbisect.outputs import collect, path_of, prune, usage
+from envbisect.policy import RegressMode
+from envbisect.recipes import parse_recipe_text
+from envbisect.requests_model import Judging
+from envbisect.signatures import NOT_SIGNATURE, Signature
+
+REF = Reference("1.0", {"a": {"kind": "json", "shape": None, "hash": "h-a"},
+                        "b": {"kind": "npy", "shape": [2, 2], "hash": "h-b"}})
+
+
+def _row(outputs, comparison=None, exit_code=0, **tails):
+    return {"exit_code": exit_code, "signal": None, "timed_out": False, "duration_s": 0.1, "outputs": outputs,
+            "comparison": comparison, **tails}
+
+
+def _same(**changes):
+    out = {k: dict(v) for k, v in REF.outputs.items()}
+    for name, entry in changes.items():
+        if entry is None:
+            out.pop(name)
+        else:
+            out[name] = dict(out.get(name, {}), **entry)
+    return out
+
+
+def test_the_criterion_is_within_atol_or_within_rtol_and_nan_never_matches():
+    tol = Tolerance(rtol=1e-3, atol=1e-6)
+    assert tol.matches(1e-7, math.inf)        # tiny absolute difference near a zero reference
+    assert tol.matches(5.0, 1e-4)              # large values, small relative difference
+    assert not tol.matches(1e-3, 1e-2)
+    assert not tol.matches(math.nan, math.nan)
+
+
+def test_identical_contents_need_no_comparison_and_measured_ones_are_rejudged_exactly():
+    assert differences(_same(), None, REF) == {"a": {"max_abs": 0.0, "max_rel": 0.0},
+                                                 "b": {"max_abs": 0.0, "max_rel": 0.0}}
+    changed = _same(b={"hash": "h-b2"})
+    assert to_compare(changed, REF) == ["b"]
+    assert not settled(changed, None, REF), "an unmeasured output cannot be judged"
+    measured = {"reference": REF.digest, "outputs": {"b": {"max_abs": 2e-3, "max_rel": 1e-3}}}
+    assert settled(changed, measured, REF)
+    assert judge_outputs(changed, measured, REF, Tolerance(1e-5, 1e-8)).diverged == ("b",)
+    assert judge_outputs(changed, measured, REF, Tolerance(1e-2, 0)).matched is True
+    other = Reference("1.1", _same(a={"hash": "h-a2"}))
+    assert not settled(changed, measured, other), "a comparison with other reference contents does not count"
+
+
+@pytest.mark.parametrize(("changes", "words"), [
+    ({"a": None}, "a missing"),
+    ({"c": {"kind": "json", "shape": None, "hash": "h-c"}}, "c extra"),
+    ({"b": {"shape": [2, 3], "hash": "x"}}, "b shape (2, 3) where the reference has (2, 2)"),
+    ({"b": {"kind": "json", "hash": "x"}}, "b kind json where the reference has npy"),
+])
+def test_structural_changes_diverge_whatever_the_tolerance(changes, words):
+    found = judge_outputs(_same(**changes), None, REF, Tolerance(1e9, 1e9))
+    assert found.matched is False and words in found.reason
+
+
+def test_the_reference_is_in_the_reuse_rule_not_in_the_probe_key():
+    changed = _row(_same(b={"hash": "h-b2"}), {"reference": REF.digest, "outputs": {"b": {"max_abs": 1, "max_rel": 1}}})
+    assert Judging(reference=REF).reusable(changed)
+    assert not Judging(reference=Reference("1.0", _same(a={"hash": "z"}))).reusable(changed)
+    assert Judging().reusable(changed), "without a reference any stored run is judged by its exit"
+    assert Judging(reference=REF).reusable(_row(None, exit_code=None)), "a crash is judged without outputs"
+
+
+def test_judging_rejudges_a_stored_row_under_new_tolerances_and_signatures():
+    row = _row(_same(b={"hash": "h-b2"}), {"reference": REF.digest, "outputs": {"b": {"max_abs": 2e-3, "max_rel": 1e-3}}},
+               exit_code=1, stderr_tail="ValueError: shape mismatch\n")
+    tight = Judging(reference=REF).judge(row)
+    assert tight.outcome.value == "bad" and tight.details["diverged"] == ["b"]
+    assert Judging(reference=REF, tolerance=Tolerance(1e-2, 0)).judge(row).outcome.value == "good"
+    assert Judging(reference=REF, signature=Signature("out of memory")).judge(row).reason.startswith(NOT_SIGNATURE)
+    plain = Judging(signature=Signature("shape mismatch")).judge(row)
+    assert plain.outcome.value == "bad" and plain.details == {"signature_matched": True}
+
+
+def test_signature_exception_names_the_crash_that_is_the_regression():
+    crash = {"exit_code": 113, "stderr_tail": "Traceback ...\nnumpy.linalg.LinAlgError: Singular matrix\n"}
+    assert Judging().judge(crash).verdict.value == "untestable"
+    assert Judging(signature=Signature(exception="LinAlgError")).judge(crash).verdict.value == "bad"
+    assert Judging(signature=Signature(exception="ValueError")).judge(crash).verdict.value == "untestable"
+    oom = {"exit_code": 1, "stderr_tail": "MemoryError\n"}
+    assert Judging(regress=RegressMode.EXIT, signature=Signature(exception="ValueError")).judge(oom).reason.startswith(
+        NOT_SIGNATURE)
+
+
+def _npy(shape: tuple[int, ...]) -> bytes:
+    """A float64 .npy file written by hand (the test process needs no numpy either)."""
+    header = repr({"descr": "<f8", "fortran_order": False, "shape": shape}).encode()
+    header += b" " * (-(len(header) + 11) % 64) + b"\n"
+    count = math.prod(shape)
+    return b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header)) + header + struct.pack(f"<{count}d", *range(count))
+
+
+def test_outputs_are_stored_once_by_content_with_a_manifest(tmp_path: Path):
+    root = tmp_path / "store"
+    for run in ("one", "two"):
+        out = tmp_path / run
+        out.mkdir()
+        (out / "logits.npy").write_bytes(_npy((256, 256)))
+        (out / "loss.json").write_text("0.5")
+        (out / "labels.json").write_text(json.dumps([[1, 2], [3, 4]]))
+        (out / "note.txt").write_text(run)
+        (out / "loop").symlink_to(out / "note.txt")
+        manifest, note = collect(out, root)
+    assert manifest["logits"]["kind"] == "npy" and manifest["logits"]["shape"] == [256, 256]
+    assert manifest["loss"] == dict(manifest["loss"], kind="json", shape=None)
+    assert manifest["labels"]["shape"] == [2, 2] and manifest["note.txt"]["kind"] == "bytes"
+    assert "loop (not a plain file)" in note
+    assert usage(root)[0] == 5, "identical contents are kept once (two note.txt contents)"
+    assert path_of(root, manifest["logits"]["hash"]).read_bytes() == _npy((256, 256))
+    assert prune(root, {e["hash"] for e in manifest.values()})[0] == 1 and usage(root)[0] == 4
+
+
+def test_flags_and_recipe_table_give_the_reference_tolerances_and_signature(tmp_path: Path):
+    text = ("# /// script\n# dependencies = []\n# [tool.envbisect]\n# reference = \"2.15.0\"\n# rtol = 1e-3\n"
+            "# signature-exception = \"ValueError\"\n# ///\n")
+    recipe = parse_recipe_text(text, tmp_path / "r.py")
+    ref, tol, sig = numerics_for(None, None, 0.5, None, recipe)
+    assert (ref, tol, sig) == ("2.15.0", Tolerance(1e-3, 0.5), Signature(None, "ValueError"))
+    with pytest.raises(ConfigError, match="pass --diverge-from VERSION"):
+        numerics_for(None, 1e-3, None, None, parse_recipe_text(text.replace('# reference = "2.15.0"\n', ""), recipe.path))
+    with pytest.raises(ConfigError, match="is not a regular expression"):
+        numerics_for("1.0", None, None, "(", recipe)
+    with pytest.raises(RecipeError, match=r"r.py:5: \[tool.envbisect\] rtol: must be a number >= 0"):
+        parse_recipe_text(text.replace("rtol = 1e-3", 'rtol = "tight"'), recipe.path)
