@@ -128,7 +128,8 @@ def test_one_output_of_three_diverges_then_a_looser_rtol_rejudges_offline(shared
     shown = bisect_cli("show", str(first["run_id"]), "--json", "--cache-dir", str(cache), cwd=root, check_json=True)
     rows = {r["version"]: r for r in shown.json["probe_rows"] if r.get("output_diffs")}
     assert rows[FIRST_BAD]["output_diffs"]["logits"]["max_rel"] == diffs["logits"]["max_rel"]
-    table = bisect_cli("show", str(first["run_id"]), "--cache-dir", str(cache), cwd=root).stdout
+    table = bisect_cli("show", str(first["run_id"]), "--cache-dir", str(cache), cwd=root,
+                       env=cli_env(COLUMNS="400")).stdout
     assert "outputs" in table and "logits: abs" in table
     md = bisect_cli("report", str(first["run_id"]), "--cache-dir", str(cache), cwd=root).stdout
     assert "**reference:** 1.0 (outputs labels, logits, loss; rtol 1e-05, atol 1e-08)" in md
