@@ -50,10 +50,12 @@ class Judging:
 
     def reusable(self, row: dict) -> bool:
         """Whether a stored probe can be judged here from what it stored: against a
-        reference, every output must be identical to it or measured against it."""
+        reference, it must have outputs, each identical to the reference's or measured
+        against these very reference contents."""
         if self.reference is None or row.get("exit_code") not in (0, 1):
             return True
-        return settled(row.get("outputs"), row.get("comparison"), self.reference)
+        # No manifest: a row recorded before outputs existed (or one that wrote none) runs again.
+        return bool(row.get("outputs")) and settled(row.get("outputs"), row.get("comparison"), self.reference)
 
     def as_dict(self) -> dict:
         return {"timeout": self.timeout, "regress": self.regress.value, "retries": self.retries,

@@ -78,6 +78,7 @@ def test_the_reference_is_in_the_reuse_rule_not_in_the_probe_key():
     assert not Judging(reference=Reference("1.0", _same(a={"hash": "z"}))).reusable(changed)
     assert Judging().reusable(changed), "without a reference any stored run is judged by its exit"
     assert Judging(reference=REF).reusable(_row(None, exit_code=None)), "a crash is judged without outputs"
+    assert not Judging(reference=REF).reusable(_row(None)), "a row recorded before outputs existed runs again"
 
 
 def test_judging_rejudges_a_stored_row_under_new_tolerances_and_signatures():
