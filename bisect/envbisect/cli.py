@@ -133,8 +133,9 @@ def run(
         timeout=judging.timeout, regress=judging.regress, thresholds=judging.thresholds, find_fix=find_fix,
         retries=retries, argv=argv, deps=deps_mode(deps), sampling=sampling)
     req.diverge_from, req.tolerance, req.signature = numerics_for(diverge_from, rtol, atol, signature, rec)
-    if by_date and (req.diverge_from or req.signature):
-        raise ConfigError("--diverge-from and signatures judge release bisections; drop --by date or them")
+    if (by_date or sampling) and (req.diverge_from or req.signature):
+        raise ConfigError("--diverge-from and signatures judge release bisections by exit and outputs; "
+                          "drop --by date / --samples auto, or them")
     channel = ChannelConfig(nightly_index or rec.settings.nightly_index, nightly_package or rec.settings.nightly_package,
                             variant or rec.settings.variant)
     with open_store(settings) as store, progress_for(json_out) as progress, \

@@ -186,5 +186,7 @@ def test_reference_mistakes_are_one_line_errors(shared, drift_index):
     assert_one_line_error(_fails(recipe, "--diverge-from", "1.0"),
                           "the reference release 1.0 wrote no outputs to $ENVBISECT_OUTPUTS")
     assert_one_line_error(_fails(recipe, "--rtol", "1e-3"), "--diverge-from VERSION")
+    assert_one_line_error(_fails(recipe, "--diverge-from", "1.0", "--samples", "auto", "--metric", "loss"),
+                          "drop --by date / --samples auto, or them")
     assert_one_line_error(_fails(recipe, "--diverge-from", "9.9"),
                           "--diverge-from 9.9 is not a release of drift")
