@@ -16,9 +16,12 @@ distribution that says anything about its origin:
   ``__init__.py`` files.
 
 Nothing is imported: the files are read as text (listed by the distribution's
-``RECORD``), so a framework that takes seconds to import costs nothing here. The price:
-a revision only a compiled library knows (TensorFlow's ``tf.version.GIT_VERSION``) is not
-read; such releases fall back to release tags (:mod:`envbisect.sourcerange`).
+``RECORD``), so a framework that takes seconds to import costs nothing here. A revision
+only a compiled library knows is read from the bytes of the one small library known to
+hold it: TensorFlow's ``tf.version.GIT_VERSION`` (``v2.21.0-rc1-5-ga481b10260d``) is in
+``tensorflow/python/client/_pywrap_tf_session.so`` (about 1 MB), and is taken only when
+it describes the installed version. Anything else falls back to release tags
+(:mod:`envbisect.sourcerange`).
 
 The script runs with the recipe's scrubbed environment and a timeout, and can never fail
 a probe: any error (a crash, a timeout, output that is not JSON) yields an ``error`` and
@@ -50,6 +53,9 @@ FILES = re.compile(r"^([A-Za-z_]\w*/(?:version|_version|git_version|_git_version
 REV = re.compile(r"""(?:\bgit_version|__git_version__|\bgit_revision|__git_revision__|full-revisionid)"""
                  r"""["']?\s*[:=]\s*["']([0-9a-f]{7,40})["']""")
 SHA = re.compile(r"^[0-9a-f]{7,40}$")
+# Small compiled libraries known to embed their build's ``git describe`` (TensorFlow's
+# tf.version.GIT_VERSION, e.g. v2.21.0-rc1-5-ga481b10260d, lives in this 1 MB module).
+BINARIES = re.compile(r"^([\w/]*python/client/_pywrap_tf_session[^,/]*\.(?:so|pyd|dylib)),", re.M)
 
 
 def revision(dist):
@@ -72,6 +78,26 @@ def revision(dist):
             continue
         if found:
             return found.group(1), name
+    return described(dist)
+
+
+def described(dist):
+    """The commit of a ``git describe`` string for this very version (v<version>...-g<sha>)
+    embedded in one of the small libraries BINARIES names."""
+    base = re.match(r"\d+(?:\.\d+)*", dist.metadata.get("Version") or "")
+    if base is None:
+        return None, None
+    pattern = re.compile(rb"v" + re.escape(base.group().encode()) + rb"[\w.-]{0,40}?-g([0-9a-f]{7,40})\b")
+    for name in BINARIES.findall(dist.read_text("RECORD") or "")[:4]:
+        try:
+            located = dist.locate_file(name)
+            if located.stat().st_size > 16 << 20:
+                continue
+            found = pattern.search(located.read_bytes())
+        except Exception:
+            continue
+        if found:
+            return found.group(1).decode(), name
     return None, None
 
 

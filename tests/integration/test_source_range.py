@@ -170,3 +170,25 @@ def test_the_source_probe_reads_metadata_with_a_real_interpreter(tmp_path) -> No
     found = read_sources(Path(sys.executable), scrubbed_environ(), 30)
     assert "error" not in found
     assert found["dists"]["packaging"]["urls"]["Source"] == "https://github.com/pypa/packaging"
+
+
+@pytest.mark.parametrize("version, embedded, expected", [
+    ("2.21.0", b"v2.21.0-rc1-5-ga481b10260d", "a481b10260d"),
+    ("2.20.0", b"v2.21.0-rc1-5-ga481b10260d", None),  # describes another version: not taken
+])
+def test_tensorflows_git_version_is_read_from_its_small_library(tmp_path, version, expected, embedded) -> None:
+    """tf.version.GIT_VERSION is compiled into tensorflow/python/client/_pywrap_tf_session.so;
+    the probe reads it from the bytes (a laid-out distribution, found on the path like an
+    installed one), never by importing TensorFlow."""
+    site = tmp_path / "site"
+    library = site / "tensorflow/python/client/_pywrap_tf_session.so"
+    library.parent.mkdir(parents=True)
+    library.write_bytes(b"\x7fELF" + b"\0" * 4096 + embedded + b"\0" + b"\0" * 4096)
+    (site / "tensorflow/__init__.py").write_text("raise SystemExit('imported')\n")
+    info = site / f"tensorflow-{version}.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: tensorflow\nVersion: {version}\n"
+                                   "Download-URL: https://github.com/tensorflow/tensorflow/tags\n")
+    (info / "RECORD").write_text("tensorflow/__init__.py,,\ntensorflow/python/client/_pywrap_tf_session.so,,\n")
+    found = read_sources(Path(sys.executable), dict(scrubbed_environ(), PYTHONPATH=str(site)), 30)
+    assert found["dists"]["tensorflow"].get("revision") == expected, found
