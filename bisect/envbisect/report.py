@@ -21,7 +21,7 @@ from envbisect.compare import Reference, brief, differences
 from envbisect.signatures import Signature
 from envbisect import report_parts as parts
 from envbisect.host import describe as describe_host
-from envbisect.redact import redact
+from envbisect.redact import redact, redact_source
 from envbisect.nightly import display as shown
 from envbisect.nightly import nights_between
 from envbisect.report_parts import Section
@@ -372,6 +372,8 @@ def judged_rows(result: dict, probes: list[dict]) -> list[dict]:
 
 
 def as_json(run: dict, probes: list[dict]) -> str:
+    if run.get("recipe_text"):  # secret-looking values hidden, as in the Markdown report
+        run = dict(run, recipe_text=redact_source(run["recipe_text"]))
     payload = dict(run.get("result") or {}, run=run, probe_rows=judged_rows(run.get("result") or {}, probes))
     return dumps(payload, indent=2, sort_keys=True)
 

@@ -20,6 +20,7 @@ import math
 import re
 from dataclasses import dataclass, field
 
+from envbisect.redact import redact_source
 from envbisect.report_chart import Chart, chart_for, mermaid
 
 #: Lines and characters of each output stream a report keeps (the end of it).
@@ -123,13 +124,15 @@ def tails_section(run: dict, probes: list[dict], old_key: str, new_key: str) -> 
 
 
 def recipe_section(run: dict, probes: list[dict]) -> Section:
-    """The recipe's source as the run ran it (stored by hash), collapsed."""
+    """The recipe's source as the run ran it (stored by hash), collapsed; secret-looking
+    values in it are hidden (:func:`envbisect.redact.redact_source`)."""
     result = run.get("result") or {}
     name = str(result.get("recipe") or run.get("recipe_path") or "recipe.py")
     text = run.get("recipe_text")
     if not text:
         return Section([f"The text of `{name}` was not recorded (the run predates recorded recipes)."])
-    return Section(fenced(text, "python"), summary=f"Recipe {name} (sha256 {(run.get('recipe_hash') or '')[:12]})")
+    return Section(fenced(redact_source(text), "python"),
+                   summary=f"Recipe {name} (sha256 {(run.get('recipe_hash') or '')[:12]})")
 
 
 def reproduce_note(result: dict) -> list[str]:

@@ -161,3 +161,13 @@ def test_the_brief_metrics_of_tables_put_numbers_first_and_cut_long_strings():
     text = report.metrics_brief({"device": "x" * 40, "d": 0.5})
     assert text == "d=0.5, device=" + "x" * 23 + "…"
     assert report.metrics_brief({"a": "y" * 30, "b": "z" * 30}, limit=30).endswith("…")
+
+
+def test_the_recipe_source_in_a_report_hides_secret_looking_values():
+    token = "ghp_" + "a1B2" * 9
+    source = (f'GITHUB_TOKEN = "{token}"\nopts = {{"api_key": \'k-123\', "rtol": "1e-3"}}\n'
+              f"# pasted: {token}\nurl = 'https://user:pw@host/simple'\nprint('tokenizer', 1)\n")
+    lines = recipe_section({"recipe_text": source, "recipe_hash": "0" * 64}, []).lines
+    text = "\n".join(lines)
+    assert token not in text and "k-123" not in text and ":pw@" not in text
+    assert 'GITHUB_TOKEN = "***"' in text and '"rtol": "1e-3"' in text and "print('tokenizer', 1)" in text
