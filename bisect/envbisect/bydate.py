@@ -37,6 +37,7 @@ from envbisect.matrix import Axis
 from envbisect.plan import Cutoff, iso, keep_visible
 from envbisect.policy import RegressMode, Threshold
 from envbisect.recipes import Recipe
+from envbisect.reproduce import index_args, uv_run
 from envbisect.requests_model import Judging, exact_pins, parse_with, requirements_for, signature
 from envbisect.search import Bisection, Verdict
 from envbisect.session import Probe, Session
@@ -241,12 +242,12 @@ def _result(session: Session, req: DateRequest, run_id: int, res, timeline: list
         "index": session.settings.index.redacted(),
     }
     recipe = shlex.quote(req.recipe.shown)
-    args = ["bisect", "run", recipe, "--by", "date", *(f"--axis {shlex.quote(str(a))}" for a in req.axes)]
+    args = ["bisect", "run", recipe, "--by", "date", *map(shlex.quote, index_args(result["index"])), *(f"--axis {shlex.quote(str(a))}" for a in req.axes)]
     args += [f"--since {req.since}"] if req.since else []
     args += [f"--until {req.until}"] if req.until else []
     args += [f"--with {shlex.quote(w)}" for w in req.with_]
     result["reproduce"] = [" ".join(args)]
     if first_bad is not None:
         cutoff = iso(timeline[res.first_new].cutoff)
-        result["reproduce"].append(f"uv run --exclude-newer {cutoff} {recipe}")
+        result["reproduce"].append(uv_run(req.recipe.shown, [], Cutoff(cutoff), result["index"]))
     return result

@@ -25,6 +25,7 @@ from envbisect.driver import ActiveRun, SearchOutcome, latest_cutoff, open_run, 
 from envbisect.errors import ConfigError, NoCandidates
 from envbisect.plan import Cutoff, Unresolvable, as_of, iso, keep_visible
 from envbisect.prefetch import Prefetcher, prefetch_limit
+from envbisect.reproduce import index_args, uv_run
 from envbisect.requests_model import (BisectRequest, DepsMode, as_version, exact_pins, parse_with,
                                       requirements_for, signature)
 from envbisect.search import Bisection, Status, Verdict
@@ -242,7 +243,13 @@ def _result(session: Session, req: BisectRequest, run: ActiveRun, outcome: Searc
     if edge:
         result["untestable_edge"] = edge
         result["hint"] = edge_hint(req, edge, result)
-    result["reproduce"] = reproduce_lines(req, result.get(old_key), result.get(new_key))
+    new = ver(res.first_new)
+    cutoff = None
+    if new is not None:  # the resolve cutoff of the first bad probe, as the run used it
+        pins = parse_with(req.with_)
+        cutoff = deps_cutoff(req, cands[res.first_new], pins) or run.latest(
+            requirements_for(req.recipe, pins, req.package, new, drop=req.replaces))
+    result["reproduce"] = reproduce_lines(req, result.get(old_key), result.get(new_key), cutoff, result["index"])
     return run.sampler.annotate(result, run) if run.sampler is not None else result
 
 
@@ -302,10 +309,12 @@ def _iso(dt) -> str | None:
     return dt.isoformat() if dt else None
 
 
-def reproduce_lines(req: BisectRequest, old: str | None, new: str | None) -> list[str]:
-    """Commands that reproduce the finding: the bisection itself, and the failing env alone."""
+def reproduce_lines(req: BisectRequest, old: str | None, new: str | None, cutoff: Cutoff | None = None,
+                    index: dict | None = None) -> list[str]:
+    """Commands that reproduce the finding: the bisection itself, and the newer end's
+    environment alone (``uv run``, resolved from the run's index under its cutoff)."""
     recipe = shlex.quote(req.recipe.shown)
-    args = ["bisect", "run", recipe, "--package", req.package]
+    args = ["bisect", "run", recipe, "--package", req.package, *map(shlex.quote, index_args(index))]
     if req.find_fix:
         args.append("--find-fix")
     good, bad = (new, old) if req.find_fix else (old, new)
@@ -319,8 +328,6 @@ def reproduce_lines(req: BisectRequest, old: str | None, new: str | None) -> lis
         args += ["--deps", req.deps.value]
     args += reference.reproduce_args(req)
     lines = [" ".join(args)]
-    target_version = new if new else None
-    if target_version:
-        extra = " ".join(f"--with {shlex.quote(w)}" for w in req.with_)
-        lines.append(f"uv run --with {shlex.quote(f'{req.package}=={target_version}')} {extra} {recipe}".replace("  ", " "))
+    if new:
+        lines.append(uv_run(req.recipe.shown, [f"{req.package}=={new}", *req.with_], cutoff, index))
     return lines

@@ -1,8 +1,11 @@
-"""``bisect cache``: what the cache directory holds, LRU pruning, clearing.
+"""``bisect cache``: what the cache directory holds, pruning to a size, clearing.
 
-Environments are evicted through :class:`envbisect.envs.EnvCache`, which never removes
-one that a live process has marked in use. The results database is kept by ``clear``
-unless asked: it is the record of every probe.
+Sizes count each hardlinked file once (:mod:`envbisect.cacheusage`). ``prune`` removes
+leftover scratch directories, then least-recently-used environments, then the installer
+cache when environments alone cannot reach the size, and reports each. Environments are
+evicted through :class:`envbisect.envs.EnvCache`, which never removes one that a live
+process has marked in use. The results database is kept by ``clear`` unless asked: it is
+the record of every probe. ``info`` only reads: it never creates the cache directory.
 """
 
 from __future__ import annotations
@@ -10,10 +13,11 @@ from __future__ import annotations
 import re
 import shutil
 
-from envbisect import outputs, procs
+from envbisect import cacheusage, outputs, procs
 from envbisect.config import CachePaths
-from envbisect.envs import EnvCache, EnvEntry, dir_size
+from envbisect.envs import EnvCache
 from envbisect.errors import ConfigError, DiskFull
+from envbisect.installer import uv_bin
 from envbisect.runner import SCRATCH_PREFIX
 
 _UNITS = {"": 1, "B": 1, "K": 1024, "KB": 1024, "KIB": 1024, "M": 1024**2, "MB": 1024**2, "MIB": 1024**2,
@@ -37,29 +41,56 @@ def human(n: int) -> str:
 
 
 def cache_info(paths: CachePaths) -> dict:
-    envs = EnvCache(paths.envs).entries()
+    """Counts and sizes of each part; every size counts a hardlinked file once (the parts
+    share files, so they add up to more than ``total_size``). Reads only."""
+    envs = EnvCache(paths.envs).entries(sizes=False)
+    usage = cacheusage.scan(paths.root)
     kept, kept_bytes = outputs.usage(outputs.store_root(paths.root))
     return {
         "cache_dir": str(paths.root),
+        "exists": paths.root.is_dir(),
         "environments": len(envs),
         "environments_in_use": sum(e.in_use for e in envs),
-        "environments_size": human(sum(e.size for e in envs)),
-        "installer_cache_size": human(dir_size(paths.uv_cache)),
-        "index_cache_size": human(dir_size(paths.http)),
-        "logs_size": human(dir_size(paths.logs)),
+        "environments_size": human(usage.size_of("env")),
+        "installer_cache_size": human(usage.size_of("uv")),
+        "index_cache_size": human(usage.size_of("index")),
+        "logs_size": human(usage.size_of("logs")),
+        "scratch_size": human(usage.size_of("scratch")),
         "outputs": kept,
         "outputs_size": human(kept_bytes),
         "database": str(paths.db),
-        "database_size": human(paths.db.stat().st_size if paths.db.exists() else 0),
+        "database_size": human(usage.size_of("results")),
+        "total_size": human(usage.total),
     }
 
 
-def prune(paths: CachePaths, max_bytes: int) -> tuple[list[EnvEntry], int]:
-    """Evict environments down to ``max_bytes`` and remove stored outputs that no recorded
-    probe names any more (none at all once the results database is gone)."""
-    sweep(paths)
-    prune_outputs(paths)
-    return EnvCache(paths.envs).prune(max_bytes)
+def prune(paths: CachePaths, max_bytes: int) -> dict:
+    """Bring the cache directory within ``max_bytes`` (each hardlinked file once): leftover
+    scratch and half-built directories of dead processes and outputs of runs no longer
+    recorded go first, then the plan of :func:`cacheusage.plan`. Returns what was removed and the sizes before and after."""
+    before = cacheusage.scan(paths.root).total
+    leftovers = sweep(paths)
+    prune_outputs(paths)  # outputs no recorded probe names any more (none once the database is gone)
+    cache = EnvCache(paths.envs)
+    entries = {e.key: e for e in cache.entries(sizes=False)}
+    usage = cacheusage.scan(paths.root)
+    chosen = cacheusage.plan(usage, [k for k, e in entries.items() if not e.in_use], max_bytes)
+    removed = [key for key in chosen.envs if cache.remove(entries[key])]
+    if chosen.clean_uv and paths.uv_cache.is_dir():
+        clean_uv_cache(paths)
+    after = cacheusage.scan(paths.root)
+    return {"max_bytes": max_bytes, "size_before": before, "size_after": after.total, "fits": after.total <= max_bytes,
+            "leftovers_removed": leftovers, "environments_removed": removed,
+            "environments_kept_in_use": sorted(k for k, e in entries.items() if e.in_use),
+            "installer_cache_cleaned": chosen.clean_uv, "database_size": after.size_of("results")}
+
+
+def clean_uv_cache(paths: CachePaths) -> None:
+    """Empty the installer cache with uv itself (it knows its own locks and layout)."""
+    proc = procs.run([uv_bin(), "cache", "clean", "--cache-dir", str(paths.uv_cache)], capture_output=True,
+                     text=True, check=False)
+    if proc.returncode != 0:  # an older uv or a stale lock: the directory is ours to empty
+        shutil.rmtree(paths.uv_cache, ignore_errors=True)
 
 
 def prune_outputs(paths: CachePaths) -> tuple[int, int]:

@@ -15,22 +15,20 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
-from rich.table import Table
 
 from envbisect import __version__, crashlog, reexec
 from envbisect.cli_matrix import matrix
 from envbisect.cli_narrow import narrow
 from envbisect.cli_options import (AllowBuild, AsJson, Atol, CacheDir, Confidence, Direction, DivergeFrom,
                                    DownloadPython, Executor, ExtraIndex, FailureSignature, FindLinks, IndexUrl,
-                                   Installer, Jobs, MaxSamples, Metric, NoReuse, Python, Regress, Retries, Rtol,
+                                   Installer, Jobs, MaxSamples, Metric, NoReuse, Python, Quiet, Regress, Retries, Rtol,
                                    Samples, Scheduler, Thresholds, Timeout, deps_mode, err, judging_for, numerics_for,
                                    open_store, out, print_json, progress_for, run_id_argument, sampling_for,
                                    settings_for)
+from envbisect.cli_records import cache_app, history, open_run, report_cmd
 from envbisect.cli_watch import attach, watch_app
 from envbisect.errors import ConfigError, EnvbisectError
-from envbisect.recipes import load_recipe
 from envbisect.redact import redact
-from envbisect.versions import KNOWN_PLATFORMS, Target, why_empty
 
 # The run modules (search, probing, store, reports) are imported inside the commands
 # that use them: `bisect --help` and argument errors never pay for them.
@@ -41,10 +39,13 @@ from envbisect.versions import KNOWN_PLATFORMS, Target, why_empty
 CHECK_EXIT = {"good": 0, "bad": 1, "skip": 125}
 EXIT_CHECK_ERROR = 8
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+# rich_markup_mode=None: click's plain help. Typer's rich help panels import rich's
+# Markdown, syntax highlighting and emoji tables, which doubled `bisect --help`'s start time.
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None,
                   help="Find the release that broke a numerical result.")
-cache_app = typer.Typer(no_args_is_help=True, help="Inspect and trim the cache directory.")
 app.add_typer(cache_app, name="cache")
+
+
 @app.command()
 def run(
     recipe: Path = typer.Argument(..., help="Recipe script (PEP 723)."),
@@ -72,6 +73,7 @@ def run(
     find_links: List[str] = FindLinks,
     cache_dir: Optional[Path] = CacheDir,
     json_out: bool = AsJson,
+    quiet: bool = Quiet,
     nightlies: bool = typer.Option(False, "--nightlies", help="After the releases, bisect the nightlies between "
                                    "last good and first bad (needs --nightly-index or --nightly-package)."),
     nightly_index: Optional[str] = typer.Option(None, "--nightly-index", help="Index holding the nightly builds "
@@ -106,6 +108,7 @@ def run(
     from envbisect.nightly import ChannelConfig
     from envbisect.nightly_runs import run_nightlies, run_with_nightlies
     from envbisect.requests_model import BisectRequest
+    from envbisect.recipes import load_recipe
     from envbisect.session import Session
 
     rec = load_recipe(recipe)
@@ -138,7 +141,7 @@ def run(
                           "drop --by date / --samples auto, or them")
     channel = ChannelConfig(nightly_index or rec.settings.nightly_index, nightly_package or rec.settings.nightly_package,
                             variant or rec.settings.variant)
-    with open_store(settings) as store, progress_for(json_out) as progress, \
+    with open_store(settings) as store, progress_for(json_out, quiet) as progress, \
             Session(settings, store, progress) as session:
         if by_date:  # the timeline of the recipe's dependencies, then the culprit
             result = run_by_date(session, dated)
@@ -176,17 +179,19 @@ def check(
     find_links: List[str] = FindLinks,
     cache_dir: Optional[Path] = CacheDir,
     json_out: bool = AsJson,
+    quiet: bool = Quiet,
 ) -> None:
     """Run RECIPE once in a cached environment and print its outcome and metrics."""
     from envbisect import report
     from envbisect.checks import run_check
+    from envbisect.recipes import load_recipe
     from envbisect.session import Session
 
     rec = load_recipe(recipe)
     settings = settings_for(cache_dir, index_url or rec.settings.index_url, extra_index_url, find_links,
                          python or rec.settings.python, installer, allow_build, not no_reuse,
                          download_python)
-    with open_store(settings) as store, progress_for(json_out) as progress:
+    with open_store(settings) as store, progress_for(json_out, quiet) as progress:
         result = run_check(Session(settings, store, progress), rec, with_=tuple(with_) or rec.settings.with_,
                            judging=judging_for(timeout, regress, threshold, 0, rec),
                            argv=[redact(a) for a in sys.argv[1:]])
@@ -218,13 +223,16 @@ def versions(
     find_links: List[str] = FindLinks,
     cache_dir: Optional[Path] = CacheDir,
     json_out: bool = AsJson,
-    platform: Optional[str] = typer.Option(None, "--platform", help="List for another platform, from wheel tags: "
-                                           f"{' | '.join(KNOWN_PLATFORMS)} (with --python X.Y; default this host)."),
+    platform: Optional[str] = typer.Option(None, "--platform", help="List for another platform, from wheel tags, "
+                                           "e.g. macos-arm64 or windows-amd64 (with --python X.Y; default this host)."),
     variant: Optional[str] = typer.Option(None, "--variant", help="Nightly build variant (cpu, cu126, ...)."),
 ) -> None:
     """List PACKAGE's candidate releases for this host (or --platform), and what was left out and why."""
+    from rich.table import Table
+
     from envbisect import nightly, report
     from envbisect.session import Session
+    from envbisect.versions import Target, why_empty
 
     settings = settings_for(cache_dir, index_url, extra_index_url, find_links, None if platform else python,
                          allow_build=allow_build)
@@ -259,42 +267,18 @@ def versions(
 
 
 @app.command()
-def history(cache_dir: Optional[Path] = CacheDir, limit: int = typer.Option(20, "--limit"),
-            json_out: bool = AsJson) -> None:
-    """List recorded runs, newest first."""
-    from envbisect import report
-    from envbisect.store import Store
-
-    with Store(settings_for(cache_dir).cache.db) as store:
-        runs = store.list_runs(limit)
-    if json_out:
-        print_json(runs)
-        return
-    table = Table()
-    for col in ("run", "kind", "recipe", "package", "status", "answer", "probes", "started"):
-        table.add_column(col)
-    for r in runs:
-        result = r.get("result") or {}
-        answer = (report.headline(result) if r["kind"] in ("bisect", "narrow", *report.COMBO_KINDS) and result
-                  else result.get("outcome", ""))
-        table.add_row(str(r["id"]), r["kind"], Path(r["recipe_path"]).name, r.get("package") or "",
-                      r["status"], answer, str(r.get("probe_count", "")), (r.get("started_at") or "")[:19])
-    out.print(table)
-
-
-@app.command()
 def show(run_id: int = run_id_argument("Run id (see `bisect history`)."),
          cache_dir: Optional[Path] = CacheDir, json_out: bool = AsJson,
          rerun: Optional[int] = typer.Option(None, "--rerun", metavar="SEQ", help="Run probe SEQ (the # column) "
                                              "again from the cache, offline; exits like `bisect check`.")) -> None:
     """Every probe of a run: version, outcome, exit, metrics, duration, reused or run."""
+    from rich.table import Table
+
     from envbisect import report, report_sampling
-    from envbisect.store import Store
 
     if rerun is not None:
         return _rerun(run_id, rerun, cache_dir, json_out)
-    with Store(settings_for(cache_dir).cache.db) as store:
-        run_row, probes = store.get_run(run_id), store.probes_for_run(run_id)
+    run_row, probes = open_run(cache_dir, run_id)
     if json_out:
         out.print(report.as_json(run_row, probes), markup=False)
         return
@@ -341,61 +325,6 @@ def _rerun(run_id: int, seq: int, cache_dir: Path | None, json_out: bool) -> Non
         if result["recipe_changed"]:
             out.print("note: the recipe changed since that run; this is the current recipe's answer", markup=False)
     raise typer.Exit(CHECK_EXIT.get(result["outcome"], EXIT_CHECK_ERROR))
-
-
-@app.command("report")
-def report_cmd(run_id: int = run_id_argument("Run id."),
-               fmt: str = typer.Option("md", "--format", help="md | json"),
-               output: Optional[Path] = typer.Option(None, "-o", "--output", help="Write to a file."),
-               cache_dir: Optional[Path] = CacheDir) -> None:
-    """Render a run as Markdown (fit to paste in an issue) or JSON."""
-    from envbisect import report
-    from envbisect.store import Store
-
-    if fmt not in ("md", "json"):
-        raise ConfigError(f"--format {fmt!r} is not supported; use md or json")
-    with Store(settings_for(cache_dir).cache.db) as store:
-        run_row, probes = store.get_run(run_id), store.probes_for_run(run_id)
-    text = report.markdown(run_row, probes) if fmt == "md" else report.as_json(run_row, probes)
-    if output:
-        report.write(text, output)
-        err.print(f"wrote {output}", markup=False)
-    else:
-        out.print(text, markup=False)
-
-
-@cache_app.command("info")
-def cache_info(cache_dir: Optional[Path] = CacheDir, json_out: bool = AsJson) -> None:
-    """What the cache holds and how big each part is."""
-    from envbisect.cachemgr import cache_info as info
-
-    data = info(settings_for(cache_dir).cache)
-    if json_out:
-        print_json(data)
-        return
-    for key, value in data.items():
-        out.print(f"{key}: {value}", markup=False)
-
-
-@cache_app.command("prune")
-def cache_prune(max_size: str = typer.Option(..., "--max-size", help="e.g. 2GB, 500MB"),
-                cache_dir: Optional[Path] = CacheDir) -> None:
-    """Evict least-recently-used environments until they fit (envs in use are kept)."""
-    from envbisect.cachemgr import parse_size, prune
-
-    removed, left = prune(settings_for(cache_dir).cache, parse_size(max_size))
-    out.print(f"removed {len(removed)} environment(s); {left} bytes of environments left", markup=False)
-
-
-@cache_app.command("clear")
-def cache_clear(cache_dir: Optional[Path] = CacheDir,
-                keep_results: bool = typer.Option(True, "--keep-results/--all",
-                                                  help="Keep results.db (default) or delete it too.")) -> None:
-    """Delete environments, installer cache, index cache and logs (results kept unless --all)."""
-    from envbisect.cachemgr import clear
-
-    removed = clear(settings_for(cache_dir).cache, keep_results=keep_results)
-    out.print(f"cleared: {', '.join(removed) or 'nothing'}", markup=False)
 
 
 def version_callback(value: bool) -> None:
@@ -463,6 +392,8 @@ def main() -> None:
     sys.exit(code if isinstance(code, int) else 0)
 
 
+app.command()(history)
+app.command("report")(report_cmd)
 app.add_typer(watch_app, name="watch")
 app.command()(attach)
 app.command()(matrix)

@@ -15,10 +15,9 @@ from typing import List, Optional
 import typer
 
 from envbisect.cli_options import (AllowBuild, AsJson, CacheDir, ExtraIndex, FindLinks, IndexUrl, Installer, NoReuse,
-                                   Python, Regress, Retries, Thresholds, Timeout, print_json, judging_for, open_store,
+                                   Python, Quiet, Regress, Retries, Thresholds, Timeout, print_json, judging_for, open_store,
                                    out, progress_for, settings_for)
 from envbisect.redact import redact
-from envbisect.recipes import load_recipe
 
 
 def matrix(
@@ -40,6 +39,7 @@ def matrix(
     find_links: List[str] = FindLinks,
     cache_dir: Optional[Path] = CacheDir,
     json_out: bool = AsJson,
+    quiet: bool = Quiet,
 ) -> None:
     """Run RECIPE over every combination of the --axis packages' releases.
 
@@ -47,6 +47,7 @@ def matrix(
     """
     from envbisect import report
     from envbisect.matrix import Axis, MatrixRequest, run_matrix
+    from envbisect.recipes import load_recipe
     from envbisect.session import Session
 
     rec = load_recipe(recipe)
@@ -57,7 +58,7 @@ def matrix(
         recipe=rec, axes=tuple(Axis.parse(a) for a in axis), with_=tuple(with_) or rec.settings.with_,
         pre=pre or rec.settings.pre, limit=limit, timeout=judging.timeout, regress=judging.regress,
         thresholds=judging.thresholds, retries=retries, argv=[redact(a) for a in sys.argv[1:]])
-    with open_store(settings) as store, progress_for(json_out) as progress:
+    with open_store(settings) as store, progress_for(json_out, quiet) as progress:
         result = run_matrix(Session(settings, store, progress), req)
     if json_out:
         print_json(result)

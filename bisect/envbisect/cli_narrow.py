@@ -15,7 +15,7 @@ from typing import List, Optional
 import typer
 
 from envbisect.cli_options import (AllowBuild, AsJson, CacheDir, ExtraIndex, FindLinks, IndexUrl, NoReuse, Python,
-                                   open_store, out, print_json, progress_for, run_id_argument, settings_for)
+                                   Quiet, open_store, out, print_json, progress_for, run_id_argument, settings_for)
 from envbisect.redact import redact
 
 Knobs = typer.Option([], "--knob", help="Only knobs whose name starts with this, e.g. tf.grappler or "
@@ -36,6 +36,7 @@ def narrow(
     find_links: List[str] = FindLinks,
     cache_dir: Optional[Path] = CacheDir,
     json_out: bool = AsJson,
+    quiet: bool = Quiet,
 ) -> None:
     """Find the smallest set of framework settings that turns RUN's first bad environment good."""
     from envbisect import report
@@ -46,7 +47,7 @@ def narrow(
         stored = store.get_run(run_id).get("settings") or {}
     settings = settings_for(cache_dir, index_url, extra_index_url, find_links, python or stored.get("python"),
                             stored.get("installer") or "uv", allow_build, not no_reuse)
-    with open_store(settings) as store, progress_for(json_out) as progress, \
+    with open_store(settings) as store, progress_for(json_out, quiet) as progress, \
             Session(settings, store, progress) as session:
         result = narrow_run(session, run_id, only=tuple(knob), bisector=not no_compiler_bisector,
                             argv=[redact(a) for a in sys.argv[1:]])

@@ -1,25 +1,31 @@
 """Options and helpers shared by the command modules (:mod:`envbisect.cli`,
 :mod:`envbisect.cli_matrix`, :mod:`envbisect.cli_watch`): each option is declared once,
 paired with its environment variable where it has one (as nox does).
+
+Only typer, rich's console and light envbisect modules are imported here: every command
+module imports this one, and ``bisect --help`` must not pay for the store (sqlite-utils),
+the index client (requests) or the recipe schema (pydantic). Helpers import what they
+need when called.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
 
-from envbisect import report, secrets
 from envbisect.config import CACHE_ENV, CachePaths, Settings, default_cache_dir
 from envbisect.compare import Tolerance
 from envbisect.errors import ConfigError, RunNotFound
-from envbisect.index import IndexConfig
-from envbisect.policy import RegressMode, Threshold
-from envbisect.progress import Progress
-from envbisect.requests_model import DepsMode, Judging
-from envbisect.signatures import Signature
-from envbisect.store import Store
+
+if TYPE_CHECKING:
+    from envbisect.policy import RegressMode
+    from envbisect.progress import Progress
+    from envbisect.requests_model import DepsMode, Judging
+    from envbisect.signatures import Signature
+    from envbisect.store import Store
 
 out = Console(soft_wrap=True, highlight=False)
 err = Console(stderr=True, soft_wrap=True, highlight=False)
@@ -33,6 +39,8 @@ DownloadPython = typer.Option(False, "--download-python", envvar="ENVBISECT_DOWN
                               help="Let uv download a missing --python interpreter.")
 Installer = typer.Option("uv", "--installer", envvar="ENVBISECT_INSTALLER", help="uv (default) or pip (virtualenv+pip).")
 AsJson = typer.Option(False, "--json", help="Print one JSON object on stdout.")
+Quiet = typer.Option(False, "--quiet", "-q", envvar="ENVBISECT_QUIET",
+                     help="No progress on stderr (default: a live line on a terminal, one line per probe otherwise).")
 # How a probe is run and judged: shared by run, check and matrix.
 Timeout = typer.Option(None, "--timeout", help="Seconds per probe (default: the recipe's).")
 Regress = typer.Option("exit", "--regress", help="exit (default) | error | crash: what counts as bad.")
@@ -65,6 +73,9 @@ Scheduler = typer.Option(None, "--scheduler", envvar="ENVBISECT_SCHEDULER",
 def settings_for(cache_dir: Path | None, index_url=None, extra=(), find_links=(), python=None,
                  installer="uv", allow_build=False, reuse=True, download_python=False, prefetch: int = 2,
                  jobs: int = 1, executor: str = "local", scheduler: str | None = None) -> Settings:
+    from envbisect import secrets
+    from envbisect.index import IndexConfig
+
     paths = CachePaths((Path(cache_dir) if cache_dir else default_cache_dir()).absolute()).ensure()
     index = IndexConfig.resolve(secrets.environ(), index_url=index_url, extra_index_urls=list(extra),
                                 find_links=list(find_links))
@@ -74,6 +85,8 @@ def settings_for(cache_dir: Path | None, index_url=None, extra=(), find_links=()
 
 
 def regress_mode(value: str) -> RegressMode:
+    from envbisect.policy import RegressMode
+
     try:
         return RegressMode(value)
     except ValueError:
@@ -82,6 +95,8 @@ def regress_mode(value: str) -> RegressMode:
 
 
 def deps_mode(value: str) -> DepsMode:
+    from envbisect.requests_model import DepsMode
+
     try:
         return DepsMode(value)
     except ValueError:
@@ -89,15 +104,24 @@ def deps_mode(value: str) -> DepsMode:
 
 
 def open_store(settings: Settings) -> Store:
+    from envbisect.store import Store
+
     return Store(settings.cache.db)
 
 
-def progress_for(json_out: bool) -> Progress:
-    return Progress(err, enabled=err.is_terminal and not json_out)
+def progress_for(json_out: bool, quiet: bool = False) -> Progress:
+    """Progress on stderr: live on a terminal, one plain line per probe elsewhere (CI
+    logs); nothing with ``-q``, nor with ``--json`` (its output is for programs)."""
+    from envbisect.progress import Progress
+
+    return Progress(err, enabled=not (json_out or quiet))
 
 
 def judging_for(timeout: float | None, regress: str, thresholds: list[str], retries: int, recipe) -> Judging:
     """The judging settings from the shared options, falling back to the recipe's own."""
+    from envbisect.policy import Threshold
+    from envbisect.requests_model import Judging
+
     mode = regress if regress != "exit" else (recipe.settings.regress or "exit")
     if timeout is not None and not timeout > 0:
         raise ConfigError(f"--timeout {timeout:g} is not a positive number of seconds; pass e.g. --timeout 600")
@@ -140,6 +164,8 @@ def numerics_for(diverge_from: str | None, rtol: float | None, atol: float | Non
                  recipe) -> tuple[str | None, Tolerance, Signature | None]:
     """The reference release, tolerances and failure signature from the flags, falling back
     to the recipe's ``reference``/``rtol``/``atol``/``signature``/``signature-exception``."""
+    from envbisect.signatures import Signature
+
     rec = recipe.settings
     reference = diverge_from or rec.reference
     for flag, value in (("--rtol", rtol), ("--atol", atol)):
@@ -157,6 +183,8 @@ def numerics_for(diverge_from: str | None, rtol: float | None, atol: float | Non
 
 def print_json(value) -> None:
     """Print one strict JSON document on stdout (credentials redacted, no NaN)."""
+    from envbisect import report
+
     out.print(report.dumps(value, sort_keys=True), markup=False)
 
 

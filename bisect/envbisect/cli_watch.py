@@ -13,19 +13,17 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.table import Table
-from rich.text import Text
 
-from envbisect import watchstate
 from envbisect.cli_options import AsJson, out, print_json, run_id_argument, settings_for
 from envbisect.config import CACHE_ENV, CachePaths, default_cache_dir
-from envbisect.store import Store
-from envbisect.trackers import GitHub, attach_run, finding_for_run, parse_issue
-from envbisect.watch import run as run_watch
-from envbisect.watchconfig import DEFAULT_CONFIG, load_daemon, load_file
+
+# The daemon, the tracker client, the store and rich's tables are imported by the
+# commands that use them: `bisect --help` must not pay for them. The default config
+# name is watchconfig.DEFAULT_CONFIG, spelled here for the same reason.
+DEFAULT_CONFIG = "bisect.toml"
 
 
-watch_app = typer.Typer()
+watch_app = typer.Typer(rich_markup_mode=None)
 
 
 @watch_app.callback(invoke_without_command=True)
@@ -49,6 +47,9 @@ def watch(
     """
     if ctx.invoked_subcommand is not None:
         return
+    from envbisect.watch import run as run_watch
+    from envbisect.watchconfig import load_daemon
+
     specs, executor, listens = load_daemon(config)  # validate everything before taking the lock
     settings = settings_for(cache_dir, installer=installer, prefetch=executor.prefetch, jobs=executor.jobs,
                             executor=executor.kind, scheduler=executor.scheduler)
@@ -63,6 +64,13 @@ def status(
     json_out: bool = AsJson,
 ) -> None:
     """Each watch: last check, last verdict, next check, last error, open findings."""
+    from rich.table import Table
+    from rich.text import Text
+
+    from envbisect import watchstate
+    from envbisect.store import Store
+    from envbisect.watchconfig import load_file
+
     specs, _ = load_file(config)
     db = CachePaths((Path(cache_dir) if cache_dir else default_cache_dir()).absolute()).db
     rows = []
@@ -93,6 +101,9 @@ def attach(
     Uses GITHUB_TOKEN (or the file named by GITHUB_TOKEN_FILE, or $CREDENTIALS_DIRECTORY/github_token)
     and GITHUB_API_URL (default: the public GitHub API; https only, except to a loopback host).
     """
+    from envbisect.store import Store
+    from envbisect.trackers import GitHub, attach_run, finding_for_run, parse_issue
+
     ref = parse_issue(issue)
     with Store(settings_for(cache_dir).cache.db) as store:
         if dry_run:

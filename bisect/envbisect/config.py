@@ -16,9 +16,12 @@ import os
 import platform
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from envbisect.errors import CacheError, ConfigError
-from envbisect.index import IndexConfig
+
+if TYPE_CHECKING:
+    from envbisect.index import IndexConfig
 
 CACHE_ENV = "ENVBISECT_CACHE_DIR"
 #: envbisect's own ``ENVBISECT_*`` settings: they change how envbisect works, not what a
@@ -27,7 +30,7 @@ CACHE_ENV = "ENVBISECT_CACHE_DIR"
 OWN_VARIABLES = frozenset({CACHE_ENV, "ENVBISECT_PYTHON", "ENVBISECT_INSTALLER", "ENVBISECT_DOWNLOAD_PYTHON",
                            "ENVBISECT_RESULT", "ENVBISECT_OUTPUTS", "ENVBISECT_SCHEDULER", "ENVBISECT_DEBUG",
                            "ENVBISECT_PREFETCH", "ENVBISECT_SECRETS_FD",
-                           "ENVBISECT_JOBS", "ENVBISECT_EXECUTOR", "ENVBISECT_SAMPLE"})
+                           "ENVBISECT_JOBS", "ENVBISECT_EXECUTOR", "ENVBISECT_SAMPLE", "ENVBISECT_QUIET"})
 DEFAULT_CACHE_DIR = Path("cache")
 INSTALLERS = ("uv", "pip")
 EXECUTORS = ("local", "dask")
@@ -79,6 +82,14 @@ class CachePaths:
         return self
 
 
+def _default_index() -> IndexConfig:
+    # Imported here: the index module pulls in requests, and the CLI reads this module's
+    # names at start-up (`bisect --help` must stay fast).
+    from envbisect.index import IndexConfig
+
+    return IndexConfig()
+
+
 def default_cache_dir(environ: dict[str, str] | None = None) -> Path:
     environ = os.environ if environ is None else environ
     value = environ.get(CACHE_ENV)
@@ -90,7 +101,7 @@ class Settings:
     """Everything a session needs besides the recipe and the search question."""
 
     cache: CachePaths
-    index: IndexConfig = field(default_factory=IndexConfig)
+    index: IndexConfig = field(default_factory=lambda: _default_index())
     python: str | None = None
     installer: str = "uv"
     allow_build: bool = False

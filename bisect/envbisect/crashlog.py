@@ -15,7 +15,6 @@ import time
 import traceback
 from pathlib import Path
 
-from envbisect.config import default_cache_dir
 from envbisect.redact import redact
 
 #: Exit status for an unexpected internal error (``EX_SOFTWARE`` from sysexits.h).
@@ -31,6 +30,8 @@ def debugging() -> bool:
 
 
 def _log_dir() -> Path:
+    from envbisect.config import default_cache_dir  # only when a bug is logged
+
     logs = default_cache_dir().absolute() / "logs"
     return logs if logs.is_dir() and os.access(logs, os.W_OK) else Path(tempfile.gettempdir())
 

@@ -342,6 +342,7 @@ def open_run(session: Session, *, kind: str, recipe: Recipe, judging: Judging, s
         owner=this_owner(), is_alive=owner_alive, snapshot=snapshot, kind=kind,
         recipe_path=str(recipe.path), recipe_hash=recipe.hash, package=package, spec=spec, signature=signature,
         settings=dict(settings, judging=judging.as_dict()), argv=argv)
+    session.store.put_recipe(recipe.hash, recipe.text)  # reports show the exact recipe
     if resumed:
         session.handler.note(f"resuming run {row['id']} (index snapshot {row.get('snapshot')})")
     beat = _Heartbeat(session.store, row["id"])

@@ -213,6 +213,17 @@ def parse_recipe_text(text: str, path: Path) -> Recipe:
     return Recipe(path, text, digest, requires_python, deps, settings)
 
 
+def shown_path(path: Path, cwd: Path | None = None) -> str:
+    """How a recipe's path is printed in reproduce lines: relative when the recipe lies
+    under the current directory (an absolute path would leak a home directory into an
+    issue and fail on anyone else's machine), else as given."""
+    cwd = (cwd or Path.cwd()).resolve()
+    try:
+        return Path(path).resolve().relative_to(cwd).as_posix()
+    except ValueError:
+        return str(path)
+
+
 def load_recipe(path: str | Path) -> Recipe:
     """Read and validate the recipe at ``path``; :class:`RecipeError` says what is wrong."""
     path = Path(path)
@@ -222,4 +233,5 @@ def load_recipe(path: str | Path) -> Recipe:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise RecipeError(f"cannot read recipe {path}: {exc}") from exc
-    return replace(parse_recipe_text(text, path.resolve()), given=str(path))
+    # Printed relative to the current directory when under it (see reproduce.shown_path).
+    return replace(parse_recipe_text(text, path.resolve()), given=shown_path(path))

@@ -61,6 +61,25 @@ def redact(text: str) -> str:
     return _SECRET_PARAM.sub(r"\g<name>***", text)
 
 
+# In source code: a quoted value assigned to (or keyed by) a secret-looking name
+# (GITHUB_TOKEN = "...", {"api_key": "..."}), and tokens with a well-known prefix.
+_SECRET_ASSIGNMENT = re.compile(
+    r"(?P<name>\b[\w-]*(?:" + SECRET_NAME.pattern + r")[\w-]*[\"']?\s*[:=]\s*)(?P<q>[\"'])(?P<value>[^\"'\n]+)(?P=q)",
+    re.IGNORECASE,
+)
+_KNOWN_TOKEN = re.compile(r"\b(?:gh[pousr]_[A-Za-z0-9]{20,}|github_pat_\w{20,}|glpat-[\w-]{20,}|hf_[A-Za-z0-9]{20,}"
+                          r"|xox[abpr]-[\w-]{10,}|sk-[A-Za-z0-9_-]{20,}|AKIA[0-9A-Z]{16})\b")
+
+
+def redact_source(text: str) -> str:
+    """:func:`redact` for a recipe's source shown in a report, which also hides quoted
+    values of secret-looking names and tokens with a well-known prefix (``ghp_``, ``hf_``,
+    ...). Defence in depth: a recipe meant to be shared should read secrets from its
+    environment or a file, never hold them."""
+    text = _SECRET_ASSIGNMENT.sub(r"\g<name>\g<q>***\g<q>", redact(text))
+    return _KNOWN_TOKEN.sub("***", text)
+
+
 def strip_credentials(url: str) -> str:
     """``url`` without its userinfo (also a redacted ``***@``): the same index for caches
     such as uv's, which key on the URL without credentials."""

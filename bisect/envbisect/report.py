@@ -1,10 +1,13 @@
-"""Text, Markdown and JSON renderings of a stored run.
+"""Text, Markdown, HTML and JSON renderings of a stored run.
 
 Everything here is a pure function of the run row and its probe rows as the store
 returns them, so a report can be produced again at any time (``bisect report RUN``).
-Markdown is written to be pasted into an issue: what was searched, the answer, the
-probe table, the diff between the resolved environments on either side of the
-boundary, the host, and a ``Reproduce with:`` block.
+A report is a list of sections (:func:`sections`, :mod:`envbisect.report_parts`) written
+to be pasted into an issue as it is: what was searched, the answer, the upstream compare
+link when known, a chart of the numeric metric, the probe table, the diff between the
+resolved environments on either side of the boundary, every metric in full, the output
+of the probes either side of the boundary, the recipe's source, the host, and a
+``Reproduce with:`` block. Markdown and the standalone HTML page render the same list.
 """
 
 from __future__ import annotations
@@ -16,10 +19,12 @@ from pathlib import Path
 from envbisect import report_knobs, report_matrix, report_sampling, sourcerange
 from envbisect.compare import Reference, brief, differences
 from envbisect.signatures import Signature
+from envbisect import report_parts as parts
 from envbisect.host import describe as describe_host
-from envbisect.redact import redact
+from envbisect.redact import redact, redact_source
 from envbisect.nightly import display as shown
 from envbisect.nightly import nights_between
+from envbisect.report_parts import Section
 
 _STATUS_TEXT = {
     "found": "found",
@@ -65,16 +70,20 @@ def headline(result: dict) -> str:
 
 
 def metrics_brief(metrics: dict | None, limit: int = 60) -> str:
-    """A short ``k=v`` rendering of the scalar metrics, for tables."""
+    """A short ``k=v`` rendering of the scalar metrics, for tables: numbers first, each
+    string cut to 24 characters with an ellipsis, the whole cut at ``limit`` (no value is
+    left out for its length; reports list every one in full)."""
     if not metrics:
         return ""
-    parts = []
+    numbers, texts = [], []
     for key, value in metrics.items():
         if isinstance(value, float):
-            parts.append(f"{key}={value:.4g}")
-        elif isinstance(value, (int, str, bool)) and len(str(value)) <= 24:
-            parts.append(f"{key}={value}")
-    text = ", ".join(parts)
+            numbers.append(f"{key}={value:.4g}")
+        elif isinstance(value, (int, bool)):
+            numbers.append(f"{key}={value}")
+        elif isinstance(value, str):
+            texts.append(f"{key}={value if len(value) <= 24 else value[:23] + '…'}")
+    text = ", ".join(numbers + texts)
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
@@ -183,11 +192,8 @@ def probe_table(probes: list[dict], reference: dict | None = None) -> list[str]:
     return lines + (["", *(f"Host {line}" for line in legend)] if legend else [])
 
 
-def markdown(run: dict, probes: list[dict]) -> str:
-    if run.get("kind") == "narrow":
-        return report_knobs.markdown(run, probe_table(probes))
-    if run.get("kind") in COMBO_KINDS:
-        return report_matrix.markdown(run, probes, probe_table(probes))
+def summary_lines(run: dict, probes: list[dict]) -> list[str]:
+    """The head of a version bisection's report: the answer and what limits it."""
     result = run.get("result") or {}
     old_key, new_key = boundary_keys(result)
     lines = [f"### envbisect: {headline(result)}", ""]
@@ -201,19 +207,53 @@ def markdown(run: dict, probes: list[dict]) -> str:
     lines += [f"- **{line.split(':', 1)[0]}:**{line.split(':', 1)[1]}" for line in numerics_lines(result)]
     if result.get("flaky"):
         lines.append(f"- **Flaky (runs disagreed, never used as a boundary):** {', '.join(result['flaky'])}")
-    lines += [f"- {line}" for line in nightly_lines(result)]
-    lines += ["", *probe_table(probes, result.get("reference"))]
-    lines += report_sampling.markdown_lines(result)  # --samples auto: the samples per probe
+    return lines + [f"- {line}" for line in nightly_lines(result)]
+
+
+def diff_lines(run: dict, probes: list[dict]) -> list[str]:
+    """The resolved-environment diff across the boundary, as a Markdown table."""
+    result = run.get("result") or {}
+    old_key, new_key = boundary_keys(result)
     diff = env_diff(_resolved_of(probes, result.get(old_key)), _resolved_of(probes, result.get(new_key)))
-    if diff:
-        lines += ["", f"Resolved environments, {result.get(old_key)} → {result.get(new_key)}:", "",
-                  "| package | before | after |", "|---|---|---|"]
-        lines += [f"| {n} | {a} | {b} |" for n, a, b in diff]
-    lines += sourcerange.markdown_lines(result)
-    lines += report_matrix.culprit_section(result, markdown=True)  # when a result carries one
-    lines += report_knobs.knob_lines(result, markdown=True)  # after `bisect narrow`
-    lines += report_matrix.footer(run, f"{len(result.get('probes') or [])} probes")
-    return redact("\n".join(lines) + "\n")
+    if not diff:
+        return []
+    return ([f"Resolved environments, {result.get(old_key)} → {result.get(new_key)}:", "",
+             "| package | before | after |", "|---|---|---|"] + [f"| {n} | {a} | {b} |" for n, a, b in diff])
+
+
+def sections(run: dict, probes: list[dict]) -> list[Section]:
+    """The sections of a run's report, in order (see :mod:`envbisect.report_parts`)."""
+    result = run.get("result") or {}
+    old_key, new_key = boundary_keys(result)
+    if run.get("kind") == "narrow":  # the knobs of a bad environment (report_knobs)
+        head = [Section(report_knobs.markdown(run, probe_table(probes)).rstrip("\n").splitlines())]
+        counted = f"{len(probes)} probe rows"
+    elif run.get("kind") in COMBO_KINDS:
+        head = [Section(report_matrix.body(run, probes, probe_table(probes))), parts.chart_section(run, probes)]
+        counted = f"{len(probes)} probe rows"
+    else:
+        head = [Section(summary_lines(run, probes)), parts.chart_section(run, probes),
+                Section(probe_table(probes, result.get("reference"))),
+                Section(report_sampling.markdown_lines(result)[1:]),  # --samples auto: the samples per probe
+                Section(diff_lines(run, probes)), Section(sourcerange.markdown_lines(result)[1:]),  # compare links
+                Section(report_matrix.culprit_section(result, markdown=True)[1:]),  # when a result carries one
+                Section(report_knobs.knob_lines(result, markdown=True)[1:])]  # after `bisect narrow`
+        counted = f"{len(result.get('probes') or [])} probes"
+    return [*head, parts.metrics_section(run, probes), parts.tails_section(run, probes, old_key, new_key),
+            parts.recipe_section(run, probes),
+            Section(report_matrix.footer(run, counted, parts.reproduce_note(result))[1:])]
+
+
+def markdown(run: dict, probes: list[dict]) -> str:
+    """The self-contained Markdown report of a run (fit to paste in an issue)."""
+    return redact(parts.render_markdown(sections(run, probes)))
+
+
+def html_page(run: dict, probes: list[dict]) -> str:
+    """The report as one standalone HTML page (:mod:`envbisect.report_html`)."""
+    from envbisect import report_html
+
+    return report_html.page(f"envbisect: {headline(run.get('result') or {})}", sections(run, probes))
 
 
 def nightly_lines(result: dict) -> list[str]:
@@ -332,6 +372,8 @@ def judged_rows(result: dict, probes: list[dict]) -> list[dict]:
 
 
 def as_json(run: dict, probes: list[dict]) -> str:
+    if run.get("recipe_text"):  # secret-looking values hidden, as in the Markdown report
+        run = dict(run, recipe_text=redact_source(run["recipe_text"]))
     payload = dict(run.get("result") or {}, run=run, probe_rows=judged_rows(run.get("result") or {}, probes))
     return dumps(payload, indent=2, sort_keys=True)
 

@@ -127,8 +127,9 @@ def recipe_line(run: dict) -> str:
     return f"- **Recipe:** `{path}` (sha256 `{(run.get('recipe_hash') or '')[:12]}`)"
 
 
-def markdown(run: dict, probes: list[dict], probe_table: list[str]) -> str:
-    """The Markdown report of a matrix or date run; ``probe_table`` comes from report.py."""
+def body(run: dict, probes: list[dict], probe_table: list[str]) -> list[str]:
+    """The Markdown lines of a matrix or date run's report up to the footer;
+    ``probe_table`` comes from report.py, which adds the footer and the other sections."""
     result = run.get("result") or {}
     lines = [f"### envbisect: {headline(result)}", "", recipe_line(run)]
     if result.get("with"):
@@ -147,19 +148,17 @@ def markdown(run: dict, probes: list[dict], probe_table: list[str]) -> str:
         lines += culprit_section(result, markdown=True)
         lines += sourcerange.markdown_lines(result)
         lines += report_knobs.knob_lines(result, markdown=True)
-    lines += ["", "Probes:", "", *probe_table]
-    lines += footer(run, f"{len(probes)} probe rows")
-    return redact("\n".join(lines) + "\n")
+    return lines + ["", "Probes:", "", *probe_table]
 
 
-def footer(run: dict, counted: str) -> list[str]:
+def footer(run: dict, counted: str, note: list[str] = ()) -> list[str]:
     """The closing lines of every Markdown report: host, versions, cost, and the
-    ``Reproduce with:`` block."""
+    ``Reproduce with:`` block (after ``note``, when given)."""
     result = run.get("result") or {}
     host = result.get("host") or {}
     lines = ["", f"Host: {host.get('os', '?')} {host.get('machine', '')}, Python {host.get('python', '?')}; "
                  f"envbisect {result.get('envbisect', '?')}; run {run.get('id')}, {counted} "
                  f"({result.get('executed', 0)} executed) in {result.get('duration_s', 0):.1f} s"]
     if result.get("reproduce"):
-        lines += ["", "Reproduce with:", "", "```sh", *result["reproduce"], "```"]
+        lines += ["", "Reproduce with:", "", *note, "```sh", *result["reproduce"], "```"]
     return lines

@@ -155,10 +155,16 @@ def _migration_outputs(db: Database) -> None:
         db["probes"].add_column(column, str)
 
 
+def _migration_recipe_texts(db: Database) -> None:
+    """Recipe texts by hash (``recipes``), so a report shows the exact recipe a run used
+    even after the file changed or moved: reports must be self-contained."""
+    db["recipes"].create({"hash": str, "text": str, "created_at": str}, pk="hash", not_null=["text", "created_at"])
+
+
 #: Migration N is ``MIGRATIONS[N - 1]``; each runs once, in its own transaction.
 MIGRATIONS: list[Callable[[Database], None]] = [_migration_1, _migration_2, _migration_source_revisions,
                                                _migration_watch_releases, _migration_listen,
-                                               _migration_outputs]
+                                               _migration_outputs, _migration_recipe_texts]
 
 #: The schema version this code writes (``PRAGMA user_version`` after migrating).
 SCHEMA_VERSION: int = len(MIGRATIONS)
@@ -354,8 +360,11 @@ class Store(WatchRows, ListenRows):
             self._db["runs"].update(run_id, encode("runs", changes))
 
     def get_run(self, run_id: int) -> dict:
-        """The run with this id; :class:`RunNotFound` if there is none."""
-        run = self._first("runs", "SELECT * FROM runs WHERE id = ?", [run_id])
+        """The run with this id, with ``recipe_text`` (the recipe it ran, None for runs
+        recorded before texts were kept); :class:`RunNotFound` if there is none."""
+        sql = ("SELECT runs.*, recipes.text AS recipe_text FROM runs LEFT JOIN recipes "
+               "ON recipes.hash = runs.recipe_hash WHERE runs.id = ?")
+        run = self._first("runs", sql, [run_id])
         if run is None:
             self._require_run(run_id)  # raises with the user-facing message
         return run
@@ -417,6 +426,12 @@ class Store(WatchRows, ListenRows):
         with self._write():
             self._conn.execute("INSERT OR IGNORE INTO locks (hash, text, created_at) VALUES (?, ?, ?)",
                                [lock_hash, text, utc_now()])
+
+    def put_recipe(self, recipe_hash: str, text: str) -> None:
+        """Keep a recipe's text by its hash (a run names it by ``recipe_hash``)."""
+        with self._write():
+            self._conn.execute("INSERT OR IGNORE INTO recipes (hash, text, created_at) VALUES (?, ?, ?)",
+                               [recipe_hash, text, utc_now()])
 
     def get_lock(self, lock_hash: str) -> str | None:
         """The text of a stored lock, or None."""

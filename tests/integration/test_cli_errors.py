@@ -159,9 +159,10 @@ def test_run_ids_sqlite_cannot_hold_are_no_run_not_an_overflow(tmp_path, command
 _BUG = """
 import sys
 import envbisect.cli as cli
+import envbisect.recipes as recipes
 def boom(*args, **kwargs):
     raise RuntimeError("internal bug near http://user:hunter2secret@127.0.0.1/simple")
-cli.load_recipe = boom  # an unexpected exception inside a command, as a bug would raise
+recipes.load_recipe = boom  # an unexpected exception inside a command (which imports it lazily)
 sys.argv = ["bisect", *sys.argv[1:]]
 cli.main()
 """

@@ -32,7 +32,8 @@ def small_disk(tmp_path):
 
 def test_a_full_disk_interrupts_the_run_with_one_line_and_the_rerun_resumes(tmp_path, planted_index, small_disk):
     recipe = write_recipe(tmp_path / "r.py", PLANTED_BODY)
-    args = ("run", str(recipe), "--index-url", planted_index.url, "--cache-dir", str(small_disk / "cache"))
+    # -q: without a terminal each probe prints a progress line; the error must be the only other line.
+    args = ("run", str(recipe), "--index-url", planted_index.url, "--cache-dir", str(small_disk / "cache"), "-q")
     full = bisect_cli(*args, cwd=tmp_path)
     lines = [ln for ln in full.stderr.splitlines() if ln.strip()]
     assert full.returncode == 6, full.stdout + full.stderr

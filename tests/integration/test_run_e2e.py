@@ -96,7 +96,7 @@ def test_text_output_and_reports(tmp_path, planted_index, recipe):
     assert rep.returncode == 0, rep.stderr
     text = md.read_text()
     assert "last good **1.5**" in text and "first bad **1.6**" in text
-    assert "Reproduce with:" in text and "uv run --with planted==1.6" in text
+    assert "Reproduce with:" in text and "--with planted==1.6 planted_recipe.py" in text
     assert "| planted | 1.5 | 1.6 |" in text  # the env diff across the boundary
     assert "| version | outcome |" in text
     assert f"`{recipe.name}`" in text and str(tmp_path) not in text, "no local absolute paths in a public report"

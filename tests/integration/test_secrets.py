@@ -286,14 +286,24 @@ sys.exit(0 if planted.VALUE == 1 else 1)
 """
 
 
+def _reads(path, values: dict[str, str]) -> str:
+    """Recipe lines that load ``values`` from the file ``path`` (written here) into ``S``."""
+    path.write_text(json.dumps(values))
+    return f"import json\nS = json.load(open({str(path)!r}))\n"
+
+
 def test_output_tails_and_reasons_are_redacted(tmp_path, planted_index):
     secrets = _secrets()
-    recipe = write_recipe(tmp_path / "leaky.py", f"S = {secrets!r}\n" + LEAKY_BODY)
+    # The secrets reach the recipe from a file, not its text: a report shows the recipe's
+    # source as written (only credential URLs, Authorization headers and token= values in
+    # it are redacted), so a secret typed into a recipe would be shown like any other text.
+    recipe = write_recipe(tmp_path / "leaky.py", _reads(tmp_path / "leaky.json", secrets) + LEAKY_BODY)
     cache = tmp_path / "cache"
     run = bisect_cli("run", str(recipe), "--index-url", planted_index.url, "--cache-dir", str(cache), "--json",
                      cwd=tmp_path, check_json=True)
     assert run.returncode == 0 and run.json["first_bad"] == "1.6", run.stderr
-    raising = write_recipe(tmp_path / "raising.py", f"S = {dict(secrets, **{'raise': '1'})!r}\n" + LEAKY_BODY)
+    raising = write_recipe(tmp_path / "raising.py", _reads(tmp_path / "raising.json", dict(secrets, **{"raise": "1"}))
+                           + LEAKY_BODY)
     check = bisect_cli("check", str(raising), "--index-url", planted_index.url, "--cache-dir", str(cache),
                        cwd=tmp_path)
     assert check.returncode == 8 and "uncaught RuntimeError: Authorization: Bearer ***" in check.stdout, check.stdout

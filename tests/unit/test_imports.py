@@ -21,7 +21,8 @@ MODULES = sorted(p.stem for p in PACKAGE.glob("*.py") if p.stem not in ("__init_
 PURE_CORE = {"search", "policy", "culprits", "sourcerange"}
 #: The probe layer may not reach up into the runs, records' renderers, daemon or interface.
 ABOVE_PROBES = {"driver", "byversion", "bydate", "matrix", "nightly_runs", "checks", "watch", "cli",
-                "cli_matrix", "cli_watch", "cli_options", "report", "report_matrix", "trackers"}
+                "cli_matrix", "cli_watch", "cli_options", "cli_records", "report", "report_matrix", "report_parts",
+                "report_chart", "report_html", "trackers"}
 
 
 def imports_of(module: str) -> set[str]:
