@@ -180,7 +180,8 @@ def finding_for_run(run: dict, probes: list[dict]) -> Finding:
     if conclusive:
         key = safe_key(kind.value, f"{package}=={new}", stem.removesuffix(".py"))
         if kind is FindingKind.FIX:
-            title = f"**envbisect: fixed in `{package}` {new}** (first good release; last bad: {old})"
+            title = f"**envbisect: fixed in `{package}` {new}** (first good release; last bad: {old}"
+            title += f"; the regression came in {result['introduced_in']})" if result.get("introduced_in") else ")"
         else:
             title = f"**envbisect: regression in `{package}` {new}** (first bad release; last good: {old})"
     else:

@@ -360,9 +360,11 @@ class Watcher:
         log.info("[%s] found: %s (run %s)", ctx.spec.name, headline(result), run_id)
         old_key, new_key = boundary_keys(result)
         closed = state.found(what, str(result[new_key]), str(result[old_key]), run_id)
-        if closed is not None:
+        if closed is not None:  # the fix's comment names the regression it closes
             log.info("[%s] %s: regression introduced in %s, fixed in %s", ctx.spec.name, ctx.package,
                      closed["version"], result[new_key])
+            result["introduced_in"] = closed["version"]
+            self.store.update_run(run_id, status=self.store.get_run(run_id)["status"], result=result)
         if ctx.spec.issue is None:
             log.info("[%s] no issue configured; see `bisect report %s`", ctx.spec.name, run_id)
             return run_id

@@ -371,6 +371,7 @@ def test_regression_and_fix_in_one_batch_then_an_outage_backs_off_and_once_honou
     assert "first good (fix) release of planted: 2.1 (last bad: 2.0)" in batch.stderr
     bodies = [c.body for c in scene.ours()]
     assert len(bodies) == 2 and "regression in `planted` 1.6" in bodies[0] and "fixed in `planted` 2.1" in bodies[1]
+    assert "the regression came in 1.6)" in bodies[1], "the fix names the regression of the same batch"
     entry = _status(scene)
     assert entry["last_verdict"] == {"version": "2.1", "verdict": "good"} and entry["open_findings"] == []
     assert entry["last_error"] is None and entry["failures"] == 0
