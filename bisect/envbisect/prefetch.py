@@ -15,7 +15,7 @@ finish in the background of the next probe or at exit.
 from __future__ import annotations
 
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import nullcontext
 
 from envbisect import procs
@@ -87,9 +87,6 @@ class Prefetcher:
         for i in picks:
             if i not in self._started and not search.decided(i):
                 self._started[i] = self._pool.submit(self._build, *plan(i))
-        # Builds for the next round start once this round's envs exist: they never compete
-        # with the envs the running round waits for.
-        now = [self._started[i] for i in picks if i in self._started]
         wanted: list[int] = []
         for twin in _outcomes(search, picks):
             for nxt in twin.next_probes(self.jobs):
@@ -98,21 +95,19 @@ class Prefetcher:
         for nxt in wanted:
             if nxt in self._started:
                 continue
-            # The builds of candidates being probed now (or decided) no longer count against
-            # the limit: the probes themselves wait for them.
-            busy = sum(not f.done() for j, f in self._started.items() if j not in picks and not search.decided(j))
+            # The builds of candidates being probed now no longer count against the limit
+            # (the probes themselves wait for them), nor do those the search left behind.
+            busy = sum(not f.done() for j, f in self._started.items() if j not in picks and search.open(j))
             if busy >= self.limit:
                 return
             self._jobs[nxt] = job = procs.Background()
-            self._started[nxt] = self._pool.submit(self._build, *plan(nxt), job, now)
+            self._started[nxt] = self._pool.submit(self._build, *plan(nxt), job)
 
-    def _build(self, requirements: list[str], cutoff: Cutoff, job: procs.Background | None = None,
-               after: list[Future] = ()) -> bool:
+    def _build(self, requirements: list[str], cutoff: Cutoff, job: procs.Background | None = None) -> bool:
         """Resolve and build one env; True when it exists afterwards. A build for a later
-        round runs as a background ``job`` once the builds ``after`` are done: its resolver
-        and installer take only the CPU the running probes leave, and it is killed once its
-        candidate is decided."""
-        wait(after)
+        round runs as a background ``job``: its resolver and installer take only the CPU the
+        running probes (and this round's own builds) leave, and it is killed once the
+        search will no longer ask for its candidate."""
         try:
             with job.running() if job is not None else nullcontext():
                 lock = self.session.planner.lock(requirements, cutoff)
@@ -124,10 +119,11 @@ class Prefetcher:
         return False
 
     def _drop_decided(self, search: Bisection, picks: list[int]) -> None:
-        """Stop the builds of candidates the search no longer needs: queued ones never
-        start, running ones are killed (their half-built env is removed, never used)."""
+        """Stop the builds of candidates the search will no longer ask for (decided, or
+        outside its window): queued ones never start, running ones are killed (their
+        half-built env is removed, never used)."""
         for i, future in self._started.items():
-            if i not in picks and search.decided(i) and not future.done():
+            if i not in picks and not search.open(i) and not future.done():
                 future.cancel()
                 if (job := self._jobs.get(i)) is not None:
                     job.cancel()

@@ -242,6 +242,17 @@ class Bisection:
         """Whether a verdict is held for ``index``."""
         return index in self._verdicts
 
+    def open(self, index: int) -> bool:
+        """Whether the search may still ask for ``index``: no verdict is held for it and it
+        lies inside what is left to search (anywhere in the range while an end is
+        unverified). A candidate outside the window will never be asked for."""
+        if index in self._verdicts:
+            return False
+        step = self._plan()
+        if step.ends:
+            return self.lo <= index <= self.hi
+        return step.result is None and index in step.untested
+
     def next_probe(self) -> int | None:
         """The next index to test, or None when the search is finished."""
         probes = self.next_probes(1)

@@ -866,3 +866,18 @@ def test_multisection_rounds_stay_within_log_k_plus_1(k) -> None:
             res = search.result()
             assert (res.status, res.last_old, res.first_new) == (Status.FOUND, first_bad - 1, first_bad), (n, k)
             assert rounds <= bound, (n, k, first_bad, rounds, bound)
+
+
+def test_open_is_what_the_search_may_still_ask_for():
+    """Prefetch stops the builds of candidates that are no longer open: decided ones and
+    those left outside the window."""
+    search = Bisection(16)
+    assert all(search.open(i) for i in range(16)), "ends unverified: the whole range is open"
+    search.record(0, Verdict.GOOD)
+    search.record(15, Verdict.BAD)
+    search.record(8, Verdict.BAD)
+    assert not search.open(8) and not search.open(0) and not search.open(15), "decided"
+    assert [i for i in range(16) if search.open(i)] == list(range(1, 8)), "the window left: 1..7"
+    for i in range(1, 8):
+        search.record(i, Verdict.GOOD if i < 5 else Verdict.BAD)
+    assert not any(search.open(i) for i in range(16)), "finished: nothing is open"
