@@ -49,19 +49,9 @@ goes (``verify=False`` skips step 1 and takes ``lo`` as OLD and ``hi`` as NEW):
      phase hunts for any testable candidate, not for the change, so it splits at the
      middle (see probe counts) rather than at a stable midpoint.
 
-Stable midpoints (as cargo-bisect-rustc does, rust-lang/cargo-bisect-rustc#372): the
-exact middle depends on ``lo`` and ``hi``, so two searches over the same candidates
-with different bounds would hardly ever probe the same index. Instead, a window with
-``m`` untested candidates, which needs ``s = ceil(log2(m + 1))`` probes in the worst
-case, may be split at any of them that leaves at most ``2**(s-1) - 1`` untested
-candidates on each side: the count stays exactly ``s``. Those positions form a band
-around the middle (one candidate when ``m = 2**s - 1``, wider the further ``m`` is
-below it), and the probe is the one whose absolute index has the most trailing zero
-bits (a multiple of 128 before one of 64 and so on; index 0 counts as the roundest),
-the one nearest the middle on a tie, then the lower. A rerun with new bounds, or a
-search resumed from another's verdicts, then mostly lands on indices whose verdicts
-are already stored instead of testing new ones. Untestable candidates are not counted
-in ``m``; each one probed costs one extra probe, as with ``git bisect skip``.
+Stable midpoints (:mod:`envbisect.midpoints`, as cargo-bisect-rustc does): among the
+splits that keep a window's probe count optimal, the index with the most trailing zero
+bits, so searches with other bounds land on the same probes.
 
 Probe counts: with testable ends, or an untestable stretch at only one end, a search
 over ``N`` candidates asks at most ``ceil(log2 N) + 2`` times: the two ends, then
@@ -79,6 +69,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from enum import Enum
+
+from envbisect.midpoints import ceil_log2, stable_midpoint
 
 
 class Verdict(str, Enum):
@@ -134,37 +126,6 @@ def terms_for(find_fix: bool) -> dict[Verdict, Term]:
     """Map verdicts to terms: good is old when hunting a regression, new when hunting a fix."""
     old, new = (Verdict.BAD, Verdict.GOOD) if find_fix else (Verdict.GOOD, Verdict.BAD)
     return {old: Term.OLD, new: Term.NEW, Verdict.UNTESTABLE: Term.UNTESTABLE}
-
-
-def _ceil_log2(count: int) -> int:
-    """Binary-search steps needed to tell apart ``count`` outcomes (0 for count <= 1)."""
-    return max(count - 1, 0).bit_length()
-
-
-#: The alignment given to index 0, which has no set bit at all: more than any other.
-_ZERO_ALIGNMENT = 1 << 62
-
-
-def _alignment(index: int) -> int:
-    """Trailing zero bits of ``index`` (how round it is); 0 counts as the roundest."""
-    return (index & -index).bit_length() - 1 if index else _ZERO_ALIGNMENT
-
-
-def _stable_midpoint(untested: tuple[int, ...], busy: set[int]) -> int | None:
-    """The stable midpoint of ``untested`` (ascending, non-empty), ``busy`` ones excepted.
-
-    A position ``p`` keeps the remaining probes optimal when neither side has more than
-    ``2**(s-1) - 1`` untested candidates, ``s = ceil(log2(m + 1))``; among those the
-    index with the most trailing zero bits, then the one nearest the middle, then the
-    lower. None when every allowed position is busy.
-    """
-    m = len(untested)
-    side = (1 << (_ceil_log2(m + 1) - 1)) - 1  # most candidates one side may keep
-    allowed = [p for p in range(m - 1 - side, side + 1) if untested[p] not in busy]
-    if not allowed:
-        return None
-    best = min(allowed, key=lambda p: (-_alignment(untested[p]), abs(2 * p - (m - 1)), p))
-    return untested[best]
 
 
 @dataclass(frozen=True)
@@ -285,7 +246,7 @@ class Bisection:
             return sorted(ends + self._beside_ends(k - len(ends), busy | set(ends)))
         assert step.window is not None
         if k == 1 and step.stable:
-            stable = _stable_midpoint(step.untested, busy)
+            stable = stable_midpoint(step.untested, busy)
             if stable is not None:
                 return [stable]
         a, b = step.window
@@ -344,9 +305,9 @@ class Bisection:
         if step.result is not None:
             return 0
         if step.window is not None:
-            return _ceil_log2(len(step.untested) + 1)
+            return ceil_log2(len(step.untested) + 1)
         untested = sum(1 for i in range(self.lo, self.hi + 1) if i not in self._verdicts)
-        return len(step.ends) + _ceil_log2(max(untested - len(step.ends), 0) + 1)
+        return len(step.ends) + ceil_log2(max(untested - len(step.ends), 0) + 1)
 
     # -- one pass over the held verdicts ----------------------------------------
 

@@ -18,7 +18,8 @@ PACKAGE = Path(envbisect.__file__).parent
 MODULES = sorted(p.stem for p in PACKAGE.glob("*.py") if p.stem not in ("__init__", "__main__"))
 
 #: Modules of the pure core: decisions only, no I/O, nothing above them.
-PURE_CORE = {"search", "policy", "culprits", "sourcerange"}
+PURE_CORE = {"search", "midpoints", "policy", "culprits", "sourcerange", "sampling", "knobsearch", "compare",
+             "signatures", "verdicts", "watchplan"}
 #: The probe layer may not reach up into the runs, records' renderers, daemon or interface.
 ABOVE_PROBES = {"driver", "byversion", "bydate", "matrix", "nightly_runs", "checks", "watch", "cli",
                 "cli_matrix", "cli_watch", "cli_options", "cli_records", "report", "report_matrix", "report_parts",
