@@ -25,7 +25,8 @@ from typing import Annotated, Literal, Optional
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainValidator
 
-from envbisect.schema import IndexUrlField, KeyLines, Text, did_you_mean, keys_of, parse_duration, validate
+from envbisect.schema import IndexUrlField, Text, parse_duration
+from envbisect.schema_issues import KeyLines, did_you_mean, keys_of, validate
 
 #: GitHub's ``author_association`` values (REST API, issue comments).
 ASSOCIATIONS = ("OWNER", "MEMBER", "COLLABORATOR", "CONTRIBUTOR", "FIRST_TIME_CONTRIBUTOR", "FIRST_TIMER",

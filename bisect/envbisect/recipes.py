@@ -18,16 +18,8 @@ from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
 
 from envbisect.errors import RecipeError
-from envbisect.schema import (
-    DEFAULT_TIMEOUT,
-    EnvbisectTable,
-    Issue,
-    KeyLines,
-    ScriptBlock,
-    did_you_mean,
-    keys_of,
-    validate,
-)
+from envbisect.schema import DEFAULT_TIMEOUT, EnvbisectTable, ScriptBlock
+from envbisect.schema_issues import Issue, KeyLines, did_you_mean, keys_of, validate
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -29,7 +29,7 @@ Each table is checked against :class:`envbisect.schema.WatchTable`, the same typ
 where the keys overlap (``package``, ``with``'s requirements, ``index-url``, ``pre``).
 
 Line numbers: :mod:`tomllib` returns plain dicts without positions, so lines are found
-by scanning the text (:class:`envbisect.schema.KeyLines`). The N-th ``[[watch]]`` header
+by scanning the text (:class:`envbisect.schema_issues.KeyLines`). The N-th ``[[watch]]`` header
 line (a regular expression that ignores comments and whitespace) starts table N; a key's
 line is the first line inside that table (up to the next ``[`` header) that assigns the
 key (bare or quoted). A missing key is reported at its table's header line, a top-level
@@ -48,8 +48,8 @@ from packaging.requirements import Requirement
 from envbisect.errors import ConfigError, EnvbisectError
 from envbisect.listenconfig import ListenSpec, check_listens
 from envbisect.recipes import load_recipe
-from envbisect.schema import (DEFAULT_EVERY_S, ExecutorTable, KeyLines, WatchTable, did_you_mean, keys_of,
-                              parse_duration, validate)
+from envbisect.schema import DEFAULT_EVERY_S, ExecutorTable, WatchTable, parse_duration
+from envbisect.schema_issues import KeyLines, did_you_mean, keys_of, validate
 from envbisect.trackers import IssueRef, parse_issue
 from envbisect.watchplan import DEFAULT_BATCH_PROBES
 

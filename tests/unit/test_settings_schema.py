@@ -14,7 +14,8 @@ import pytest
 
 from envbisect.errors import ConfigError, RecipeError
 from envbisect.recipes import DEFAULT_TIMEOUT, RecipeSettings, parse_recipe_text
-from envbisect.schema import EnvbisectTable, KeyLines, WatchTable, keys_of
+from envbisect.schema import EnvbisectTable, WatchTable
+from envbisect.schema_issues import KeyLines, keys_of
 from envbisect.watchconfig import WATCH_KEYS, parse_config
 
 PATH = Path("/recipes/r.py")
