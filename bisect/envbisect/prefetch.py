@@ -80,7 +80,8 @@ class Prefetcher:
         if self._pool is None:
             return
         picks = [probing] if isinstance(probing, int) else sorted(probing)
-        self._drop_decided(search, picks)
+        live = {j for j in self._started if j not in picks and search.open(j)}
+        self._drop_unneeded(picks, live)
         # This round's own candidates first, side by side: their probes start one after
         # another and would otherwise resolve and build one after another (the planner and
         # the per-key build lock make each probe wait for its build here instead).
@@ -92,16 +93,17 @@ class Prefetcher:
             for nxt in twin.next_probes(self.jobs):
                 if nxt not in picks and nxt not in wanted and not search.decided(nxt):
                     wanted.append(nxt)
+        # The builds of candidates being probed now no longer count against the limit (the
+        # probes themselves wait for them), nor do those the search left behind.
+        busy = sum(not self._started[j].done() for j in live)
         for nxt in wanted:
             if nxt in self._started:
                 continue
-            # The builds of candidates being probed now no longer count against the limit
-            # (the probes themselves wait for them), nor do those the search left behind.
-            busy = sum(not f.done() for j, f in self._started.items() if j not in picks and search.open(j))
             if busy >= self.limit:
                 return
             self._jobs[nxt] = job = procs.Background()
             self._started[nxt] = self._pool.submit(self._build, *plan(nxt), job)
+            busy += 1
 
     def _build(self, requirements: list[str], cutoff: Cutoff, job: procs.Background | None = None) -> bool:
         """Resolve and build one env; True when it exists afterwards. A build for a later
@@ -118,12 +120,12 @@ class Prefetcher:
             pass  # the probe of this candidate meets it again and records it
         return False
 
-    def _drop_decided(self, search: Bisection, picks: list[int]) -> None:
-        """Stop the builds of candidates the search will no longer ask for (decided, or
-        outside its window): queued ones never start, running ones are killed (their
-        half-built env is removed, never used)."""
+    def _drop_unneeded(self, picks: list[int], live: set[int]) -> None:
+        """Stop the builds of candidates the search will no longer ask for (neither being
+        probed nor ``live``: decided, or outside its window): queued ones never start,
+        running ones are killed (their half-built env is removed, never used)."""
         for i, future in self._started.items():
-            if i not in picks and not search.open(i) and not future.done():
+            if i not in picks and i not in live and not future.done():
                 future.cancel()
                 if (job := self._jobs.get(i)) is not None:
                     job.cancel()
