@@ -9,6 +9,8 @@ bad). Fixed retries judge each of 1 + 4 runs with the best threshold a user coul
 (the midpoint d/2) and combine them as envbisect does (runs that disagree make the
 probe flaky, hence untestable), and, for comparison, by a majority vote. "halfway" is
 the share of releases drawing from N(d/2, 1) that the sampling reports ambiguous.
+"endpoints known" is the same per-candidate test with the two distributions given exactly
+(no endpoint runs at all): the floor of what classifying candidates one by one costs.
 
 Then one real trial end to end (unless ``--no-e2e``): ``bisect run`` as a subprocess on
 a loopback index of tiny wheels, with real uv, once with ``--samples auto`` and once
@@ -29,7 +31,7 @@ from _index import REPO, clean_environ
 
 from support.cli import write_recipe
 from support.index_server import LocalIndex
-from support.noise_sim import BODY, TOOL, adaptive, draws, fixed, publish
+from support.noise_sim import BODY, TOOL, adaptive, draws, fixed, known_ends, publish
 
 from envbisect.sampling import Decision, SamplingPlan, classify, endpoint_rounds, separate
 
@@ -59,22 +61,28 @@ def halfway_share(d: float, trials: int) -> float:
 
 def table(trials: int, releases: int, ds: list[float]) -> list[str]:
     lines = [f"{trials} seeded trials per d, {releases} releases, planted at a random release (pure core):", "",
-             "| d | auto: found | auto: runs | --retries 4: found | runs | --retries 4, majority: found | runs "
-             "| auto runs / retries 4 | halfway → ambiguous |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "| d | auto: found | auto: runs (endpoints) | --retries 4: found | runs | --retries 4, majority: "
+             "found | runs | auto runs / retries 4 | halfway → ambiguous | endpoints known: found | runs |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for d in ds:
-        stats = {"auto": [0, 0], "fixed": [0, 0], "majority": [0, 0]}
+        stats = {"auto": [0, 0, 0], "fixed": [0, 0, 0], "majority": [0, 0, 0], "known": [0, 0, 0]}
         for seed in range(trials):
             first_bad = random.Random(f"{seed}-{releases}").randint(1, releases - 1)
-            for name, trial in (("auto", adaptive(releases, first_bad, draws(releases, first_bad, d, seed), PLAN)),
-                                ("fixed", fixed(releases, first_bad, draws(releases, first_bad, d, seed), d, 4)),
-                                ("majority", fixed(releases, first_bad, draws(releases, first_bad, d, seed), d, 4,
-                                                   majority=True))):
+
+            def draw():
+                return draws(releases, first_bad, d, seed)
+            for name, trial in (("auto", adaptive(releases, first_bad, draw(), PLAN)),
+                                ("fixed", fixed(releases, first_bad, draw(), d, 4)),
+                                ("majority", fixed(releases, first_bad, draw(), d, 4, majority=True)),
+                                ("known", known_ends(releases, first_bad, draw(), d, PLAN))):
                 stats[name][0] += trial.found
                 stats[name][1] += trial.runs
-        cells = [f"{100 * stats[k][0] / trials:.0f}% | {stats[k][1] / trials:.1f}" for k in ("auto", "fixed", "majority")]
+                stats[name][2] += trial.end_runs
+        cells = [f"{100 * found / trials:.0f}% | {runs / trials:.1f}" for found, runs, _ in stats.values()]
+        cells[0] += f" ({stats['auto'][2] / trials:.1f})"
         ratio = stats["auto"][1] / stats["fixed"][1]
-        lines.append(f"| {d:g} | {' | '.join(cells)} | {100 * ratio:.0f}% | {100 * halfway_share(d, trials):.0f}% |")
+        lines.append(f"| {d:g} | {' | '.join(cells[:3])} | {100 * ratio:.0f}% | {100 * halfway_share(d, trials):.0f}% "
+                     f"| {cells[3]} |")
     return lines
 
 
