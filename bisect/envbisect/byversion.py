@@ -193,7 +193,8 @@ def run_bisection(session: Session, req: BisectRequest) -> dict:
             ref_reqs, ref_cutoff = plan(ref)
             reference.establish(run, labels[ref], ref_reqs, package=req.package, cutoff=ref_cutoff,
                                 files=cands[ref].files)
-        with Prefetcher(session, prefetch_limit(session.settings), session.settings.jobs) as ahead:
+        with Prefetcher(session, prefetch_limit(session.settings), session.settings.jobs,
+                        resources=dict(req.recipe.settings.resources)) as ahead:
             outcome = run.search(Bisection(len(cands), find_fix=req.find_fix, lo=lo, hi=hi, verify=req.verify),
                                  labels, start_at, lambda search, i: ahead.ahead(search, i, plan),
                                  jobs=session.settings.jobs)

@@ -18,6 +18,11 @@ a worker that needs credentials for the index has them in its own environment.
   kills that many workers stops the run with one line (nothing recorded for it).
 * Reuse: a stored probe is reused when its key matches the key it would have on one of
   the workers that could run it now (each worker reports its fingerprint and interpreter).
+* Build ahead (``--prefetch``): :meth:`DaskExecutor.build_ahead` hands a resolved lock to
+  one worker that could run its probe (in turn, so a round's candidates spread over the
+  workers), which builds it in the background (:mod:`envbisect.remote_ahead`); the probe
+  of that lock then prefers that worker (``workers=[it]``, ``allow_other_workers``), unless
+  another probe in flight was already sent there for the same reason.
 """
 
 from __future__ import annotations
@@ -27,8 +32,11 @@ import uuid
 from collections.abc import Mapping
 from concurrent.futures import Future
 
+from envbisect import remote_ahead
 from envbisect.errors import ConfigError, EnvbisectError, ExecutorError
 from envbisect.executor import Place, ProbeTask, TaskResult, execute_remote, worker_place
+from envbisect.plan import Lock
+from envbisect.remote_ahead import BuildAhead
 from envbisect.redact import redact
 
 INSTALL_HINT = "pip install 'envbisect[dask]'"
@@ -60,6 +68,9 @@ class DaskExecutor:
         self._places: dict[str, Place] = {}
         self._running: dict[str, object] = {}  # key -> dask future (Dask drops unreferenced ones)
         self._lock = threading.Lock()
+        self._ahead: dict[str, str] = {}  # lock hash -> the worker building it ahead
+        self._turn = 0
+        self._preferred: set[str] = set()  # workers a probe in flight was sent to for its env
 
     def _workers(self, resources: Mapping[str, float]) -> list[str]:
         workers = self.client.scheduler_info(n_workers=-1).get("workers", {})
@@ -89,10 +100,17 @@ class DaskExecutor:
     def submit(self, task: ProbeTask) -> Future:
         """Run ``task`` on a worker that offers its resources; the result comes back in a
         :class:`concurrent.futures.Future`."""
-        self._workers(task.resources)  # fail with the one line now, not by waiting forever
+        fit = self._workers(task.resources)  # fail with the one line now, not by waiting forever
         key = f"envbisect-probe-{task.run_id}-{task.attempt}-{uuid.uuid4().hex[:12]}"
+        with self._lock:
+            where = self._ahead.pop(Lock.from_text(task.lock_text).hash, None)
+            if where not in fit or where in self._preferred:
+                where = None  # gone, or taken by another probe this round: any worker will do
+            if where is not None:
+                self._preferred.add(where)
         remote = self.client.submit(execute_remote, task, key=key, pure=False,
-                                    resources=dict(task.resources) or None)
+                                    resources=dict(task.resources) or None,
+                                    workers=[where] if where else None, allow_other_workers=where is not None)
         bridge: Future = Future()
         with self._lock:
             self._running[key] = remote
@@ -100,6 +118,7 @@ class DaskExecutor:
         def done(fut) -> None:
             with self._lock:
                 self._running.pop(key, None)
+                self._preferred.discard(where)
             try:
                 bridge.set_result(_checked(fut.result()))
             except BaseException as exc:  # noqa: BLE001 - handed to the coordinator
@@ -107,6 +126,23 @@ class DaskExecutor:
 
         remote.add_done_callback(done)
         return bridge
+
+    def build_ahead(self, hint: BuildAhead, resources: Mapping[str, float] | None = None) -> None:
+        """Have one worker that could run the probe of ``hint`` build its env now, in the
+        background (:mod:`envbisect.remote_ahead`); the workers take turns."""
+        fit = self._workers(resources or {})
+        with self._lock:
+            where = fit[self._turn % len(fit)]
+            self._turn += 1
+            self._ahead[hint.lock_hash] = where
+        self.client.run(remote_ahead.start, hint, workers=[where])
+
+    def drop_ahead(self, lock_hash: str) -> None:
+        """Stop building ``lock_hash`` ahead: the search no longer needs it."""
+        with self._lock:
+            where = self._ahead.pop(lock_hash, None)
+        if where is not None:
+            self.client.run(remote_ahead.cancel, lock_hash, workers=[where])
 
     def close(self) -> None:
         with self._lock:

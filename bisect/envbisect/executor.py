@@ -213,10 +213,15 @@ def _safe(label: str) -> str:
     return "".join(c if c.isalnum() or c in ".-_+" else "_" for c in label)[:60]
 
 
+def spec_for(shop: Workshop, lock_text: str, installer: str, allow_build: bool) -> EnvSpec:
+    """The env of ``lock_text`` on this machine (a probe's, or one built ahead of it)."""
+    return EnvSpec(shop.interpreter, Lock.from_text(lock_text), shop.index, installer=installer,
+                   allow_build=allow_build)
+
+
 def execute(task: ProbeTask, shop: Workshop) -> TaskResult:
     """Build (or find) the env of ``task.lock_text`` and run the recipe once in it."""
-    spec = EnvSpec(shop.interpreter, Lock.from_text(task.lock_text), shop.index, installer=task.installer,
-                   allow_build=task.allow_build)
+    spec = spec_for(shop, task.lock_text, task.installer, task.allow_build)
     try:
         env = shop.envs.ensure(spec)
     except InstallFailed as exc:

@@ -21,17 +21,18 @@ from contextlib import nullcontext
 from envbisect import procs
 from envbisect.errors import EnvbisectError
 from envbisect.plan import Cutoff, Lock
+from envbisect.remote_ahead import build_hint
 from envbisect.search import Bisection, Verdict
 from envbisect.session import Session
 
 
 def prefetch_limit(settings) -> int:
-    """How many envs to build at once ahead of the search on this machine: ``--prefetch
-    N`` covers N of the two possible next candidates of a one-probe round, and scales with
-    ``--jobs k`` to ``N * k * (k + 1) / 2`` (the default 2 covers all ``k + 1`` possible
-    next rounds of ``k`` candidates each); none when envs are built on other machines
-    (``--executor dask``: each worker builds in its own cache)."""
-    if settings.executor != "local" or settings.prefetch <= 0:
+    """How many envs to build at once ahead of the search: ``--prefetch N`` covers N of the
+    two possible next candidates of a one-probe round, and scales with ``--jobs k`` to
+    ``N * k * (k + 1) / 2`` (the default 2 covers all ``k + 1`` possible next rounds of
+    ``k`` candidates each). With ``--executor dask`` the coordinator resolves them and the
+    workers build them (:mod:`envbisect.remote_ahead`)."""
+    if settings.prefetch <= 0:
         return 0
     return settings.prefetch * settings.jobs * (settings.jobs + 1) // 2  # k(k+1) is even
 
@@ -57,13 +58,19 @@ Plan = Callable[[int], tuple[list[str], Cutoff]]
 class Prefetcher:
     """Builds the envs of the search's possible next candidates in worker threads."""
 
-    def __init__(self, session: Session, limit: int, jobs: int = 1) -> None:
+    def __init__(self, session: Session, limit: int, jobs: int = 1, *,
+                 resources: dict[str, float] | None = None) -> None:
         self.session = session
         self.limit = max(0, limit)
         self.jobs = max(1, jobs)
         self._pool = ThreadPoolExecutor(self.limit + self.jobs, thread_name_prefix="envbisect-prefetch") if self.limit else None
         self._started: dict[int, Future] = {}
         self._jobs: dict[int, procs.Background] = {}
+        #: Where envs are built: here, or (``--executor dask``) on the workers, with the
+        #: resources the recipe declares (they say which workers could run its probes).
+        self._remote = getattr(session.executor, "build_ahead", None) if self.limit else None
+        self._resources = dict(resources or {})
+        self._sent: dict[int, str] = {}  # candidate -> lock hash a worker builds ahead
 
     @property
     def started(self) -> list[int]:
@@ -102,22 +109,33 @@ class Prefetcher:
             if busy >= self.limit:
                 return
             self._jobs[nxt] = job = procs.Background()
-            self._started[nxt] = self._pool.submit(self._build, *plan(nxt), job)
+            self._started[nxt] = self._pool.submit(self._build, *plan(nxt), job, nxt)
             busy += 1
 
-    def _build(self, requirements: list[str], cutoff: Cutoff, job: procs.Background | None = None) -> bool:
-        """Resolve and build one env; True when it exists afterwards. A build for a later
-        round runs as a background ``job``: its resolver and installer take only the CPU the
-        running probes (and this round's own builds) leave, and it is killed once the
-        search will no longer ask for its candidate."""
+    def _build(self, requirements: list[str], cutoff: Cutoff, job: procs.Background | None = None,
+               ahead_of: int | None = None) -> bool:
+        """Resolve and build one env; True when it exists afterwards (or a worker was asked
+        to build it). A build for a later round (``ahead_of`` that candidate) runs as a
+        background ``job``: its resolver and installer take only the CPU the running probes
+        (and this round's own builds) leave, and it is killed once the search will no longer
+        ask for its candidate. Under ``--executor dask`` the env is only resolved here, and
+        a later round's is built by a worker; a round's own are built by their probes."""
         try:
             with job.running() if job is not None else nullcontext():
                 lock = self.session.planner.lock(requirements, cutoff)
-                if isinstance(lock, Lock):
+                if not isinstance(lock, Lock) or (job is not None and job.cancelled):
+                    return False
+                if self._remote is None:
                     self.session.envs.ensure(self.session.env_spec(lock))
-                    return True
+                elif ahead_of is not None:
+                    self._remote(build_hint(self.session.settings, lock), self._resources)
+                    self._sent[ahead_of] = lock.hash
+                return True
         except EnvbisectError:
             pass  # the probe of this candidate meets it again and records it
+        except Exception:  # noqa: BLE001 - a worker that went away: its probe goes elsewhere
+            if self._remote is None:
+                raise
         return False
 
     def _drop_unneeded(self, picks: list[int], live: set[int]) -> None:
@@ -129,6 +147,15 @@ class Prefetcher:
                 future.cancel()
                 if (job := self._jobs.get(i)) is not None:
                     job.cancel()
+            if i not in picks and i not in live and (sent := self._sent.pop(i, None)) is not None:
+                self._drop_remote(sent)
+
+    def _drop_remote(self, lock_hash: str) -> None:
+        """Tell the worker building ``lock_hash`` ahead to stop (best effort)."""
+        try:
+            self.session.executor.drop_ahead(lock_hash)
+        except Exception:  # noqa: BLE001 - a worker or scheduler that went away has nothing to stop
+            pass
 
     def close(self) -> None:
         """Drop pending builds; running ones finish (their env stays in the cache)."""

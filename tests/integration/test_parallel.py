@@ -149,6 +149,40 @@ def test_jobs_round_count_and_where_each_probe_ran(tmp_path, index, cluster):
     assert "| host |" in report.stdout and "Host A: " in report.stdout, report.stdout
 
 
+def _publish_fresh(index, root: Path, package: str) -> None:
+    """16 releases of a package no test installed yet: every env it needs is a new one."""
+    for v in VERSIONS:
+        value = 2 if tuple(map(int, v.split("."))) >= (1, 9) else 1
+        index.add(build_wheel(root, package, v, files={f"{package}/__init__.py": f"VALUE = {value}\n"}))
+
+
+@pytest.mark.parametrize("prefetch", ["2", "0"])
+def test_dask_workers_build_the_next_round_ahead(tmp_path, index, cluster, prefetch):
+    """With --prefetch, the coordinator resolves the next round's candidates and the
+    workers build them while this round's recipes run: a later round's probes find their
+    env already built (env_build_s 0); with --prefetch 0 every probe builds its own."""
+    package = f"ahead{prefetch}"
+    _publish_fresh(index, tmp_path / "wheels", package)
+    work = tmp_path / "w"
+    work.mkdir()
+    body = f"import sys, time, {package} as p\ntime.sleep(1.5)\nsys.exit(0 if p.VALUE == 1 else 1)\n"
+    recipe = write_recipe(work / "r.py", body, package=package, deps=(package,))
+    proc = bisect_cli("run", str(recipe), "--index-url", index.url, "--cache-dir", str(work / "cache"), "--json",
+                      *_modes(cluster)["dask3"], "--prefetch", prefetch, cwd=work, env=cli_env(), timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    res = json.loads(proc.stdout)
+    assert (res["last_good"], res["first_bad"]) == ("1.8", "1.9")
+    stored = rows(work / "cache" / "results.db")
+    first_round = {r["version"] for r in stored[:3]}
+    later = [r for r in stored if r["version"] not in first_round]
+    assert later, stored
+    prebuilt = [r["version"] for r in later if not r["env_build_s"]]
+    if prefetch == "0":
+        assert not prebuilt, f"no env is built ahead with --prefetch 0: {prebuilt}"
+    else:
+        assert prebuilt, f"no later-round env was built ahead on a worker: {[(r['version'], r['env_build_s']) for r in later]}"
+
+
 def test_a_resource_no_worker_offers_stops_the_run_with_one_line(tmp_path, index, cluster):
     proc, work = _run(tmp_path, index, BODIES["regression"], _modes(cluster)["dask3"], name="metal",
                       tool="resources = {metal = 1}")
