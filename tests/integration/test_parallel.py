@@ -267,7 +267,9 @@ def test_a_task_carries_no_secret(tmp_path, index, monkeypatch):
     from envbisect.config import CachePaths, Settings
     from envbisect.executor import LocalExecutor
     from envbisect.index import IndexConfig
+    from envbisect.plan import Cutoff
     from envbisect.recipes import load_recipe
+    from envbisect.remote_ahead import build_hint
     from envbisect.requests_model import Judging
     from envbisect.session import Session
     from envbisect.store import Store
@@ -288,7 +290,9 @@ def test_a_task_carries_no_secret(tmp_path, index, monkeypatch):
         run_id = store.create_run(kind="check", recipe_path=str(recipe.path), recipe_hash=recipe.hash, package="par",
                                   spec=None, signature="secret-test", settings={}, argv=[])
         probe = session.probe(run_id, recipe, "1.2", ["par==1.2"], package="par", judging=Judging(60))
-    assert probe.judgement.verdict.value == "good" and sent
+        # What a worker is asked to build ahead (--prefetch under Dask) carries none either.
+        sent.append(pickle.dumps(build_hint(settings, session.lock(["par==1.3"], Cutoff()))))
+    assert probe.judgement.verdict.value == "good" and len(sent) == 2
     for blob in sent:
         assert b"s3cr3tpass" not in blob and b"alice" not in blob and b"ghp_tokenvalue" not in blob
         assert b"results.db" not in blob
