@@ -102,7 +102,8 @@ def attach(
     and GITHUB_API_URL (default: the public GitHub API; https only, except to a loopback host).
     """
     from envbisect.store import Store
-    from envbisect.trackers import GitHub, attach_run, finding_for_run, parse_issue
+    from envbisect.findings import finding_for_run
+    from envbisect.trackers import GitHub, attach_run, parse_issue
 
     ref = parse_issue(issue)
     with Store(settings_for(cache_dir).cache.db) as store:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 
 from envbisect.redact import redact
-from envbisect.trackers import safe_key
+from envbisect.findings import safe_key
 
 RUNNING = "running"
 DONE = "done"

@@ -17,6 +17,8 @@ a loopback host, for tests) and never to another host named by a pagination ``Li
 The API base comes from ``GITHUB_API_URL`` (the variable GitHub Actions sets; it also
 points at GitHub Enterprise). Failures become one-line :class:`TrackerError` subclasses.
 
+What a comment says, and the marker that keys it, are :mod:`envbisect.findings`.
+
 Two ``bisect attach`` (or a daemon and an attach) posting the same finding to the same
 issue are serialised by a file lock in the cache directory (:func:`attach_run`), and
 duplicates left by an earlier race or another machine are collapsed: the oldest comment
@@ -42,8 +44,9 @@ from filelock import Timeout as LockTimeout
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
-from envbisect import __version__, report, secrets
+from envbisect import __version__, secrets
 from envbisect.errors import ConfigError, TrackerError
+from envbisect.findings import Finding, finding_for_run, marker_key
 from envbisect.redact import redact
 from envbisect.store import Store
 
@@ -54,7 +57,6 @@ TOKEN_ENV = "GITHUB_TOKEN"
 ATTACH_LOCK_TIMEOUT_S = 300.0
 #: Comments per page asked for (GitHub's maximum); pagination follows Link headers anyway.
 PER_PAGE = 100
-_MARKER = re.compile(r"<!-- envbisect:finding (?P<key>[^\s>]+) -->")
 _SHORT_ISSUE = re.compile(r"^(?P<owner>[\w.-]+)/(?P<repo>[\w.-]+)#(?P<number>\d+)$")
 _URL_ISSUE = re.compile(r"^/(?P<owner>[\w.-]+)/(?P<repo>[\w.-]+)/(?:issues|pull)/(?P<number>\d+)/?$")
 
@@ -123,72 +125,6 @@ def parse_issue(text: str) -> IssueRef:
         raise ConfigError(f"issue {text!r} is not owner/repo#N or an issue URL; "
                           "write it like octo/project#123 or https://github.com/octo/project/issues/123")
     return IssueRef(found["owner"], found["repo"], int(found["number"]))
-
-
-def marker(key: str) -> str:
-    """The hidden HTML comment that names a finding inside a comment body."""
-    return f"<!-- envbisect:finding {key} -->"
-
-
-def marker_key(body: str | None) -> str | None:
-    """The finding key a comment body carries, if any."""
-    found = _MARKER.search(body or "")
-    return found["key"] if found else None
-
-
-def safe_key(*parts: object) -> str:
-    """A marker key from parts: only characters that cannot end an HTML comment."""
-    text = "/".join(str(p) for p in parts if p not in (None, ""))
-    text = re.sub(r"[^A-Za-z0-9._=+/-]", "_", text)
-    return re.sub(r"-{2,}", "-", text)  # "--" would end the HTML comment early
-
-
-class FindingKind(str, Enum):
-    """What a comment reports."""
-
-    REGRESSION = "regression"
-    FIX = "fix"
-
-
-@dataclass(frozen=True)
-class Finding:
-    """A comment ready to post: its stable key, kind, whether it is conclusive, and body."""
-
-    key: str
-    kind: FindingKind
-    conclusive: bool
-    version: str | None
-    body: str
-
-    @property
-    def body_hash(self) -> str:
-        return hashlib.sha256(self.body.encode()).hexdigest()
-
-
-def finding_for_run(run: dict, probes: list[dict]) -> Finding:
-    """Render a finished bisection run as an issue comment (marker + title + report)."""
-    result = run.get("result") or {}
-    if run.get("kind") != "bisect" or not result:
-        raise ConfigError(f"run {run.get('id')} is a {run.get('kind')} run ({run.get('status')}); "
-                          "only finished bisections can be attached: pick one from `bisect history`")
-    kind = FindingKind.FIX if result.get("find_fix") else FindingKind.REGRESSION
-    old_key, new_key = report.boundary_keys(result)
-    old, new = result.get(old_key), result.get(new_key)
-    package = result.get("package") or run.get("package")
-    stem = (result.get("recipe") or run.get("recipe_path") or "recipe").replace("\\", "/").rsplit("/", 1)[-1]
-    conclusive = result.get("status") == "found" and bool(new)
-    if conclusive:
-        key = safe_key(kind.value, f"{package}=={new}", stem.removesuffix(".py"))
-        if kind is FindingKind.FIX:
-            title = f"**envbisect: fixed in `{package}` {new}** (first good release; last bad: {old}"
-            title += f"; the regression came in {result['introduced_in']})" if result.get("introduced_in") else ")"
-        else:
-            title = f"**envbisect: regression in `{package}` {new}** (first bad release; last good: {old})"
-    else:
-        key = safe_key(kind.value, package, f"{result.get('status')}-{old}-{new}", stem.removesuffix(".py"))
-        title = f"**envbisect: {report.headline(result)}**"
-    body = f"{marker(key)}\n{title}\n\n{report.markdown(run, probes)}"
-    return Finding(key, kind, conclusive, new, redact(body))
 
 
 class Action(str, Enum):

@@ -168,7 +168,7 @@ def test_bad_knob_entries_are_one_line_errors_naming_the_knob_and_the_forms(line
 
 def test_the_answer_reaches_the_summary_the_report_and_the_issue_comment():
     from envbisect import report
-    from envbisect.trackers import finding_for_run
+    from envbisect.findings import finding_for_run
 
     knobs = {"run_id": 9, "summary": "turning off Grappler's remapping makes tensorflow 2.16.1 good",
              "settings": [{"knob": "tf.grappler.remapping", "value": False}], "also": [],

@@ -7,6 +7,7 @@ from datetime import datetime, timezone
 import pytest
 
 from envbisect.errors import ConfigError, TrackerError
+from envbisect.findings import finding_for_run, marker, marker_key, safe_key
 from envbisect.trackers import (
     GitHub,
     IssueNotFound,
@@ -16,12 +17,8 @@ from envbisect.trackers import (
     TrackerAuthFailed,
     TrackerUnreachable,
     error_for,
-    finding_for_run,
-    marker,
-    marker_key,
     parse_issue,
     reset_time,
-    safe_key,
 )
 
 NOW = datetime(2025, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
