@@ -186,6 +186,8 @@ class EnvManager:
             sync = [uv, "pip", "sync", str(tmp / LOCK_FILE), "--python", python, "--preview-features", "pylock"]
             sync += [] if spec.allow_build else ["--no-build"]
             self._step(sync + (["--offline"] if spec.offline else []), env, spec)
+            if (found := installed(tmp)) is not None:
+                return found  # read here: one installer process less per env
             listing = [uv, "pip", "list", "--format", "json", "--python", python]
         else:
             python = str(env_python(tmp))
@@ -225,6 +227,22 @@ class EnvManager:
             yield env
         finally:
             mark.unlink(missing_ok=True)
+
+
+def installed(root: Path) -> dict[str, str] | None:
+    """What a venv at ``root`` has installed (name -> version), read from its
+    site-packages' ``.dist-info`` metadata as ``pip list`` reads it; None when the venv's
+    layout is not one this knows (then the installer is asked)."""
+    from importlib.metadata import distributions
+
+    sites = [*root.glob("lib/python*/site-packages"), *root.glob("Lib/site-packages")]
+    if len(sites) != 1:
+        return None
+    found = {}
+    for dist in distributions(path=[str(sites[0])]):
+        if name := dist.metadata["Name"]:
+            found[canonicalize_name(name)] = redact(dist.version)
+    return found
 
 
 def parse_listing(text: str) -> dict[str, str]:
