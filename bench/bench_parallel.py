@@ -9,7 +9,8 @@ seconds (a big wheel), with a recipe that sleeps ``--sleep`` seconds, and runs a
 * ``prefetch``: ``--prefetch 2`` (the default: the two possible next envs built ahead);
 * ``jobs3``: ``--jobs 3`` (three candidates per round: the window is cut in four);
 * ``dask3``: ``--executor dask --jobs 3`` against a ``distributed.LocalCluster`` of three
-  single-threaded worker processes on this machine, each with its own cache.
+  single-threaded worker processes on this machine, each with its own cache (as three
+  machines would have).
 
 Prints wall time, probes and rounds per mode, the share of env-build time prefetching hid
 ((t_seq - t_prefetch) / (probes x delay)), the speed-up of ``--jobs 3`` over ``--jobs 1``
@@ -39,12 +40,15 @@ MODES = {
 
 
 def cluster(root: Path):
-    """Three single-threaded worker processes, each with its own cache (as three machines)."""
-    from distributed import LocalCluster
+    """Three single-threaded worker processes, each with its own cache (as three machines:
+    an env one worker built ahead helps only the probe sent to that worker)."""
+    from distributed import Nanny, Scheduler, SpecCluster
 
-    os.environ["ENVBISECT_CACHE_DIR"] = str(root / "worker-cache")
-    return LocalCluster(n_workers=3, threads_per_worker=1, processes=True, dashboard_address=":0",
-                        scheduler_port=0, silence_logs=40)
+    workers = {f"worker-{n}": {"cls": Nanny, "options": {
+        "nthreads": 1, "silence_logs": 40, "env": {"ENVBISECT_CACHE_DIR": str(root / f"worker-cache-{n}")}}}
+        for n in range(3)}
+    return SpecCluster(workers=workers, scheduler={"cls": Scheduler, "options": {"dashboard_address": ":0"}},
+                       silence_logs=40)
 
 
 def measure(n: int, delay: float, sleep: float, seed: int) -> None:

@@ -19,8 +19,8 @@ a worker that needs credentials for the index has them in its own environment.
 * Reuse: a stored probe is reused when its key matches the key it would have on one of
   the workers that could run it now (each worker reports its fingerprint and interpreter).
 * Build ahead (``--prefetch``): :meth:`DaskExecutor.build_ahead` hands a resolved lock to
-  one worker that could run its probe (in turn, so a round's candidates spread over the
-  workers), which builds it in the background (:mod:`envbisect.remote_ahead`); the probe
+  one worker that could run its probe (chosen by the candidate's place in its round, so a
+  round's candidates are built on distinct workers), which builds it in the background (:mod:`envbisect.remote_ahead`); the probe
   of that lock then prefers that worker (``workers=[it]``, ``allow_other_workers``), unless
   another probe in flight was already sent there for the same reason.
 """
@@ -69,7 +69,6 @@ class DaskExecutor:
         self._running: dict[str, object] = {}  # key -> dask future (Dask drops unreferenced ones)
         self._lock = threading.Lock()
         self._ahead: dict[str, str] = {}  # lock hash -> the worker building it ahead
-        self._turn = 0
         self._preferred: set[str] = set()  # workers a probe in flight was sent to for its env
 
     def _workers(self, resources: Mapping[str, float]) -> list[str]:
@@ -127,13 +126,14 @@ class DaskExecutor:
         remote.add_done_callback(done)
         return bridge
 
-    def build_ahead(self, hint: BuildAhead, resources: Mapping[str, float] | None = None) -> None:
+    def build_ahead(self, hint: BuildAhead, resources: Mapping[str, float] | None = None, slot: int = 0) -> None:
         """Have one worker that could run the probe of ``hint`` build its env now, in the
-        background (:mod:`envbisect.remote_ahead`); the workers take turns."""
-        fit = self._workers(resources or {})
+        background (:mod:`envbisect.remote_ahead`): the ``slot``-th of them, so the
+        candidates of one round (slots 0, 1, ...) are built on, and later sent to, distinct
+        workers."""
+        fit = sorted(self._workers(resources or {}))
+        where = fit[slot % len(fit)]
         with self._lock:
-            where = fit[self._turn % len(fit)]
-            self._turn += 1
             self._ahead[hint.lock_hash] = where
         self.client.run(remote_ahead.start, hint, workers=[where])
 

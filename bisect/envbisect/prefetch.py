@@ -95,31 +95,33 @@ class Prefetcher:
         for i in picks:
             if i not in self._started and not search.decided(i):
                 self._started[i] = self._pool.submit(self._build, *plan(i))
-        wanted: list[int] = []
+        wanted: dict[int, int] = {}  # candidate -> its place in its round (which worker builds it)
         for twin in _outcomes(search, picks):
-            for nxt in twin.next_probes(self.jobs):
+            for slot, nxt in enumerate(twin.next_probes(self.jobs)):
                 if nxt not in picks and nxt not in wanted and not search.decided(nxt):
-                    wanted.append(nxt)
+                    wanted[nxt] = slot
         # The builds of candidates being probed now no longer count against the limit (the
         # probes themselves wait for them), nor do those the search left behind.
         busy = sum(not self._started[j].done() for j in live)
-        for nxt in wanted:
+        for nxt, slot in wanted.items():
             if nxt in self._started:
                 continue
             if busy >= self.limit:
                 return
             self._jobs[nxt] = job = procs.Background()
-            self._started[nxt] = self._pool.submit(self._build, *plan(nxt), job, nxt)
+            self._started[nxt] = self._pool.submit(self._build, *plan(nxt), job, (nxt, slot))
             busy += 1
 
     def _build(self, requirements: list[str], cutoff: Cutoff, job: procs.Background | None = None,
-               ahead_of: int | None = None) -> bool:
+               ahead_of: tuple[int, int] | None = None) -> bool:
         """Resolve and build one env; True when it exists afterwards (or a worker was asked
-        to build it). A build for a later round (``ahead_of`` that candidate) runs as a
-        background ``job``: its resolver and installer take only the CPU the running probes
-        (and this round's own builds) leave, and it is killed once the search will no longer
-        ask for its candidate. Under ``--executor dask`` the env is only resolved here, and
-        a later round's is built by a worker; a round's own are built by their probes."""
+        to build it). A build for a later round (``ahead_of``: that candidate and its place
+        in its round) runs as a background ``job``: its resolver and installer take only the
+        CPU the running probes (and this round's own builds) leave, and it is killed once
+        the search will no longer ask for its candidate. Under ``--executor dask`` the env
+        is only resolved here, and a later round's is built by the worker its place in the
+        round names (a round's candidates go to distinct workers); a round's own are built
+        by their probes."""
         try:
             with job.running() if job is not None else nullcontext():
                 lock = self.session.planner.lock(requirements, cutoff)
@@ -128,8 +130,8 @@ class Prefetcher:
                 if self._remote is None:
                     self.session.envs.ensure(self.session.env_spec(lock))
                 elif ahead_of is not None:
-                    self._remote(build_hint(self.session.settings, lock), self._resources)
-                    self._sent[ahead_of] = lock.hash
+                    self._remote(build_hint(self.session.settings, lock), self._resources, ahead_of[1])
+                    self._sent[ahead_of[0]] = lock.hash
                 return True
         except EnvbisectError:
             pass  # the probe of this candidate meets it again and records it
