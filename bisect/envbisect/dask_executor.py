@@ -137,12 +137,15 @@ class DaskExecutor:
             self._ahead[hint.lock_hash] = where
         self.client.run(remote_ahead.start, hint, workers=[where])
 
-    def drop_ahead(self, lock_hash: str) -> None:
-        """Stop building ``lock_hash`` ahead: the search no longer needs it."""
+    def drop_ahead(self, *lock_hashes: str) -> None:
+        """Stop building these locks ahead: the search no longer needs them."""
+        by_worker: dict[str, list[str]] = {}
         with self._lock:
-            where = self._ahead.pop(lock_hash, None)
-        if where is not None:
-            self.client.run(remote_ahead.cancel, lock_hash, workers=[where])
+            for lock_hash in lock_hashes:
+                if (where := self._ahead.pop(lock_hash, None)) is not None:
+                    by_worker.setdefault(where, []).append(lock_hash)
+        for where, hashes in by_worker.items():
+            self.client.run(remote_ahead.cancel, *hashes, workers=[where])
 
     def close(self) -> None:
         with self._lock:

@@ -149,20 +149,24 @@ class Prefetcher:
                 future.cancel()
                 if (job := self._jobs.get(i)) is not None:
                     job.cancel()
-            if i not in picks and i not in live and (sent := self._sent.pop(i, None)) is not None:
-                self._drop_remote(sent)
+        self._drop_remote([i for i in list(self._sent) if i not in picks and i not in live])
 
-    def _drop_remote(self, lock_hash: str) -> None:
-        """Tell the worker building ``lock_hash`` ahead to stop (best effort)."""
+    def _drop_remote(self, candidates: list[int]) -> None:
+        """Tell the workers building these candidates' envs ahead to stop (best effort)."""
+        hashes = [h for i in candidates if (h := self._sent.pop(i, None)) is not None]
+        if not hashes:
+            return
         try:
-            self.session.executor.drop_ahead(lock_hash)
+            self.session.executor.drop_ahead(*hashes)
         except Exception:  # noqa: BLE001 - a worker or scheduler that went away has nothing to stop
             pass
 
     def close(self) -> None:
-        """Drop pending builds; running ones finish (their env stays in the cache)."""
+        """Drop pending builds; running ones here finish (their env stays in the cache), and
+        the workers stop those they build ahead (the search asks for nothing more)."""
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
+        self._drop_remote(list(self._sent))
 
     def __enter__(self) -> Prefetcher:
         return self

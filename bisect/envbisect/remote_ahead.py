@@ -75,15 +75,14 @@ def start(hint: BuildAhead) -> bool:
     return True
 
 
-def cancel(lock_hash: str) -> bool:
-    """Stop the build of ``lock_hash`` here (queued or running); True when there was one."""
+def cancel(*lock_hashes: str) -> int:
+    """Stop the builds of these locks here (queued or running); how many there were."""
     with _GUARD:
-        queued = _BUILDS.pop(lock_hash, None)
-    if queued is None:
-        return False
-    queued.future.cancel()
-    queued.job.cancel()
-    return True
+        stopped = [q for h in lock_hashes if (q := _BUILDS.pop(h, None)) is not None]
+    for queued in stopped:
+        queued.future.cancel()
+        queued.job.cancel()
+    return len(stopped)
 
 
 def _build(hint: BuildAhead, job: procs.Background) -> bool:

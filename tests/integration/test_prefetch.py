@@ -89,3 +89,49 @@ def test_a_lock_asked_for_by_two_threads_at_once_is_resolved_once(tmp_path, plan
             locks = list(pool.map(lambda _: session.planner.lock(requirements, Cutoff()), range(4)))
         assert all(isinstance(lock, Lock) for lock in locks) and len({lock.text for lock in locks}) == 1
         assert session.planner.resolves == 1
+
+
+def test_a_worker_builds_ahead_in_its_own_cache_and_stops_when_told(tmp_path, planted_index, monkeypatch):
+    """The worker's half of build-ahead under Dask (envbisect.remote_ahead), called here as
+    Dask's ``client.run`` calls it in a worker process: the build lands in the worker's
+    cache; asked twice it is queued once; cancelled mid-download its installer is killed
+    and no env (nor half of one) is left."""
+    import time
+
+    from envbisect import remote_ahead
+    from envbisect.executor import spec_for, worker_workshop
+    from envbisect.index import INDEX_VARIABLES
+    from envbisect.remote_ahead import build_hint
+
+    for name in INDEX_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("ENVBISECT_CACHE_DIR", str(tmp_path / "worker-cache"))
+    recipe = load_recipe(write_recipe(tmp_path / "r.py", PLANTED_BODY))
+    with Store(None) as store:
+        session = _session(tmp_path, planted_index.url, store)
+        hints = [build_hint(session.settings, session.lock(requirements_for(recipe, [], "planted", v), Cutoff()))
+                 for v in ("1.3", "1.4")]
+    shop = worker_workshop(None, hints[0].index)
+    envs_dir = shop.envs.root
+
+    def built(hint) -> bool:
+        return shop.envs.lookup(spec_for(shop, hint.lock_text, hint.installer, hint.allow_build)) is not None
+
+    planted_index.index.delay_files_s = 120.0  # a download that would take two minutes
+    try:
+        assert remote_ahead.start(hints[0]) is True
+        assert remote_ahead.start(hints[0]) is False, "already queued: not twice"
+        queued = remote_ahead._BUILDS[hints[0].lock_hash]
+        deadline = time.monotonic() + 60
+        while not list(envs_dir.glob(".tmp-*")):  # the installer is at work
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert remote_ahead.cancel(hints[0].lock_hash, "no-such-lock") == 1
+        assert queued.future.result(timeout=60) is False, "killed mid-download: no env"
+        assert not built(hints[0]) and not list(envs_dir.glob(".tmp-*"))
+    finally:
+        planted_index.index.release_files()
+    assert remote_ahead.start(hints[1]) is True
+    if (queued := remote_ahead._BUILDS.get(hints[1].lock_hash)) is not None:  # None: already done
+        assert queued.future.result(timeout=120) is True
+    assert built(hints[1])
