@@ -36,6 +36,7 @@ from envbisect.index import IndexClient
 from envbisect.matrix import Axis
 from envbisect.plan import Cutoff, iso, keep_visible
 from envbisect.policy import RegressMode, Threshold
+from envbisect.prefetch import search_ahead
 from envbisect.recipes import Recipe
 from envbisect.reproduce import index_args, uv_run
 from envbisect.requests_model import Judging, exact_pins, parse_with, requirements_for, signature
@@ -188,9 +189,12 @@ def run_by_date(session: Session, req: DateRequest) -> dict:
     labels = [t.label for t in timeline]
     with open_run(session, kind="date", recipe=req.recipe, judging=judging, signature=sig, settings=settings,
                   argv=req.argv, package=",".join(packages)) as run:
-        outcome = run.search(Bisection(len(timeline)), labels, lambda i: run.start(
-            labels[i], reqs, package=None, cutoff=Cutoff(iso(timeline[i].cutoff), overrides)),
-            jobs=session.settings.jobs)
+        def plan(i: int) -> tuple[list[str], Cutoff]:
+            return reqs, Cutoff(iso(timeline[i].cutoff), overrides)
+
+        outcome = search_ahead(session, run, Bisection(len(timeline)), labels,
+                               lambda i: run.start(labels[i], reqs, package=None, cutoff=plan(i)[1]), plan,
+                               dict(req.recipe.settings.resources))
         res, learned = outcome.result, outcome.learned
         good, bad = learned.get(res.last_old), learned.get(res.first_new)
         trials: list[Probe] = []  # culprit isolation's probes

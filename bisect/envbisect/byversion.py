@@ -24,7 +24,7 @@ from envbisect.config import host_info
 from envbisect.driver import ActiveRun, SearchOutcome, latest_cutoff, open_run, reason_family, snapshot_for
 from envbisect.errors import ConfigError, NoCandidates
 from envbisect.plan import Cutoff, Unresolvable, as_of, iso, keep_visible
-from envbisect.prefetch import Prefetcher, prefetch_limit
+from envbisect.prefetch import search_ahead
 from envbisect.reproduce import index_args, uv_run
 from envbisect.requests_model import (BisectRequest, DepsMode, as_version, exact_pins, parse_with,
                                       requirements_for, signature)
@@ -193,11 +193,9 @@ def run_bisection(session: Session, req: BisectRequest) -> dict:
             ref_reqs, ref_cutoff = plan(ref)
             reference.establish(run, labels[ref], ref_reqs, package=req.package, cutoff=ref_cutoff,
                                 files=cands[ref].files)
-        with Prefetcher(session, prefetch_limit(session.settings), session.settings.jobs,
-                        resources=dict(req.recipe.settings.resources)) as ahead:
-            outcome = run.search(Bisection(len(cands), find_fix=req.find_fix, lo=lo, hi=hi, verify=req.verify),
-                                 labels, start_at, lambda search, i: ahead.ahead(search, i, plan),
-                                 jobs=session.settings.jobs)
+        outcome = search_ahead(session, run, Bisection(len(cands), find_fix=req.find_fix, lo=lo, hi=hi,
+                                                       verify=req.verify),
+                               labels, start_at, plan, dict(req.recipe.settings.resources))
         result = _result(session, req, run, outcome, cands[lo:hi + 1], cands, excluded, target)
         if channel is not None:
             result["nightly"] = channel.as_dict()

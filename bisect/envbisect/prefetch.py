@@ -173,3 +173,12 @@ class Prefetcher:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def search_ahead(session: Session, run, search: Bisection, labels: list[str],
+                 start_at: Callable[[int], object], plan: Plan, resources: dict[str, float]):
+    """Drive ``search`` (:meth:`envbisect.driver.ActiveRun.search`) with this session's
+    ``--jobs``, building ahead as ``--prefetch`` says what each round may ask for next."""
+    jobs = session.settings.jobs
+    with Prefetcher(session, prefetch_limit(session.settings), jobs, resources=resources) as ahead:
+        return run.search(search, labels, start_at, lambda s, i: ahead.ahead(s, i, plan), jobs=jobs)

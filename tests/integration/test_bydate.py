@@ -49,6 +49,9 @@ def test_date_bisection_finds_first_bad_instant_and_names_the_plugin(combo):
     assert res["culprit"]["finding"] == "single"
     assert {c["package"] for c in res["culprit"]["changes"]} == {"core", "drift", "plugin"}
     assert res["culprit_probes"] == 3  # each of the three changes alone on the last good env
+    # A date search builds ahead too: the envs of the instants it may ask for next.
+    built = [p for p in (cache / "envs").iterdir() if not p.name.startswith(".")]
+    assert len(built) > res["executed"], (len(built), res["executed"])
 
     show = bisect_cli("show", str(res["run_id"]), "--cache-dir", str(cache), cwd=root)
     assert show.returncode == 0 and "culprit: plugin 2.0 → 2.1" in show.stdout
