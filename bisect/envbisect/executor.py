@@ -31,7 +31,7 @@ import threading
 from collections.abc import Mapping
 from concurrent.futures import Future
 from contextlib import ExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from filelock import FileLock
@@ -89,7 +89,8 @@ class ProbeTask:
     #: The recipe's path on the coordinating machine (a local executor runs it in place).
     recipe_path: str | None = None
     #: The reference release's outputs to compare with (``--diverge-from``; version, digest,
-    #: manifest): their contents are read from this machine's cache (:mod:`envbisect.outputs`).
+    #: manifest): their contents are read from this machine's cache (:mod:`envbisect.outputs`),
+    #: where the Dask executor has them delivered first (:mod:`envbisect.outputs_transfer`).
     reference: dict | None = None
 
 
@@ -105,6 +106,9 @@ class TaskResult:
     install_failed: str | None = None
     #: What :mod:`envbisect.sourceprobe` read in the env (first attempt only).
     source: dict | None = None
+    #: From a worker: the output files the coordinator lacks (hash -> bytes), which the
+    #: Dask executor stores in the coordinator's cache (:mod:`envbisect.outputs_transfer`).
+    output_files: dict[str, bytes] | None = None
 
 
 def place_of(interpreter: Interpreter) -> Place:
@@ -245,9 +249,25 @@ def execute(task: ProbeTask, shop: Workshop) -> TaskResult:
                       source=source)
 
 
-def execute_remote(task: ProbeTask) -> TaskResult:
-    """The task body on a worker machine (what the Dask executor submits)."""
-    return execute(task, worker_workshop(task.python, task.index))
+def execute_remote(task: ProbeTask, reference_files: dict[str, bytes] | None = None) -> TaskResult:
+    """The task body on a worker machine (what the Dask executor submits): the reference's
+    output files (checked, stored in this worker's cache) first, then :func:`execute`; the
+    result carries back the outputs the coordinator does not have yet."""
+    from envbisect.outputs_transfer import pack, receive
+
+    shop = worker_workshop(task.python, task.index)
+    root = outputs.store_root(shop.cache.root)
+    receive(root, reference_files or {})
+    result = execute(task, shop)
+    if not result.raw or not result.raw.get("outputs"):
+        return result
+    present = [e.get("hash") for e in ((task.reference or {}).get("outputs") or {}).values()]
+    files, left = pack(root, result.raw["outputs"], present)
+    raw = dict(result.raw)
+    if left:
+        note = f"kept on the worker only (over the transfer limit): {', '.join(left)}"
+        raw["outputs_note"] = "; ".join(filter(None, [raw.get("outputs_note"), note]))
+    return replace(result, raw=raw, output_files=files)
 
 
 class LocalExecutor:
