@@ -230,7 +230,14 @@ def execute(task: ProbeTask, shop: Workshop) -> TaskResult:
         env = shop.envs.ensure(spec)
     except InstallFailed as exc:
         return TaskResult(shop.place, spec.key, install_failed=str(exc))
-    log = shop.cache.logs / f"run-{task.run_id}" / f"{_safe(task.label)}-{spec.key[:8]}-{task.attempt}.log"
+    return run_in(task, shop, env, sources=task.attempt == 0)
+
+
+def run_in(task: ProbeTask, shop: Workshop, env, *, sources: bool = False) -> TaskResult:
+    """Run the recipe of ``task`` once in the built ``env``: its outputs stored and compared
+    with ``task.reference`` (:func:`envbisect.outputs.gather`), and, with ``sources``, what
+    the env's packages were built from (``bisect show --rerun`` uses it on a kept env)."""
+    log = shop.cache.logs / f"run-{task.run_id}" / f"{_safe(task.label)}-{env.key[:8]}-{task.attempt}.log"
     environ = dict(recipe_environ(env.python.parent, task.env_values), **{SAMPLE_ENV: str(task.attempt)})
     out_dir = environ[OUTPUTS_ENV] = str(outputs.scratch_dir(shop.cache.scratch))
     with shop.envs.in_use(env), host_locks(task):
@@ -238,14 +245,14 @@ def execute(task: ProbeTask, shop: Workshop) -> TaskResult:
             raw = run_recipe(env.python, shop.recipe_file(task), timeout=task.timeout, log_path=log,
                              scratch_dir=shop.cache.scratch, env=environ).to_dict()
         except InstallFailed as exc:  # the env's interpreter cannot start
-            return TaskResult(shop.place, spec.key, install_failed=str(exc))
+            return TaskResult(shop.place, env.key, install_failed=str(exc))
         finally:
             environ.pop(OUTPUTS_ENV)
         # After the recipe, so they never delay or disturb the measurement.
         raw.update(outputs.gather(Path(out_dir), outputs.store_root(shop.cache.root), raw, task.reference,
                                   env.python, environ))
-        source = read_sources(env.python, environ, task.timeout) if task.attempt == 0 else None
-    return TaskResult(shop.place, spec.key, env.resolved, env.build_s if task.attempt == 0 else 0.0, raw,
+        source = read_sources(env.python, environ, task.timeout) if sources else None
+    return TaskResult(shop.place, env.key, env.resolved, env.build_s if task.attempt == 0 else 0.0, raw,
                       source=source)
 
 

@@ -13,9 +13,9 @@ from __future__ import annotations
 import shlex
 from dataclasses import replace
 
-from envbisect.compare import Reference
+from envbisect.compare import Reference, Tolerance
 from envbisect.errors import ConfigError
-from envbisect.signatures import NOT_SIGNATURE
+from envbisect.signatures import NOT_SIGNATURE, Signature
 
 
 def prepare(req) -> None:
@@ -44,6 +44,28 @@ def reproduce_args(req) -> list[str]:
     if req.signature and req.signature.pattern:
         args += ["--signature", shlex.quote(req.signature.pattern)]
     return args
+
+
+def recorded_judging(run: dict, rows: list[dict], recipe, base):
+    """How ``bisect show --rerun`` judges a probe of ``run`` again: ``base`` (the run's regress
+    mode, thresholds, timeout) with the reference, tolerances and signature the run recorded
+    (:func:`signature_part`). The reference's outputs are the run's result's, else its own
+    probe of the reference release. A run that recorded no signature gets the recipe's
+    (``signature`` / ``signature-exception``): a recipe that names one always wants it."""
+    from envbisect.requests_model import Numerics
+
+    settings = run.get("settings") or {}
+    sig = settings.get("failure_signature")
+    judging = replace(base, signature=Signature(*sig) if sig else Numerics.of(recipe).signature)
+    if not settings.get("reference"):
+        return judging
+    version, rtol, atol = settings["reference"]
+    outputs = ((run.get("result") or {}).get("reference") or {}).get("outputs") or next(
+        (r["outputs"] for r in rows if r.get("version") == version and r.get("outputs")), None)
+    if not outputs:
+        raise ConfigError(f"run {run.get('id')} judged by the outputs of {version}, and none are recorded in it; "
+                          f"run it again (`bisect run ... --diverge-from {version}`) to re-check its probes")
+    return replace(judging, reference=Reference(version, outputs), tolerance=Tolerance(rtol, atol))
 
 
 def establish(run, label: str, requirements: list[str], *, package: str, cutoff, files: tuple = ()) -> Reference:
