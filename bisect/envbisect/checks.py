@@ -32,7 +32,8 @@ def run_meta(recipe: Recipe, settings: Settings, python_version: str) -> dict:
 
 def run_check(session: Session, recipe: Recipe, *, with_: tuple[str, ...], judging: Judging,
               argv: list[str] | None = None) -> dict:
-    """``bisect check``: one probe of the recipe in a cached env, recorded like any probe."""
+    """``bisect check``: one probe of the recipe in a cached env, recorded like any probe
+    (judged by exit, thresholds and the recipe's signature; a reference needs a second release)."""
     started = time.monotonic()
     reqs = requirements_for(recipe, parse_with(with_))
     sig = signature({"check": recipe.hash, "reqs": reqs, "t": time.time()})
@@ -50,6 +51,7 @@ def run_check(session: Session, recipe: Recipe, *, with_: tuple[str, ...], judgi
                       requirements=reqs, env_key=row.get("env_key"), lock_hash=row.get("lock_hash"),
                       snapshot=run.snapshot, reused=probe.reused, executed=probe.executed,
                       stderr_tail=(row.get("stderr_tail") or "")[-2000:], log_path=row.get("log_path"),
+                      signature_matched=(j.details or {}).get("signature_matched"),
                       duration_s=round(time.monotonic() - started, 3))
         return run.finish(result)
 

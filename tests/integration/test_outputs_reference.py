@@ -191,6 +191,10 @@ def test_a_bad_exit_without_the_signature_is_untestable(shared, drift_index):
                             deps=("drift",), extra_tool='signature-exception = "ValueError"')
     by_class_run = _run(root, cache, drift_index, by_class).json
     assert by_class_run["first_bad"] == FIRST_BAD
+    check = bisect_cli("check", str(by_class), "--with", f"drift=={OOM[0]}", "--index-url", drift_index.url,
+                       "--cache-dir", str(cache), "--json", cwd=root, check_json=True)
+    assert check.returncode == 125 and check.json["reason"].startswith(NOT_SIGNATURE), check.stdout
+    assert check.json["signature_matched"] is False
     # `show --rerun` keeps the signature of the run it repeats (the flag, or the table's).
     for run_id in (sig.json["run_id"], by_class_run["run_id"]):
         again = _rerun(root, cache, run_id, OOM[-1])
