@@ -236,7 +236,8 @@ def execute(task: ProbeTask, shop: Workshop) -> TaskResult:
 def run_in(task: ProbeTask, shop: Workshop, env, *, sources: bool = False) -> TaskResult:
     """Run the recipe of ``task`` once in the built ``env``: its outputs stored and compared
     with ``task.reference`` (:func:`envbisect.outputs.gather`), and, with ``sources``, what
-    the env's packages were built from (``bisect show --rerun`` uses it on a kept env)."""
+    the env's packages were built from. ``bisect show --rerun`` calls it with the env the
+    cache kept (or uv rebuilt offline), so a re-run is measured as a probe is."""
     log = shop.cache.logs / f"run-{task.run_id}" / f"{_safe(task.label)}-{env.key[:8]}-{task.attempt}.log"
     environ = dict(recipe_environ(env.python.parent, task.env_values), **{SAMPLE_ENV: str(task.attempt)})
     out_dir = environ[OUTPUTS_ENV] = str(outputs.scratch_dir(shop.cache.scratch))
