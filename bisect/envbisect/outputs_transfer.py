@@ -50,20 +50,22 @@ def reference_files(root: Path, reference: Mapping) -> dict[str, bytes]:
             files[digest] = path_of(root, digest).read_bytes()
         except OSError:
             raise ConfigError(f"the reference {reference.get('version')}'s output {name} is not in this cache "
-                              f"({root}); run again with --no-reuse so the reference release runs here") from None
+                              f"({root}); run the reference release on this machine once (`bisect check RECIPE "
+                              f"--with PKG=={reference.get('version')} --no-reuse`) to store it") from None
     return files
 
 
 def receive(root: Path, files: Mapping[str, bytes]) -> None:
-    """Store ``files`` (hash -> bytes) under ``root`` by content, each checked against its
-    sha256 first (:class:`ExecutorError` when one does not match: nothing of it is kept)."""
+    """Store ``files`` (hash -> bytes) under ``root`` by content, each one not stored yet
+    checked against its sha256 first (:class:`ExecutorError` when one does not match:
+    nothing of it is kept)."""
     for digest, data in files.items():
+        target = path_of(root, digest)
+        if target.exists():  # checked when it was stored: every task of a run brings the same files
+            continue
         if hashlib.sha256(data).hexdigest() != digest:
             raise ExecutorError(f"an output file ({digest[:12]}) arrived damaged (its sha256 differs); "
                                 "run the same command again (the run resumes)")
-        target = path_of(root, digest)
-        if target.exists():
-            continue
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(f".{digest}.{os.getpid()}.{threading.get_ident()}.part")
         tmp.write_bytes(data)

@@ -5,7 +5,9 @@ Runs layer. The reference release is probed once, like any candidate (a stored p
 it is reused: its outputs do not depend on anything but its own key), and its output
 manifest becomes the run's :class:`~envbisect.compare.Reference`; every later probe is
 judged by comparing its outputs with it (:mod:`envbisect.verdicts`). Without ``--good``
-the reference is the good end of the search.
+the reference is the good end of the search. Its output files must be in this cache (the
+Dask executor brings back what workers wrote, :mod:`envbisect.outputs_transfer`): the
+comparisons read them, here or shipped to the workers.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from dataclasses import replace
 
 from envbisect.compare import Reference, Tolerance
 from envbisect.errors import ConfigError
+from envbisect.outputs import path_of, store_root
 from envbisect.signatures import NOT_SIGNATURE, Signature
 
 
@@ -81,6 +84,12 @@ def establish(run, label: str, requirements: list[str], *, package: str, cutoff,
         note = f"; {row['outputs_note']}" if row.get("outputs_note") else ""
         raise ConfigError(f"the reference release {label} wrote no outputs to $ENVBISECT_OUTPUTS{note}; "
                           "have the recipe save its results there (see the README's recipe outputs)")
+    root = store_root(run.session.settings.cache.root)
+    missing = sorted(n for n, e in outputs.items() if not path_of(root, e["hash"]).is_file())
+    if missing:  # recorded elsewhere (a worker kept what was over the transfer limit, an older run)
+        raise ConfigError(f"the reference release {label}'s output(s) {', '.join(missing)} were recorded elsewhere "
+                          f"and are not in this cache ({root}); store them by running the reference here once: "
+                          f"`bisect check {run.recipe.shown} --with {package}=={label} --no-reuse`")
     reference = Reference(label, outputs)
     run.judging = replace(run.judging, reference=reference)
     return reference

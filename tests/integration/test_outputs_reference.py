@@ -218,6 +218,30 @@ def test_reference_mistakes_are_one_line_errors(shared, drift_index):
                           "--diverge-from 9.9 is not a release of drift")
 
 
+def test_a_reference_recorded_elsewhere_is_one_line_naming_how_to_store_it_here(shared, drift_index):
+    """A reference probe reused by key whose files this cache lacks (recorded on another
+    machine) would make every comparison fail: one line, and its fix works."""
+    root, cache = shared
+    recipe = write_recipe(root / "elsewhere.py", OUTPUTS_BODY.format(side=str(root / "elsewhere-side.txt")),
+                          package="drift", deps=("drift", "numpy"))
+    stored = bisect_cli("check", str(recipe), "--with", "drift==1.0", "--index-url", drift_index.url, "--cache-dir",
+                        str(cache), "--json", cwd=root, check_json=True)
+    with sqlite3.connect(cache / "results.db") as db:
+        [(manifest,)] = db.execute("SELECT outputs FROM probes WHERE run_id = ?", (stored.json["run_id"],)).fetchall()
+    logits = cache / "outputs" / json.loads(manifest)["logits"]["hash"][:2] / json.loads(manifest)["logits"]["hash"]
+    logits.unlink()
+    args = ("--diverge-from", "1.0", "--range", "<=1.2")
+    line = assert_one_line_error(_run(root, cache, drift_index, recipe, *args, check_json=False),
+                                 "the reference release 1.0's output(s) logits were recorded elsewhere",
+                                 code=2)
+    fix = line.split("`")[1].split()
+    assert fix[:2] == ["bisect", "check"] and "--no-reuse" in fix, line
+    assert bisect_cli(*fix[1:], "--index-url", drift_index.url, "--cache-dir", str(cache), cwd=root).returncode == 0
+    assert logits.is_file()
+    again = _run(root, cache, drift_index, recipe, *args)
+    assert again.returncode == 3 and again.json["status"] == "not-reproduced", again.stdout + again.stderr
+
+
 def test_matrix_cells_are_judged_by_reference_and_signature(shared, drift_index):
     """``bisect matrix`` judges as ``bisect run`` does: each cell's outputs against the
     reference release's (``--diverge-from``), and bad cells by the signature."""

@@ -173,5 +173,5 @@ def test_outputs_travel_checked_and_only_what_the_other_side_lacks(tmp_path: Pat
         transfer.reference_files(src, ref)
     monkeypatch.setattr(transfer, "MAX_SHIPPED_BYTES", 1 << 20)
     assert transfer.reference_files(src, ref)[manifest["a"]["hash"]] == b"[1, 2]"
-    with pytest.raises(ConfigError, match="output a is not in this cache.*--no-reuse"):
+    with pytest.raises(ConfigError, match="output a is not in this cache.*bisect check RECIPE --with PKG==1.0 --no-reuse"):
         transfer.reference_files(dst, ref)
