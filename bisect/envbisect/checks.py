@@ -96,6 +96,7 @@ def rerun_probe(session: Session, run_id: int, seq: int, *, argv: list[str] | No
                             **reference.signature_part(judging.numerics)}) as new:
         session.handler.probe_started(display(label), 1, 1)
         task = ProbeTask(new.id, "rerun", 0, recipe.path.name, recipe.text, recipe.hash, lock_text, timeout,
+                         exclusive=recipe.settings.exclusive, resources=dict(recipe.settings.resources),
                          recipe_path=str(recipe.path), reference=judging.reference.as_dict() if judging.reference
                          else None)
         shop = Workshop(session.settings.cache, session.settings.index, session.interpreter, envs=session.envs)
