@@ -8,11 +8,11 @@ One cycle, per watch of ``bisect.toml``:
    outcome); every listed release counts as seen, history is never bisected.
 3. Later runs: listed releases the watch has not seen are new (set membership, so a
    backport published after a higher release is new too). They are judged in batches
-   against the nearest judged release below them (each probe and bisection judged as
-   ``bisect run`` judges: the recipe's reference and signature, :mod:`envbisect.watchprobe`): all of a small batch is probed (the
-   newest first), a spread of a large one, and every change of verdict along that chain is
-   bisected (``find_fix`` when bad turns good), so a regression introduced and fixed
-   within one batch is found too (:mod:`envbisect.watchplan`).
+   against the nearest judged release below them (judged as ``bisect run`` judges, with
+   the recipe's reference and signature: :mod:`envbisect.watchprobe`): all of a small batch
+   is probed (the newest first), a spread of a large one, and every change of verdict
+   along that chain is bisected (``find_fix`` when bad turns good), so a regression
+   introduced and fixed within one batch is found too (:mod:`envbisect.watchplan`).
 4. A conclusive finding is recorded and queued in the watch's state, then attached to
    the issue (:mod:`envbisect.trackers`); a failed attachment stays queued and is retried
    on every later cycle. Inconclusive bisections are logged only.
@@ -328,6 +328,7 @@ class Watcher:
                     learned.setdefault(row["version"], (row["verdict"], run_id))
 
     def _probe(self, ctx: _Context, version: str) -> tuple[Probe, int]:
+        """One recorded probe of ``version`` (:func:`envbisect.watchprobe.probe_release`)."""
         return probe_release(ctx.session, ctx.recipe, ctx.numerics, watch=ctx.spec.name, package=ctx.package,
                              version=version, with_=ctx.with_, regress=ctx.regress)
 
