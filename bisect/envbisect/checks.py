@@ -11,16 +11,16 @@ from __future__ import annotations
 
 import time
 
-from envbisect import __version__
+from envbisect import __version__, reference
 from envbisect.config import Settings, host_info
 from envbisect.driver import open_run
-from envbisect.errors import ConfigError
+from envbisect.errors import ConfigError, InstallFailed
+from envbisect.executor import ProbeTask, Workshop, run_in
 from envbisect.nightly import display
 from envbisect.plan import Lock
-from envbisect.policy import RegressMode, Threshold, judge
+from envbisect.policy import RegressMode, Threshold
 from envbisect.recipes import Recipe, load_recipe
 from envbisect.requests_model import Judging, parse_with, requirements_for, signature
-from envbisect.runner import run_recipe
 from envbisect.session import Session
 
 
@@ -32,7 +32,8 @@ def run_meta(recipe: Recipe, settings: Settings, python_version: str) -> dict:
 
 def run_check(session: Session, recipe: Recipe, *, with_: tuple[str, ...], judging: Judging,
               argv: list[str] | None = None) -> dict:
-    """``bisect check``: one probe of the recipe in a cached env, recorded like any probe."""
+    """``bisect check``: one probe of the recipe in a cached env, recorded like any probe
+    (judged by exit, thresholds and the recipe's signature; a reference needs a second release)."""
     started = time.monotonic()
     reqs = requirements_for(recipe, parse_with(with_))
     sig = signature({"check": recipe.hash, "reqs": reqs, "t": time.time()})
@@ -50,6 +51,7 @@ def run_check(session: Session, recipe: Recipe, *, with_: tuple[str, ...], judgi
                       requirements=reqs, env_key=row.get("env_key"), lock_hash=row.get("lock_hash"),
                       snapshot=run.snapshot, reused=probe.reused, executed=probe.executed,
                       stderr_tail=(row.get("stderr_tail") or "")[-2000:], log_path=row.get("log_path"),
+                      signature_matched=(j.details or {}).get("signature_matched"),
                       duration_s=round(time.monotonic() - started, 3))
         return run.finish(result)
 
@@ -60,7 +62,10 @@ def rerun_probe(session: Session, run_id: int, seq: int, *, argv: list[str] | No
     Nightly channels prune old builds, so a finished run must stay checkable without
     them: the probe's environment is used as the cache kept it; if it was evicted, it
     is rebuilt by uv ``--offline`` from uv's cache and the probe's stored lock. The
-    re-run is recorded as a ``check`` run naming the probe it repeats.
+    re-run is recorded as a ``check`` run naming the probe it repeats, and judged as that
+    run judged (:func:`envbisect.reference.recorded_judging`: regress mode, thresholds,
+    the reference's outputs and tolerances, the failure signature); its outputs are
+    stored and compared with the reference's like any probe's.
     """
     store = session.store
     run = store.get_run(run_id)
@@ -82,23 +87,34 @@ def rerun_probe(session: Session, run_id: int, seq: int, *, argv: list[str] | No
     thresholds = tuple(Threshold.parse(t) for t in stored.get("thresholds") or [])
     timeout = float(stored.get("timeout") or recipe.settings.timeout)
     label = row.get("version") or "probe"
-    judging = Judging(timeout, regress, thresholds)
+    # Judged as the run judged: its reference's outputs, tolerances and signature.
+    judging = reference.recorded_judging(run, store.probes_for_run(run_id), recipe,
+                                         Judging(timeout, regress, thresholds))
     with open_run(session, kind="check", recipe=recipe, judging=judging, argv=argv or [],
                   signature=signature({"rerun": [run_id, seq], "t": time.time()}),
-                  settings={"rerun_of": {"run": run_id, "seq": seq}, "regress": regress.value}) as new:
+                  settings={"rerun_of": {"run": run_id, "seq": seq}, "regress": regress.value,
+                            **reference.signature_part(judging.numerics)}) as new:
         session.handler.probe_started(display(label), 1, 1)
-        with session.envs.in_use(env):
-            raw = run_recipe(env.python, recipe.path, timeout=timeout,
-                             log_path=session.settings.cache.logs / f"run-{new.id}" / "rerun-0.log",
-                             scratch_dir=session.settings.cache.scratch)
-        j = judge(raw, regress, thresholds)
+        task = ProbeTask(new.id, "rerun", 0, recipe.path.name, recipe.text, recipe.hash, lock_text, timeout,
+                         exclusive=recipe.settings.exclusive, resources=dict(recipe.settings.resources),
+                         recipe_path=str(recipe.path), reference=judging.reference.as_dict() if judging.reference
+                         else None)
+        shop = Workshop(session.settings.cache, session.settings.index, session.interpreter, envs=session.envs)
+        out = run_in(task, shop, env)
+        if out.install_failed is not None:
+            raise InstallFailed(out.install_failed)
+        j = judging.judge(out.raw)
         store.record_probe(new.id, attempt=0, recipe_hash=recipe.hash, env_key=env.key, lock_hash=row["lock_hash"],
                            host=session.host, fingerprint=session.fingerprint, package=row.get("package"),
                            version=label, requirements=row.get("requirements"), timeout_s=timeout,
-                           **dict(raw.to_dict(), resolved=env.resolved), outcome=j.outcome.value, verdict=j.verdict.value, reason=j.reason)
+                           **dict(out.raw, resolved=env.resolved), outcome=j.outcome.value, verdict=j.verdict.value,
+                           reason=j.reason)
         session.handler.probe_finished(display(label), j, False)
-        return new.finish({
+        details = j.details or {}
+        return new.finish(reference.annotate({
             "run_id": new.id, "kind": "check", "rerun_of": {"run": run_id, "seq": seq, "version": label},
             "status": j.outcome.value, "outcome": j.outcome.value, "verdict": j.verdict.value, "reason": j.reason,
             "original_outcome": row.get("outcome"), "environment": source, "env_key": env.key,
-            "recipe_changed": recipe.hash != run["recipe_hash"], "metrics": raw.metrics, "resolved": env.resolved})
+            "recipe_changed": recipe.hash != run["recipe_hash"], "metrics": out.raw.get("metrics"),
+            "resolved": env.resolved, "output_diffs": details.get("output_diffs"),
+            "signature_matched": details.get("signature_matched")}, judging, {}))

@@ -185,6 +185,7 @@ def check(
     from envbisect import report
     from envbisect.checks import run_check
     from envbisect.recipes import load_recipe
+    from envbisect.requests_model import Numerics
     from envbisect.session import Session
 
     rec = load_recipe(recipe)
@@ -193,7 +194,7 @@ def check(
                          download_python)
     with open_store(settings) as store, progress_for(json_out, quiet) as progress:
         result = run_check(Session(settings, store, progress), rec, with_=tuple(with_) or rec.settings.with_,
-                           judging=judging_for(timeout, regress, threshold, 0, rec),
+                           judging=Numerics.of(rec).judging(judging_for(timeout, regress, threshold, 0, rec)),
                            argv=[redact(a) for a in sys.argv[1:]])
     if json_out:
         print_json(result)

@@ -14,9 +14,10 @@ from typing import List, Optional
 
 import typer
 
-from envbisect.cli_options import (AllowBuild, AsJson, CacheDir, ExtraIndex, FindLinks, IndexUrl, Installer, NoReuse,
-                                   Python, Quiet, Regress, Retries, Thresholds, Timeout, print_json, judging_for, open_store,
-                                   out, progress_for, settings_for)
+from envbisect.cli_options import (AllowBuild, AsJson, Atol, CacheDir, DivergeFrom, ExtraIndex, FailureSignature,
+                                   FindLinks, IndexUrl, Installer, NoReuse, Python, Quiet, Regress, Retries, Rtol,
+                                   Thresholds, Timeout, print_json, judging_for, open_store, out, progress_for,
+                                   settings_for)
 from envbisect.redact import redact
 
 
@@ -40,14 +41,19 @@ def matrix(
     cache_dir: Optional[Path] = CacheDir,
     json_out: bool = AsJson,
     quiet: bool = Quiet,
+    diverge_from: Optional[str] = DivergeFrom, rtol: Optional[float] = Rtol, atol: Optional[float] = Atol,
+    signature: Optional[str] = FailureSignature,
 ) -> None:
     """Run RECIPE over every combination of the --axis packages' releases.
 
     Combinations the resolver rejects are marked incompatible without running the recipe.
+    With --diverge-from VERSION (or the recipe's reference) every cell is judged by its
+    outputs against the recipe's package at VERSION.
     """
     from envbisect import report
     from envbisect.matrix import Axis, MatrixRequest, run_matrix
     from envbisect.recipes import load_recipe
+    from envbisect.requests_model import Numerics
     from envbisect.session import Session
 
     rec = load_recipe(recipe)
@@ -57,7 +63,8 @@ def matrix(
     req = MatrixRequest(
         recipe=rec, axes=tuple(Axis.parse(a) for a in axis), with_=tuple(with_) or rec.settings.with_,
         pre=pre or rec.settings.pre, limit=limit, timeout=judging.timeout, regress=judging.regress,
-        thresholds=judging.thresholds, retries=retries, argv=[redact(a) for a in sys.argv[1:]])
+        thresholds=judging.thresholds, retries=retries, argv=[redact(a) for a in sys.argv[1:]],
+        numerics=Numerics.of(rec, diverge_from, rtol, atol, signature))
     with open_store(settings) as store, progress_for(json_out, quiet) as progress:
         result = run_matrix(Session(settings, store, progress), req)
     if json_out:

@@ -163,22 +163,11 @@ def sampling_for(metric: str | None, samples: str | None, confidence: float | No
 def numerics_for(diverge_from: str | None, rtol: float | None, atol: float | None, signature: str | None,
                  recipe) -> tuple[str | None, Tolerance, Signature | None]:
     """The reference release, tolerances and failure signature from the flags, falling back
-    to the recipe's ``reference``/``rtol``/``atol``/``signature``/``signature-exception``."""
-    from envbisect.signatures import Signature
+    to the recipe's table (:meth:`envbisect.requests_model.Numerics.of`)."""
+    from envbisect.requests_model import Numerics
 
-    rec = recipe.settings
-    reference = diverge_from or rec.reference
-    for flag, value in (("--rtol", rtol), ("--atol", atol)):
-        if value is not None and not value >= 0:
-            raise ConfigError(f"{flag} {value:g} is negative or not a number; pass e.g. {flag} 1e-5")
-    if (rtol is not None or atol is not None) and not reference:
-        raise ConfigError("--rtol/--atol judge outputs against a reference: pass --diverge-from VERSION "
-                          "or set reference in the recipe's [tool.envbisect] table")
-    defaults = Tolerance()
-    tolerance = Tolerance(next(v for v in (rtol, rec.rtol, defaults.rtol) if v is not None),
-                          next(v for v in (atol, rec.atol, defaults.atol) if v is not None))
-    sig = Signature(signature or rec.signature, rec.signature_exception)
-    return reference, tolerance, sig if sig else None
+    found = Numerics.of(recipe, diverge_from, rtol, atol, signature)
+    return found.diverge_from, found.tolerance, found.signature
 
 
 def print_json(value) -> None:

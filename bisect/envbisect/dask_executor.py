@@ -16,6 +16,10 @@ a worker that needs credentials for the index has them in its own environment.
   ``allowed-failures``, 3 by default); the dead worker's recipe dies with it (parent-death
   signal), so the probe is simply run again, never judged from half a run. A task that
   kills that many workers stops the run with one line (nothing recorded for it).
+* ``--diverge-from``: the reference release's output files are scattered to the cluster
+  once per reference and checked and stored by each worker before its recipe runs; the
+  outputs a worker's run wrote come back with its result and are stored in the
+  coordinator's cache (only those it lacks; bounded: :mod:`envbisect.outputs_transfer`).
 * Reuse: a stored probe is reused when its key matches the key it would have on one of
   the workers that could run it now (each worker reports its fingerprint and interpreter).
 * Build ahead (``--prefetch``): :meth:`DaskExecutor.build_ahead` hands a resolved lock to
@@ -31,10 +35,13 @@ import threading
 import uuid
 from collections.abc import Mapping
 from concurrent.futures import Future
+from dataclasses import replace
+from pathlib import Path
 
 from envbisect import remote_ahead
 from envbisect.errors import ConfigError, EnvbisectError, ExecutorError
 from envbisect.executor import Place, ProbeTask, TaskResult, execute_remote, worker_place
+from envbisect.outputs_transfer import receive, reference_files
 from envbisect.plan import Lock
 from envbisect.remote_ahead import BuildAhead
 from envbisect.redact import redact
@@ -52,7 +59,7 @@ class DaskExecutor:
 
     kind = "dask"
 
-    def __init__(self, scheduler: str, *, python: str | None = None) -> None:
+    def __init__(self, scheduler: str, *, python: str | None = None, outputs_root: Path | None = None) -> None:
         try:
             from distributed import Client
         except ImportError:
@@ -65,11 +72,15 @@ class DaskExecutor:
         except (OSError, TimeoutError, ValueError) as exc:
             raise ExecutorError(f"cannot reach the Dask scheduler at {redact(scheduler)} ({_first_line(exc)}); "
                                 "start one with `dask scheduler`, or fix --scheduler / ENVBISECT_SCHEDULER") from None
+        #: The coordinator's outputs store: reference files are read from it, probes' land in it.
+        self.outputs_root = outputs_root
+        self._scattered: dict[str, object] = {}  # reference digest -> dask future of its files
         self._places: dict[str, Place] = {}
         self._running: dict[str, object] = {}  # key -> dask future (Dask drops unreferenced ones)
         self._lock = threading.Lock()
         self._ahead: dict[str, str] = {}  # lock hash -> the worker building it ahead
         self._preferred: set[str] = set()  # workers a probe in flight was sent to for its env
+        self._scatter_lock = threading.Lock()
 
     def _workers(self, resources: Mapping[str, float]) -> list[str]:
         workers = self.client.scheduler_info(n_workers=-1).get("workers", {})
@@ -107,7 +118,7 @@ class DaskExecutor:
                 where = None  # gone, or taken by another probe this round: any worker will do
             if where is not None:
                 self._preferred.add(where)
-        remote = self.client.submit(execute_remote, task, key=key, pure=False,
+        remote = self.client.submit(execute_remote, task, self._reference_files(task), key=key, pure=False,
                                     resources=dict(task.resources) or None,
                                     workers=[where] if where else None, allow_other_workers=where is not None)
         bridge: Future = Future()
@@ -119,7 +130,7 @@ class DaskExecutor:
                 self._running.pop(key, None)
                 self._preferred.discard(where)
             try:
-                bridge.set_result(_checked(fut.result()))
+                bridge.set_result(self._landed(_checked(fut.result())))
             except BaseException as exc:  # noqa: BLE001 - handed to the coordinator
                 bridge.set_exception(_translate(exc, task))
 
@@ -147,10 +158,31 @@ class DaskExecutor:
         for where, hashes in by_worker.items():
             self.client.run(remote_ahead.cancel, *hashes, workers=[where])
 
+    def _reference_files(self, task: ProbeTask):
+        """The reference's output files as one Dask future, scattered once per reference
+        (every task of the run names the same one; a worker fetches it once), or None."""
+        if task.reference is None or self.outputs_root is None:
+            return None
+        digest = task.reference["digest"]
+        with self._scatter_lock:  # not self._lock: the done callbacks take that one
+            if digest not in self._scattered:
+                files = reference_files(self.outputs_root, task.reference)
+                self._scattered[digest] = self.client.scatter([files], hash=False)[0]
+            return self._scattered[digest]
+
+    def _landed(self, result: TaskResult) -> TaskResult:
+        """Store the outputs a worker sent back in the coordinator's cache (checked again)."""
+        if result.output_files and self.outputs_root is not None:
+            receive(self.outputs_root, result.output_files)
+        return replace(result, output_files=None)
+
     def close(self) -> None:
         with self._lock:
             running = list(self._running.values())
             self._running.clear()
+        with self._scatter_lock:
+            running += list(self._scattered.values())
+            self._scattered.clear()
         try:
             if running:
                 self.client.cancel(running)

@@ -31,7 +31,7 @@ import threading
 from collections.abc import Mapping
 from concurrent.futures import Future
 from contextlib import ExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from filelock import FileLock
@@ -89,7 +89,8 @@ class ProbeTask:
     #: The recipe's path on the coordinating machine (a local executor runs it in place).
     recipe_path: str | None = None
     #: The reference release's outputs to compare with (``--diverge-from``; version, digest,
-    #: manifest): their contents are read from this machine's cache (:mod:`envbisect.outputs`).
+    #: manifest): their contents are read from this machine's cache (:mod:`envbisect.outputs`),
+    #: where the Dask executor has them delivered first (:mod:`envbisect.outputs_transfer`).
     reference: dict | None = None
 
 
@@ -105,6 +106,9 @@ class TaskResult:
     install_failed: str | None = None
     #: What :mod:`envbisect.sourceprobe` read in the env (first attempt only).
     source: dict | None = None
+    #: From a worker: the output files the coordinator lacks (hash -> bytes), which the
+    #: Dask executor stores in the coordinator's cache (:mod:`envbisect.outputs_transfer`).
+    output_files: dict[str, bytes] | None = None
 
 
 def place_of(interpreter: Interpreter) -> Place:
@@ -226,7 +230,15 @@ def execute(task: ProbeTask, shop: Workshop) -> TaskResult:
         env = shop.envs.ensure(spec)
     except InstallFailed as exc:
         return TaskResult(shop.place, spec.key, install_failed=str(exc))
-    log = shop.cache.logs / f"run-{task.run_id}" / f"{_safe(task.label)}-{spec.key[:8]}-{task.attempt}.log"
+    return run_in(task, shop, env, sources=task.attempt == 0)
+
+
+def run_in(task: ProbeTask, shop: Workshop, env, *, sources: bool = False) -> TaskResult:
+    """Run the recipe of ``task`` once in the built ``env``: its outputs stored and compared
+    with ``task.reference`` (:func:`envbisect.outputs.gather`), and, with ``sources``, what
+    the env's packages were built from. ``bisect show --rerun`` calls it with the env the
+    cache kept (or uv rebuilt offline), so a re-run is measured as a probe is."""
+    log = shop.cache.logs / f"run-{task.run_id}" / f"{_safe(task.label)}-{env.key[:8]}-{task.attempt}.log"
     environ = dict(recipe_environ(env.python.parent, task.env_values), **{SAMPLE_ENV: str(task.attempt)})
     out_dir = environ[OUTPUTS_ENV] = str(outputs.scratch_dir(shop.cache.scratch))
     with shop.envs.in_use(env), host_locks(task):
@@ -234,20 +246,36 @@ def execute(task: ProbeTask, shop: Workshop) -> TaskResult:
             raw = run_recipe(env.python, shop.recipe_file(task), timeout=task.timeout, log_path=log,
                              scratch_dir=shop.cache.scratch, env=environ).to_dict()
         except InstallFailed as exc:  # the env's interpreter cannot start
-            return TaskResult(shop.place, spec.key, install_failed=str(exc))
+            return TaskResult(shop.place, env.key, install_failed=str(exc))
         finally:
             environ.pop(OUTPUTS_ENV)
         # After the recipe, so they never delay or disturb the measurement.
         raw.update(outputs.gather(Path(out_dir), outputs.store_root(shop.cache.root), raw, task.reference,
                                   env.python, environ))
-        source = read_sources(env.python, environ, task.timeout) if task.attempt == 0 else None
-    return TaskResult(shop.place, spec.key, env.resolved, env.build_s if task.attempt == 0 else 0.0, raw,
+        source = read_sources(env.python, environ, task.timeout) if sources else None
+    return TaskResult(shop.place, env.key, env.resolved, env.build_s if task.attempt == 0 else 0.0, raw,
                       source=source)
 
 
-def execute_remote(task: ProbeTask) -> TaskResult:
-    """The task body on a worker machine (what the Dask executor submits)."""
-    return execute(task, worker_workshop(task.python, task.index))
+def execute_remote(task: ProbeTask, reference_files: dict[str, bytes] | None = None) -> TaskResult:
+    """The task body on a worker machine (what the Dask executor submits): the reference's
+    output files (checked, stored in this worker's cache) first, then :func:`execute`; the
+    result carries back the outputs the coordinator does not have yet."""
+    from envbisect.outputs_transfer import pack, receive
+
+    shop = worker_workshop(task.python, task.index)
+    root = outputs.store_root(shop.cache.root)
+    receive(root, reference_files or {})
+    result = execute(task, shop)
+    if not result.raw or not result.raw.get("outputs"):
+        return result
+    present = [e.get("hash") for e in ((task.reference or {}).get("outputs") or {}).values()]
+    files, left = pack(root, result.raw["outputs"], present)
+    raw = dict(result.raw)
+    if left:
+        note = f"kept on the worker only (over the transfer limit): {', '.join(left)}"
+        raw["outputs_note"] = "; ".join(filter(None, [raw.get("outputs_note"), note]))
+    return replace(result, raw=raw, output_files=files)
 
 
 class LocalExecutor:

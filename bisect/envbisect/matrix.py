@@ -8,6 +8,11 @@ interpreter and indexes; no download, no install): a combination the resolver re
 recorded as incompatible with the resolver's reason and costs no recipe run. The others
 are probed like any bisection candidate (same env cache, same probe reuse).
 
+Cells are judged as ``bisect run`` judges (:class:`envbisect.requests_model.Numerics`):
+with a reference (``--diverge-from`` / ``reference``) the reference environment is probed
+first (:func:`_establish`) and every cell that exited 0 or 1 is good when its outputs match
+it within ``--rtol``/``--atol``; a failure signature makes a bad cell without it untestable.
+
 Everything is one run of kind ``matrix`` with one probe row per cell, so ``bisect show``
 and ``bisect report`` work on it and an interrupted matrix resumes: cells already
 recorded in the run are read back, not tried again.
@@ -25,15 +30,15 @@ from enum import Enum
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from envbisect import __version__
+from envbisect import __version__, reference
 from envbisect.config import host_info
 from envbisect.driver import ActiveRun, open_run, snapshot_for
 from envbisect.errors import ConfigError, NoCandidates
 from envbisect.plan import Unresolvable
 from envbisect.policy import RegressMode, Threshold
 from envbisect.recipes import Recipe
-from envbisect.requests_model import Judging, parse_with, requirements_for, signature
-from envbisect.session import Session
+from envbisect.requests_model import Judging, Numerics, parse_with, requirements_for, signature
+from envbisect.session import Probe, Session
 from envbisect.versions import parse_specifier, why_empty
 
 _AXIS = re.compile(r"^\s*(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)\s*(?P<rest>.*)$")
@@ -85,6 +90,8 @@ class MatrixRequest:
     thresholds: tuple[Threshold, ...] = ()
     retries: int = 0
     argv: list[str] = field(default_factory=list)
+    #: Reference release, tolerances and failure signature (flags, else the recipe's table).
+    numerics: Numerics = Numerics()
 
 
 def cell_label(versions: dict[str, str]) -> str:
@@ -107,6 +114,7 @@ def matrix_signature(session: Session, req: MatrixRequest) -> str:
         "thresholds": [str(t) for t in req.thresholds], "retries": req.retries,
         "python": session.interpreter.version, "index": session.settings.index.redacted(),
         "installer": session.settings.installer, "allow_build": session.settings.allow_build,
+        **reference.signature_part(req.numerics),
     })
 
 
@@ -137,18 +145,22 @@ def run_matrix(session: Session, req: MatrixRequest) -> dict:
         raise ConfigError("a package cannot be both an --axis and a --with pin; drop one of them")
     axis_versions, every = _axis_versions(session, req)
     settings = {"axes": [str(a) for a in req.axes], "with": list(req.with_), "limit": req.limit,
-                "pre": req.pre, "timeout": req.timeout, "regress": req.regress.value}
-    judging = Judging(req.timeout, req.regress, req.thresholds, req.retries)
+                "pre": req.pre, "timeout": req.timeout, "regress": req.regress.value,
+                **reference.signature_part(req.numerics)}
+    judging = req.numerics.judging(Judging(req.timeout, req.regress, req.thresholds, req.retries))
     grid = list(itertools.product(*axis_versions))
     cells, executed, resolves = [], 0, session.planner.resolves
     with open_run(session, kind="matrix", recipe=req.recipe, judging=judging, signature=matrix_signature(session, req),
                   settings=settings, argv=req.argv, package=",".join(a.package for a in req.axes),
                   snapshot=snapshot_for(every)) as run:
+        if req.numerics.diverge_from:  # the reference first: its outputs judge every cell
+            _establish(run, req, pins)
+        learned = {}
         for step, combo in enumerate(grid, start=1):
             versions = dict(zip((a.package for a in req.axes), combo))
             label = cell_label(versions)
             session.handler.probe_started(label, step, len(grid))
-            cell, ran = _probe_cell(session, run, req, versions, label, pins)
+            cell, ran, learned[step] = _probe_cell(session, run, req, versions, label, pins)
             cells.append(cell)
             executed += ran
         result = {
@@ -166,16 +178,25 @@ def run_matrix(session: Session, req: MatrixRequest) -> dict:
                                     *(f"--with {shlex.quote(w)}" for w in req.with_)]
                                    + ([f"--limit {req.limit}"] if req.limit else []))],
         }
-        return run.finish(result)
+        return run.finish(reference.annotate(result, run.judging, {k: p for k, p in learned.items() if p}))
+
+
+def _establish(run: ActiveRun, req: MatrixRequest, pins: list[Requirement]) -> None:
+    """Probe the reference: the recipe's ``package`` (else the first axis's) at the reference
+    release, with the recipe's other dependencies and the ``--with`` pins as of the run's
+    snapshot: the environment ``bisect run --diverge-from`` takes as its reference."""
+    package = req.recipe.settings.package or req.axes[0].package
+    reqs = requirements_for(req.recipe, pins, package, req.numerics.diverge_from)
+    reference.establish(run, req.numerics.diverge_from, reqs, package=package, cutoff=run.latest(reqs))
 
 
 def _probe_cell(session: Session, run: ActiveRun, req: MatrixRequest, versions: dict[str, str], label: str,
-                pins: list[Requirement]) -> tuple[dict, int]:
+                pins: list[Requirement]) -> tuple[dict, int, Probe | None]:
     """One cell: resolved first (an incompatible one costs a resolve, no env, no run), then
-    probed; a cell this run already recorded is read back. Returns (cell, executed)."""
+    probed; a cell this run already recorded is read back. Returns (cell, executed, probe)."""
     rows = run.rows(label)
     if rows and rows[0].get("outcome") == CellOutcome.INCOMPATIBLE.value:
-        return _cell(versions, label, CellOutcome.INCOMPATIBLE.value, "untestable", rows[0].get("reason") or ""), 0
+        return _cell(versions, label, CellOutcome.INCOMPATIBLE.value, "untestable", rows[0].get("reason") or ""), 0, None
     axis_pins = [Requirement(f"{pkg}=={ver}") for pkg, ver in versions.items()]
     reqs = requirements_for(req.recipe, [*pins, *axis_pins])
     lock = None
@@ -184,12 +205,14 @@ def _probe_cell(session: Session, run: ActiveRun, req: MatrixRequest, versions: 
         if isinstance(lock, Unresolvable):
             reason = f"incompatible: {lock.reason}"
             session.record_incompatible(run.id, req.recipe, label, reqs, reason, outcome=CellOutcome.INCOMPATIBLE.value)
-            return _cell(versions, label, CellOutcome.INCOMPATIBLE.value, "untestable", reason), 0
+            return _cell(versions, label, CellOutcome.INCOMPATIBLE.value, "untestable", reason), 0, None
     probe = run.probe(label, reqs, package=None, lock=lock)
     j = probe.judgement
     cell = _cell(versions, label, j.outcome.value, j.verdict.value, j.reason, probe.metrics, probe.resolved,
                  reused=probe.reused, flaky=probe.flaky)
-    return cell, probe.executed
+    if j.details and "diverged" in j.details:
+        cell["diverged"] = list(j.details["diverged"])
+    return cell, probe.executed, probe
 
 
 def _cell(versions: dict[str, str], label: str, outcome: str, verdict: str, reason: str,

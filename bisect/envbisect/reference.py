@@ -5,7 +5,9 @@ Runs layer. The reference release is probed once, like any candidate (a stored p
 it is reused: its outputs do not depend on anything but its own key), and its output
 manifest becomes the run's :class:`~envbisect.compare.Reference`; every later probe is
 judged by comparing its outputs with it (:mod:`envbisect.verdicts`). Without ``--good``
-the reference is the good end of the search.
+the reference is the good end of the search. Its output files must be in this cache (the
+Dask executor brings back what workers wrote, :mod:`envbisect.outputs_transfer`): the
+comparisons read them, here or shipped to the workers.
 """
 
 from __future__ import annotations
@@ -13,9 +15,10 @@ from __future__ import annotations
 import shlex
 from dataclasses import replace
 
-from envbisect.compare import Reference
+from envbisect.compare import Reference, Tolerance
 from envbisect.errors import ConfigError
-from envbisect.signatures import NOT_SIGNATURE
+from envbisect.outputs import path_of, store_root
+from envbisect.signatures import NOT_SIGNATURE, Signature
 
 
 def prepare(req) -> None:
@@ -46,6 +49,28 @@ def reproduce_args(req) -> list[str]:
     return args
 
 
+def recorded_judging(run: dict, rows: list[dict], recipe, base):
+    """How ``bisect show --rerun`` judges a probe of ``run`` again: ``base`` (the run's regress
+    mode, thresholds, timeout) with the reference, tolerances and signature the run recorded
+    (:func:`signature_part`). The reference's outputs are the run's result's, else its own
+    probe of the reference release. A run that recorded no signature gets the recipe's
+    (``signature`` / ``signature-exception``): a recipe that names one always wants it."""
+    from envbisect.requests_model import Numerics
+
+    settings = run.get("settings") or {}
+    sig = settings.get("failure_signature")
+    judging = replace(base, signature=Signature(*sig) if sig else Numerics.of(recipe).signature)
+    if not settings.get("reference"):
+        return judging
+    version, rtol, atol = settings["reference"]
+    outputs = ((run.get("result") or {}).get("reference") or {}).get("outputs") or next(
+        (r["outputs"] for r in rows if r.get("version") == version and r.get("outputs")), None)
+    if not outputs:
+        raise ConfigError(f"run {run.get('id')} judged by the outputs of {version}, and none are recorded in it; "
+                          f"run it again (`bisect run ... --diverge-from {version}`) to re-check its probes")
+    return replace(judging, reference=Reference(version, outputs), tolerance=Tolerance(rtol, atol))
+
+
 def establish(run, label: str, requirements: list[str], *, package: str, cutoff, files: tuple = ()) -> Reference:
     """Probe the reference release in ``run`` and make its outputs the run's reference."""
     probe = run.probe(label, requirements, package=package, cutoff=cutoff, files=files)
@@ -59,6 +84,12 @@ def establish(run, label: str, requirements: list[str], *, package: str, cutoff,
         note = f"; {row['outputs_note']}" if row.get("outputs_note") else ""
         raise ConfigError(f"the reference release {label} wrote no outputs to $ENVBISECT_OUTPUTS{note}; "
                           "have the recipe save its results there (see the README's recipe outputs)")
+    root = store_root(run.session.settings.cache.root)
+    missing = sorted(n for n, e in outputs.items() if not path_of(root, e["hash"]).is_file())
+    if missing:  # recorded elsewhere (a worker kept what was over the transfer limit, an older run)
+        raise ConfigError(f"the reference release {label}'s output(s) {', '.join(missing)} were recorded elsewhere "
+                          f"and are not in this cache ({root}); store them by running the reference here once: "
+                          f"`bisect check {run.recipe.shown} --with {package}=={label} --no-reuse`")
     reference = Reference(label, outputs)
     run.judging = replace(run.judging, reference=reference)
     return reference

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 
 from packaging.requirements import InvalidRequirement, Requirement
@@ -48,6 +48,11 @@ class Judging:
         """Judge a fresh raw result or a stored row under every setting (:mod:`envbisect.verdicts`)."""
         return judge_probe(raw, self.regress, self.thresholds, self.reference, self.tolerance, self.signature)
 
+    @property
+    def numerics(self) -> Numerics:
+        """The reference release's name, the tolerances and the signature judged with."""
+        return Numerics(self.reference.version if self.reference else None, self.tolerance, self.signature)
+
     def reusable(self, row: dict) -> bool:
         """Whether a stored probe can be judged here from what it stored: against a
         reference, it must have outputs, each identical to the reference's or measured
@@ -61,6 +66,44 @@ class Judging:
         return {"timeout": self.timeout, "regress": self.regress.value, "retries": self.retries,
                 "thresholds": [str(t) for t in self.thresholds],
                 **({"sampling": self.sampling.as_dict()} if self.sampling else {})}
+
+
+@dataclass(frozen=True)
+class Numerics:
+    """How outputs and failures are judged besides the exit: the reference release
+    (``--diverge-from`` / ``reference``), the tolerances and the failure signature.
+
+    One resolution for every command that judges (``bisect run``, ``bisect matrix``,
+    ``bisect show --rerun``, the watch daemon's checks and bisections): flags first, then
+    the recipe's ``[tool.envbisect]`` table (:meth:`of`)."""
+
+    diverge_from: str | None = None
+    tolerance: Tolerance = Tolerance()
+    signature: Signature | None = None
+
+    @classmethod
+    def of(cls, recipe: Recipe, diverge_from: str | None = None, rtol: float | None = None,
+           atol: float | None = None, signature: str | None = None) -> Numerics:
+        """The flags given (None: not given), falling back to the recipe's ``reference``,
+        ``rtol``, ``atol``, ``signature`` and ``signature-exception``."""
+        rec = recipe.settings
+        reference = diverge_from or rec.reference
+        for flag, value in (("--rtol", rtol), ("--atol", atol)):
+            if value is not None and not value >= 0:
+                raise ConfigError(f"{flag} {value:g} is negative or not a number; pass e.g. {flag} 1e-5")
+        if (rtol is not None or atol is not None) and not reference:
+            raise ConfigError("--rtol/--atol judge outputs against a reference: pass --diverge-from VERSION "
+                              "or set reference in the recipe's [tool.envbisect] table")
+        defaults = Tolerance()
+        tolerance = Tolerance(next(v for v in (rtol, rec.rtol, defaults.rtol) if v is not None),
+                              next(v for v in (atol, rec.atol, defaults.atol) if v is not None))
+        sig = Signature(signature or rec.signature, rec.signature_exception)
+        return cls(reference, tolerance, sig if sig else None)
+
+    def judging(self, base: Judging) -> Judging:
+        """``base`` judging with these tolerances and signature (the reference's outputs are
+        added once its probe ran: :func:`envbisect.reference.establish`)."""
+        return replace(base, tolerance=self.tolerance, signature=self.signature)
 
 
 class DepsMode(str, Enum):

@@ -206,7 +206,10 @@ class Session:
             if self.settings.executor == "dask":
                 from envbisect.dask_executor import DaskExecutor
 
-                self._executor = DaskExecutor(self.settings.scheduler, python=self.settings.python)
+                from envbisect.outputs import store_root
+
+                self._executor = DaskExecutor(self.settings.scheduler, python=self.settings.python,
+                                              outputs_root=store_root(self.settings.cache.root))
             else:
                 shop = Workshop(self.settings.cache, self.settings.index, self.interpreter, envs=self.envs)
                 self._executor = LocalExecutor(shop, self.settings.jobs)

@@ -8,10 +8,11 @@ One cycle, per watch of ``bisect.toml``:
    outcome); every listed release counts as seen, history is never bisected.
 3. Later runs: listed releases the watch has not seen are new (set membership, so a
    backport published after a higher release is new too). They are judged in batches
-   against the nearest judged release below them: all of a small batch is probed (the
-   newest first), a spread of a large one, and every change of verdict along that chain is
-   bisected (``find_fix`` when bad turns good), so a regression introduced and fixed
-   within one batch is found too (:mod:`envbisect.watchplan`).
+   against the nearest judged release below them (judged as ``bisect run`` judges, with
+   the recipe's reference and signature: :mod:`envbisect.watchprobe`): all of a small batch
+   is probed (the newest first), a spread of a large one, and every change of verdict
+   along that chain is bisected (``find_fix`` when bad turns good), so a regression
+   introduced and fixed within one batch is found too (:mod:`envbisect.watchplan`).
 4. A conclusive finding is recorded and queued in the watch's state, then attached to
    the issue (:mod:`envbisect.trackers`); a failed attachment stays queued and is retried
    on every later cycle. Inconclusive bisections are logged only.
@@ -48,7 +49,7 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
-from envbisect import secrets
+from envbisect import reference, secrets
 from envbisect.byversion import run_bisection
 from envbisect.config import CachePaths, Settings
 from envbisect.errors import AlreadyRunning, EnvbisectError, TrackerError
@@ -58,12 +59,12 @@ from envbisect.policy import Judgement, RegressMode
 from envbisect.recipes import Recipe, load_recipe
 from envbisect.report import boundary_keys, headline
 from envbisect.search import Verdict
-from envbisect.driver import open_run
-from envbisect.requests_model import BisectRequest, Judging, parse_with, requirements_for, signature
+from envbisect.requests_model import BisectRequest, Numerics, signature
 from envbisect.session import Probe, Session
 from envbisect.store import Store
 from envbisect.trackers import TOKEN_ENV, GitHub, attach_run, parse_issue
 from envbisect.watchconfig import WatchSpec
+from envbisect.watchprobe import probe_release
 from envbisect.watchplan import DECISIVE, Batch, batches, changes, grace_s, new_releases, probe_order, sample
 from envbisect.watchstate import Known, WatchState, due_in, legacy_seen, schedule, short
 
@@ -204,6 +205,8 @@ class _Context:
     regress: RegressMode
     with_: tuple[str, ...]
     package: str
+    #: The recipe's reference, tolerances and signature (judged as ``bisect run`` judges).
+    numerics: Numerics
 
 
 class Watcher:
@@ -219,7 +222,7 @@ class Watcher:
         settings = replace(self.settings, index=index, python=recipe.settings.python or self.settings.python)
         regress = RegressMode(recipe.settings.regress or RegressMode.EXIT.value)
         return _Context(spec, recipe, Session(settings, self.store, LogHandler(spec.name)), regress,
-                        spec.with_ or recipe.settings.with_, spec.package)
+                        spec.with_ or recipe.settings.with_, spec.package, Numerics.of(recipe))
 
     def cycle(self, specs: list[WatchSpec], *, force: bool, once: bool = False) -> int:
         """Check every due watch (all with ``force``), then retry queued attachments.
@@ -272,7 +275,8 @@ class Watcher:
         fields = dict(recipe=str(spec.recipe), package=ctx.package, last_seen=listed[-1],
                       index_url=ctx.session.settings.index.redacted()["index_url"], etag=listing)
         question = signature({"recipe": ctx.recipe.hash, "with": list(ctx.with_), "package": ctx.package,
-                              "index": ctx.session.settings.index.redacted(), "pre": spec.pre})
+                              "index": ctx.session.settings.index.redacted(), "pre": spec.pre,
+                              **reference.signature_part(ctx.numerics)})
         if state.question not in (None, question):  # stored verdicts answer another question
             log.info("[%s] recipe, pins or index changed since the last check; new baseline", spec.name)
             return self._baseline(ctx, state, listed, fields, question)
@@ -324,22 +328,9 @@ class Watcher:
                     learned.setdefault(row["version"], (row["verdict"], run_id))
 
     def _probe(self, ctx: _Context, version: str) -> tuple[Probe, int]:
-        """One recorded probe of ``package==version`` in a ``check`` run (resumable);
-        the probe and the run's id."""
-        reqs = requirements_for(ctx.recipe, parse_with(ctx.with_), ctx.package, version)
-        sig = signature({"watch": ctx.spec.name, "recipe": ctx.recipe.hash, "requirements": reqs,
-                         "index": ctx.session.settings.index.redacted()})
-        judging = Judging(ctx.recipe.settings.timeout, ctx.regress)
-        with open_run(ctx.session, kind="check", recipe=ctx.recipe, judging=judging, signature=sig,
-                      settings={"watch": ctx.spec.name, "with": list(ctx.with_), "version": version},
-                      argv=["watch", ctx.spec.name], package=ctx.package) as run:
-            ctx.session.handler.probe_started(version, 1, 1)
-            probe = run.probe(version, reqs, package=ctx.package)
-            j = probe.judgement
-            run.finish({"kind": "check", "watch": ctx.spec.name, "package": ctx.package, "version": version,
-                        "outcome": j.outcome.value, "verdict": j.verdict.value, "reason": j.reason,
-                        "snapshot": run.snapshot})
-        return probe, run.id
+        """One recorded probe of ``version`` (:func:`envbisect.watchprobe.probe_release`)."""
+        return probe_release(ctx.session, ctx.recipe, ctx.numerics, watch=ctx.spec.name, package=ctx.package,
+                             version=version, with_=ctx.with_, regress=ctx.regress)
 
     def _bisect(self, ctx: _Context, state: WatchState, *, fix: bool, old: str, new: str) -> int:
         """Bisect between two judged releases whose verdicts differ; record a conclusive
@@ -350,7 +341,9 @@ class Watcher:
         good, bad = (new, old) if fix else (old, new)
         req = BisectRequest(recipe=ctx.recipe, package=ctx.package, spec=ctx.recipe.settings.range, good=good,
                             bad=bad, with_=ctx.with_, pre=ctx.spec.pre, timeout=ctx.recipe.settings.timeout,
-                            regress=ctx.regress, find_fix=fix, argv=["watch", ctx.spec.name])
+                            regress=ctx.regress, find_fix=fix, argv=["watch", ctx.spec.name],
+                            diverge_from=ctx.numerics.diverge_from, tolerance=ctx.numerics.tolerance,
+                            signature=ctx.numerics.signature)
         result = run_bisection(ctx.session, req)
         run_id = result["run_id"]
         if result["status"] != "found":

@@ -25,6 +25,8 @@ from support.index_server import LocalIndex
 from support.numpy_wheel import numpy_wheel
 from support.wheels import build_wheel
 
+from envbisect.signatures import NOT_SIGNATURE
+
 VERSIONS = [f"1.{m}" for m in range(8)]
 FIRST_BAD = "1.5"
 #: Releases whose recipe below fails the wrong way (an out-of-memory message).
@@ -83,6 +85,14 @@ def shared(tmp_path_factory, drift_index):
 def _run(root: Path, cache: Path, index: LocalIndex, recipe: Path, *args: str, check_json: bool = True):
     return bisect_cli("run", str(recipe), "--index-url", index.url, "--cache-dir", str(cache), "--json", *args,
                       cwd=root, check_json=check_json)
+
+
+def _rerun(root: Path, cache: Path, run_id: int, version: str):
+    """``bisect show RUN --rerun SEQ --json`` of the run's probe of ``version``."""
+    shown = bisect_cli("show", str(run_id), "--json", "--cache-dir", str(cache), cwd=root, check_json=True)
+    seq = next(r["seq"] for r in shown.json["probe_rows"] if r["version"] == version)
+    return bisect_cli("show", str(run_id), "--rerun", str(seq), "--json", "--cache-dir", str(cache), cwd=root,
+                      check_json=True)
 
 
 def _probe_rows(cache: Path) -> int:
@@ -154,6 +164,12 @@ def test_one_output_of_three_diverges_then_a_looser_rtol_rejudges_offline(shared
     assert not orphan.exists()
     assert json.loads(bisect_cli("cache", "info", "--json", "--cache-dir", str(cache), cwd=root).stdout)["outputs"] == 4
 
+    # `show --rerun` judges a probe again as its run did: against 1.0's outputs, 1e-5.
+    again = _rerun(root, cache, first["run_id"], FIRST_BAD)
+    assert again.returncode == 1 and again.json["verdict"] == "bad", again.stdout + again.stderr
+    assert again.json["output_diffs"]["logits"]["max_rel"] == diffs["logits"]["max_rel"]
+    assert "logits" in again.json["reason"] and again.json["reference"]["version"] == "1.0"
+
 
 def test_a_bad_exit_without_the_signature_is_untestable(shared, drift_index):
     root, cache = shared
@@ -173,7 +189,17 @@ def test_a_bad_exit_without_the_signature_is_untestable(shared, drift_index):
     # The recipe table's signature-exception says the same, by exception class.
     by_class = write_recipe(root / "signature_class.py", SIGNATURE_BODY.format(oom=OOM), package="drift",
                             deps=("drift",), extra_tool='signature-exception = "ValueError"')
-    assert _run(root, cache, drift_index, by_class).json["first_bad"] == FIRST_BAD
+    by_class_run = _run(root, cache, drift_index, by_class).json
+    assert by_class_run["first_bad"] == FIRST_BAD
+    check = bisect_cli("check", str(by_class), "--with", f"drift=={OOM[0]}", "--index-url", drift_index.url,
+                       "--cache-dir", str(cache), "--json", cwd=root, check_json=True)
+    assert check.returncode == 125 and check.json["reason"].startswith(NOT_SIGNATURE), check.stdout
+    assert check.json["signature_matched"] is False
+    # `show --rerun` keeps the signature of the run it repeats (the flag, or the table's).
+    for run_id in (sig.json["run_id"], by_class_run["run_id"]):
+        again = _rerun(root, cache, run_id, OOM[-1])
+        assert again.returncode == 125 and again.json["reason"].startswith(NOT_SIGNATURE), again.stdout
+        assert again.json["signature_matched"] is False
 
 
 def test_reference_mistakes_are_one_line_errors(shared, drift_index):
@@ -190,3 +216,53 @@ def test_reference_mistakes_are_one_line_errors(shared, drift_index):
                           "drop --by date / --samples auto, or them")
     assert_one_line_error(_fails(recipe, "--diverge-from", "9.9"),
                           "--diverge-from 9.9 is not a release of drift")
+
+
+def test_a_reference_recorded_elsewhere_is_one_line_naming_how_to_store_it_here(shared, drift_index):
+    """A reference probe reused by key whose files this cache lacks (recorded on another
+    machine) would make every comparison fail: one line, and its fix works."""
+    root, cache = shared
+    recipe = write_recipe(root / "elsewhere.py", OUTPUTS_BODY.format(side=str(root / "elsewhere-side.txt")),
+                          package="drift", deps=("drift", "numpy"))
+    stored = bisect_cli("check", str(recipe), "--with", "drift==1.0", "--index-url", drift_index.url, "--cache-dir",
+                        str(cache), "--json", cwd=root, check_json=True)
+    with sqlite3.connect(cache / "results.db") as db:
+        [(manifest,)] = db.execute("SELECT outputs FROM probes WHERE run_id = ?", (stored.json["run_id"],)).fetchall()
+    logits = cache / "outputs" / json.loads(manifest)["logits"]["hash"][:2] / json.loads(manifest)["logits"]["hash"]
+    logits.unlink()
+    args = ("--diverge-from", "1.0", "--range", "<=1.2")
+    line = assert_one_line_error(_run(root, cache, drift_index, recipe, *args, check_json=False),
+                                 "the reference release 1.0's output(s) logits were recorded elsewhere",
+                                 code=2)
+    fix = line.split("`")[1].split()
+    assert fix[:2] == ["bisect", "check"] and "--no-reuse" in fix, line
+    assert bisect_cli(*fix[1:], "--index-url", drift_index.url, "--cache-dir", str(cache), cwd=root).returncode == 0
+    assert logits.is_file()
+    again = _run(root, cache, drift_index, recipe, *args)
+    assert again.returncode == 3 and again.json["status"] == "not-reproduced", again.stdout + again.stderr
+
+
+def test_matrix_cells_are_judged_by_reference_and_signature(shared, drift_index):
+    """``bisect matrix`` judges as ``bisect run`` does: each cell's outputs against the
+    reference release's (``--diverge-from``), and bad cells by the signature."""
+    root, cache = shared
+    recipe = write_recipe(root / "matrix_outputs.py", OUTPUTS_BODY.format(side=str(root / "matrix-side.txt")),
+                          package="drift", deps=("drift", "numpy"))
+    proc = bisect_cli("matrix", str(recipe), "--axis", "drift>=1.3,<1.7", "--diverge-from", "1.0", "--index-url",
+                      drift_index.url, "--cache-dir", str(cache), "--json", cwd=root, check_json=True)
+    assert proc.returncode == 0, proc.stderr
+    cells = {c["versions"]["drift"]: c for c in proc.json["cells"]}
+    assert {v: c["verdict"] for v, c in cells.items()} == {"1.3": "good", "1.4": "good", "1.5": "bad", "1.6": "bad"}
+    assert cells["1.5"]["diverged"] == ["logits"] and cells["1.3"]["diverged"] == []
+    assert proc.json["reference"]["version"] == "1.0" and proc.json["reference"]["rtol"] == 1e-5
+    loose = bisect_cli("matrix", str(recipe), "--axis", "drift>=1.3,<1.7", "--diverge-from", "1.0", "--rtol", "1e-2",
+                       "--index-url", drift_index.url, "--cache-dir", str(cache), "--json", cwd=root, check_json=True)
+    assert {c["verdict"] for c in loose.json["cells"]} == {"good"} and loose.json["executed"] == 0
+
+    by_class = write_recipe(root / "matrix_signature.py", SIGNATURE_BODY.format(oom=OOM), package="drift",
+                            deps=("drift",), extra_tool='signature-exception = "ValueError"')
+    sig = bisect_cli("matrix", str(by_class), "--axis", "drift>=1.3,<1.6", "--index-url", drift_index.url,
+                     "--cache-dir", str(cache), "--json", cwd=root, check_json=True)
+    verdicts = {c["versions"]["drift"]: (c["verdict"], c["reason"]) for c in sig.json["cells"]}
+    assert verdicts["1.5"][0] == "bad" and verdicts["1.3"][0] == verdicts["1.4"][0] == "untestable", verdicts
+    assert verdicts["1.4"][1].startswith(NOT_SIGNATURE) and sig.json["not_signature"]

@@ -298,6 +298,78 @@ def test_a_task_carries_no_secret(tmp_path, index, monkeypatch):
         assert b"results.db" not in blob
 
 
+# Three outputs; only logits changes at 1.9 (by 1e-3). Before that its bytes differ from
+# 1.0's by 1e-9 relative: every good candidate needs a real comparison with 1.0's file.
+REFERENCE_BODY = """
+import json, os, pathlib, par
+out = pathlib.Path(os.environ["ENVBISECT_OUTPUTS"])
+minor = int(par.__version__.split(".")[1])
+scale = 1 + 1e-9 * minor if par.VALUE == 1 else 1.001
+(out / "logits.json").write_text(json.dumps([0.5 * scale, 2.0 * scale]))
+(out / "loss.json").write_text(json.dumps(3.25))
+(out / "labels.json").write_text(json.dumps([[1, 2], [3, 4]]))
+"""
+
+
+def _stored_hashes(db: Path) -> set[str]:
+    return {e["hash"] for r in rows(db) if r["outputs"] for e in json.loads(r["outputs"]).values()}
+
+
+def _worker_caches(cluster) -> set[Path]:
+    """Each worker's cache directory (a worker the nanny restarted may use another one)."""
+    from envbisect.config import default_cache_dir
+
+    with distributed.Client(cluster) as client:
+        return {Path(p) for p in client.run(lambda: str(default_cache_dir().absolute())).values()}
+
+
+def test_a_reference_run_on_dask_workers_answers_as_the_local_one(tmp_path, index, cluster):
+    """--diverge-from under --executor dask: the reference's files travel to the workers
+    (whose cache lacks them), the workers' outputs come back to the coordinator's cache."""
+    import shutil
+
+    local, _ = _run(tmp_path, index, REFERENCE_BODY, _modes(cluster)["sequential"], "--diverge-from", "1.0",
+                    name="ref-local")
+    assert local.returncode == 0, local.stderr
+    # The coordinator runs 1.0 (and 1.1) itself first, so only its cache has 1.0's files ...
+    first, work = _run(tmp_path, index, REFERENCE_BODY, _modes(cluster)["sequential"], "--good", "1.0",
+                       "--bad", "1.1", name="ref-dask")
+    assert first.returncode == 3, first.stderr
+    caches = _worker_caches(cluster)
+    for cache in caches:  # ... and no worker has any
+        shutil.rmtree(cache / "outputs", ignore_errors=True)
+    recipe = work / "r.py"
+    proc = bisect_cli("run", str(recipe), "--index-url", index.url, "--cache-dir", str(work / "cache"), "--json",
+                      "--diverge-from", "1.0", *_modes(cluster)["dask3"], cwd=work,
+                      env=cli_env(PAR_STATE=str(work / "state")), check_json=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    res, loc = proc.json, json.loads(local.stdout)
+    assert _answer(res, False) == _answer(loc, False) == EXPECTED["regression"]
+    assert res["diverged_outputs"] == loc["diverged_outputs"] == ["logits"]
+    compared = [p for p in res["probes"] if p["version"] != "1.0" and p["verdict"] == "good" and not p["reused"]]
+    assert compared, f"no good candidate was compared with 1.0 on a worker: {res['probes']}"
+    assert res["executed"] >= 4 and all(p["host"] for p in res["probes"])
+    ref_logits = res["reference"]["outputs"]["logits"]["hash"]
+    assert any((c / "outputs" / ref_logits[:2] / ref_logits).is_file() for c in caches), "shipped to the workers"
+    db = work / "cache" / "results.db"
+    stored = _stored_hashes(db)
+    held = {p.name for p in (work / "cache" / "outputs").glob("??/*")}
+    assert stored and stored == held, f"outputs a worker wrote are missing here: {stored - held}"
+    info = json.loads(bisect_cli("cache", "info", "--json", "--cache-dir", str(work / "cache"), cwd=work).stdout)
+    assert info["outputs"] == len(held), info
+    # A looser tolerance re-judges on the coordinator from what came back, running nothing.
+    loose = bisect_cli("run", str(recipe), "--index-url", index.url, "--cache-dir", str(work / "cache"), "--json",
+                       "--diverge-from", "1.0", "--rtol", "1e-2", cwd=work, env=cli_env(PAR_STATE=str(work / "state")),
+                       check_json=True, timeout=300)
+    assert loose.returncode == 3 and loose.json["executed"] == 0, loose.stderr
+    # With a fresh cache the reference itself runs on a worker: its files come back first.
+    fresh, work = _run(tmp_path, index, REFERENCE_BODY, _modes(cluster)["dask3"], "--diverge-from", "1.0",
+                       name="ref-dask-fresh")
+    assert fresh.returncode == 0, fresh.stderr
+    assert _answer(json.loads(fresh.stdout), False) == EXPECTED["regression"]
+    assert _stored_hashes(work / "cache" / "results.db") == {p.name for p in (work / "cache" / "outputs").glob("??/*")}
+
+
 def test_the_coordinator_killed_with_sigkill_resumes(tmp_path, index, cluster):
     import subprocess
     import sys

@@ -410,3 +410,46 @@ def test_regression_and_fix_in_one_batch_then_an_outage_backs_off_and_once_honou
     after_yank = scene.once()
     assert "new release(s) of planted: 2.2" in after_yank.stderr and "check failed" not in after_yank.stderr
     assert "[planted-watch] 2.2: bad" in after_yank.stderr and len(scene.ours()) == 2
+
+
+# Fails for the wrong reason from 1.6 on (an out-of-memory exit 1, no ValueError).
+WRONG_REASON = """
+import sys
+import planted
+if planted.VALUE != 1:
+    print("RuntimeError: CUDA out of memory", file=sys.stderr)
+    sys.exit(1)
+"""
+
+# Always exits 0; one output of two changes from 1.6 on.
+DRIFTING_OUTPUTS = """
+import json, os, pathlib
+import planted
+out = pathlib.Path(os.environ["ENVBISECT_OUTPUTS"])
+(out / "value.json").write_text(json.dumps([0.5 * planted.VALUE, 1.0]))
+(out / "const.json").write_text(json.dumps(3.25))
+"""
+
+
+def test_a_wrong_reason_failure_is_not_reported_under_the_recipes_signature(scene):
+    write_recipe(scene.recipe, WRONG_REASON, extra_tool='signature-exception = "ValueError"')
+    scene.once()  # baseline 1.2, good
+    scene.publish("1.5", "1.6")
+    proc = scene.once()
+    assert "1.6: skip (failed, but not with the signature uncaught ValueError (exit 1))" in proc.stderr, proc.stderr
+    assert "bisecting" not in proc.stderr and "found" not in proc.stderr
+    assert scene.hub.count("POST") == 0 and scene.state()["pending"] == []
+    assert _seen(scene)["1.6"] == "untestable" and _seen(scene)["1.5"] == "good"
+
+
+def test_a_watch_with_a_reference_reports_the_release_whose_outputs_drift(scene):
+    """``reference = "1.0"``: every release is judged by its outputs against 1.0's (the
+    recipe exits 0 throughout), and the bisection a change starts judges the same way."""
+    write_recipe(scene.recipe, DRIFTING_OUTPUTS, extra_tool='reference = "1.0"')
+    first = scene.once()
+    assert "baseline planted 1.2: good" in first.stderr, first.stderr
+    scene.publish("1.4", "1.5", "1.6")
+    proc = scene.once()
+    assert "found: first bad release of planted: 1.6 (last good: 1.5)" in proc.stderr, proc.stderr
+    [comment] = scene.ours()
+    assert "**reference:** 1.0" in comment.body and "**diverged outputs:** value" in comment.body, comment.body

@@ -142,3 +142,36 @@ def test_flags_and_recipe_table_give_the_reference_tolerances_and_signature(tmp_
         numerics_for("1.0", None, None, "(", recipe)
     with pytest.raises(RecipeError, match=r"r.py:5: \[tool.envbisect\] rtol: must be a number >= 0"):
         parse_recipe_text(text.replace("rtol = 1e-3", 'rtol = "tight"'), recipe.path)
+
+
+def test_outputs_travel_checked_and_only_what_the_other_side_lacks(tmp_path: Path, monkeypatch):
+    """--executor dask: files are checked by sha256 on arrival, stored by content; what the
+    coordinator has (the reference's contents) is not sent back; the size is bounded."""
+    import hashlib
+
+    from envbisect import outputs_transfer as transfer
+    from envbisect.errors import ExecutorError
+
+    src, dst = tmp_path / "worker", tmp_path / "coordinator"
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "a.json").write_text("[1, 2]")
+    (tmp_path / "out" / "b.json").write_text("3.5")
+    (tmp_path / "out" / "c.bin").write_bytes(b"x" * 100)
+    manifest, _ = collect(tmp_path / "out", src)
+    files, left = transfer.pack(src, manifest, present=[manifest["a"]["hash"]])
+    assert set(files) == {manifest["b"]["hash"], manifest["c.bin"]["hash"]} and left == []
+    transfer.receive(dst, files)
+    assert path_of(dst, manifest["b"]["hash"]).read_text() == "3.5"
+    with pytest.raises(ExecutorError, match="arrived damaged"):
+        transfer.receive(dst, {hashlib.sha256(b"good").hexdigest(): b"evil"})
+    assert usage(dst)[0] == 2, "nothing of a damaged file is kept"
+    monkeypatch.setattr(transfer, "MAX_SHIPPED_BYTES", 50)
+    files, left = transfer.pack(src, manifest)
+    assert left == ["c.bin"] and set(files) == {manifest["a"]["hash"], manifest["b"]["hash"]}
+    ref = {"version": "1.0", "outputs": manifest}
+    with pytest.raises(ConfigError, match="more than --executor dask ships"):
+        transfer.reference_files(src, ref)
+    monkeypatch.setattr(transfer, "MAX_SHIPPED_BYTES", 1 << 20)
+    assert transfer.reference_files(src, ref)[manifest["a"]["hash"]] == b"[1, 2]"
+    with pytest.raises(ConfigError, match="output a is not in this cache.*bisect check RECIPE --with PKG==1.0 --no-reuse"):
+        transfer.reference_files(dst, ref)
