@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 CACHE_ENV = "ENVBISECT_CACHE_DIR"
 #: envbisect's own ``ENVBISECT_*`` settings: they change how envbisect works, not what a
 #: recipe computes, so they are left out of the probe key (every other ``ENVBISECT_*``
-#: variable is in it; see :func:`envbisect.session.env_values`).
+#: variable is in it; see :func:`envbisect.probekey.env_values`).
 OWN_VARIABLES = frozenset({CACHE_ENV, "ENVBISECT_PYTHON", "ENVBISECT_INSTALLER", "ENVBISECT_DOWNLOAD_PYTHON",
                            "ENVBISECT_RESULT", "ENVBISECT_OUTPUTS", "ENVBISECT_SCHEDULER", "ENVBISECT_DEBUG",
                            "ENVBISECT_PREFETCH", "ENVBISECT_SECRETS_FD",

@@ -44,10 +44,11 @@ from envbisect.errors import CacheError, DiskFull, EnvbisectError, RecipeError
 from envbisect.noisy import Sampler
 from envbisect.plan import Cutoff, iso, keep_visible
 from envbisect.policy import Judgement, Outcome, combine
+from envbisect.probekey import ran
 from envbisect.recipes import Recipe
 from envbisect.requests_model import Judging, exact_names
 from envbisect.search import Bisection, SearchResult, Status, Verdict
-from envbisect.session import Pending, Probe, Session, ran
+from envbisect.session import Pending, Probe, Session
 from envbisect.records import RunStatus
 from envbisect.store import Store
 

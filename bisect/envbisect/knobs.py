@@ -20,7 +20,7 @@ How a probe applies settings (:func:`probe_values`): environment knobs become va
 the recipe's process; start-up knobs become one JSON value, ``ENVBISECT_KNOBS``, which the
 ``sitecustomize`` of :mod:`envbisect.knob_startup` reads (:func:`install_startup` puts it on
 that probe's ``PYTHONPATH`` only). Both are environment values of the probe, so they are
-part of its key (:func:`envbisect.session.probe_key`): a probe with a knob set is never
+part of its key (:func:`envbisect.probekey.probe_key`): a probe with a knob set is never
 mistaken for the plain one. The start-up script's own hash is in the JSON too, so a changed
 hook re-runs its probes.
 """

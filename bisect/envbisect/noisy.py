@@ -28,7 +28,7 @@ from envbisect.policy import Judgement, Outcome, RegressMode, judge, metric_valu
 from envbisect.sampling import (Decision, SamplingPlan, Separation, classify, endpoint_rounds,
                                 not_separated_message, separate)
 from envbisect.search import Verdict
-from envbisect.session import ran
+from envbisect.probekey import ran
 
 _DECIDED = {Decision.GOOD: (Outcome.GOOD, Verdict.GOOD), Decision.BAD: (Outcome.BAD, Verdict.BAD),
             Decision.AMBIGUOUS: (Outcome.SKIP, Verdict.UNTESTABLE)}

@@ -20,7 +20,7 @@ from envbisect.knobs import BUILTIN, KNOBS_ENV, Knob, Setting, applicable, insta
 from envbisect.knobsearch import Answer, narrow, rounds
 from envbisect.recipes import parse_recipe_text
 from envbisect.search import Verdict
-from envbisect.session import probe_key
+from envbisect.probekey import probe_key
 
 
 def env_knob(name, *values):
