@@ -16,8 +16,9 @@ import pytest
 from envbisect.errors import ConfigError
 from envbisect.records import utc_now
 from envbisect.trackers import IssueRef
-from envbisect.watch import Known, WatchState, _MaskSecrets, due_in
+from envbisect.watch import Known, WatchState, due_in
 from envbisect.watchconfig import DEFAULT_EVERY_S, WatchSpec, parse_config, parse_duration
+from envbisect.watchdaemon import _MaskSecrets
 
 RECIPE = """# /// script
 # dependencies = ["planted"]
