@@ -106,7 +106,10 @@ def to_compare(outputs: Mapping[str, Mapping], reference: Reference) -> list[str
 def differences(outputs: Mapping[str, Mapping] | None, comparison: Mapping | None,
                 reference: Reference) -> dict[str, dict]:
     """Per output name: ``{"max_abs", "max_rel"}``, ``{"problem": why}`` when it diverges
-    structurally, or ``{"unknown": why}`` when no comparison against this reference exists."""
+    structurally, ``{"error": why}`` when the comparison itself failed (the candidate's
+    environment could not read the file: no evidence either way, so the probe is
+    untestable, never a divergence), or ``{"unknown": why}`` when no comparison against
+    this reference exists."""
     outputs = outputs or {}
     measured = {}
     if comparison and comparison.get("reference") == reference.digest:
@@ -123,6 +126,8 @@ def differences(outputs: Mapping[str, Mapping] | None, comparison: Mapping | Non
             out[name] = {"max_abs": _num(measured[name]["max_abs"]), "max_rel": _num(measured[name]["max_rel"])}
         elif isinstance(measured.get(name), Mapping) and measured[name].get("problem"):
             out[name] = {"problem": str(measured[name]["problem"])}
+        elif isinstance(measured.get(name), Mapping) and measured[name].get("error"):
+            out[name] = {"error": str(measured[name]["error"])}  # a failed comparison proves nothing
         else:
             note = (comparison or {}).get("note") if comparison and comparison.get("reference") == reference.digest \
                 else None
@@ -161,7 +166,7 @@ def judge_outputs(outputs: Mapping | None, comparison: Mapping | None, reference
     if not outputs:
         return OutputVerdict(None, f"wrote no outputs to $ENVBISECT_OUTPUTS (the reference {reference.version} "
                                    f"wrote {', '.join(sorted(reference.outputs))})", diffs)
-    unknown = [f"{n} ({d['unknown']})" for n, d in diffs.items() if "unknown" in d]
+    unknown = [f"{n} ({d.get('unknown') or d['error']})" for n, d in diffs.items() if "unknown" in d or "error" in d]
     bad = []
     for name, d in diffs.items():
         if "problem" in d:

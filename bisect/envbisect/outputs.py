@@ -38,7 +38,9 @@ MAX_BYTES = 512 * 1024 * 1024
 COMPARE_TIMEOUT_S = 300.0
 
 #: Measures max |c - r| and max |c - r| / |r| per output pair; reads a JSON request on stdin
-#: ({name: [kind, reference path, candidate path]}), prints {name: {max_abs, max_rel} or {problem}}.
+#: ({name: [kind, reference path, candidate path]}), prints {name: {max_abs, max_rel}, {problem}
+#: (a structural divergence: another shape or length) or {error} (the comparison itself failed,
+#: e.g. the environment has no numpy: no evidence either way)}.
 COMPARE = r'''
 import json, math, sys
 req = json.load(sys.stdin)
@@ -93,7 +95,7 @@ for name, (kind, rp, cp) in req.items():
         out[name] = from_npy(rp, cp) if kind == "npy" else from_json(rp, cp) if kind == "json" else (
             {"max_abs": math.inf, "max_rel": math.inf})
     except Exception as exc:
-        out[name] = {"problem": "cannot be compared: %s: %s" % (type(exc).__name__, exc)}
+        out[name] = {"error": "cannot be compared here: %s: %s" % (type(exc).__name__, exc)}
 json.dump(out, sys.stdout)
 '''
 

@@ -266,3 +266,30 @@ def test_matrix_cells_are_judged_by_reference_and_signature(shared, drift_index)
     verdicts = {c["versions"]["drift"]: (c["verdict"], c["reason"]) for c in sig.json["cells"]}
     assert verdicts["1.5"][0] == "bad" and verdicts["1.3"][0] == verdicts["1.4"][0] == "untestable", verdicts
     assert verdicts["1.4"][1].startswith(NOT_SIGNATURE) and sig.json["not_signature"]
+
+
+#: Writes its array as a raw ``.npy`` (header and float64 data by hand) from an
+#: environment that has no numpy: the candidate's environment cannot compare it.
+RAW_NPY_BODY = """
+import os, pathlib, struct
+import drift
+header = "{'descr': '<f8', 'fortran_order': False, 'shape': (2,), }"
+header += " " * (63 - (10 + len(header)) % 64) + "\\n"
+data = struct.pack("<2d", 1.0 * drift.SCALE, 2.0)
+blob = b"\\x93NUMPY\\x01\\x00" + len(header).to_bytes(2, "little") + header.encode("latin-1") + data
+(pathlib.Path(os.environ["ENVBISECT_OUTPUTS"]) / "x.npy").write_bytes(blob)
+"""
+
+
+def test_a_comparison_the_candidate_cannot_make_is_untestable_not_a_divergence(shared, drift_index):
+    """Outputs that differ but cannot be measured where the candidate runs (no numpy in
+    its environment) are no evidence of divergence: those probes are untestable with the
+    reason, and no boundary is named from them."""
+    root, _ = shared
+    recipe = write_recipe(root / "raw_npy.py", RAW_NPY_BODY, package="drift", deps=("drift",))
+    proc = _run(root, root / "raw-cache", drift_index, recipe, "--diverge-from", "1.0", check_json=True)
+    res = proc.json
+    assert res["status"] != "found", res
+    after = [p for p in res["probes"] if p["version"] >= FIRST_BAD]
+    assert after and all(p["verdict"] == "untestable" for p in after), after
+    assert all("No module named 'numpy'" in p["reason"] for p in after), after

@@ -61,6 +61,20 @@ def test_identical_contents_need_no_comparison_and_measured_ones_are_rejudged_ex
     assert not settled(changed, measured, other), "a comparison with other reference contents does not count"
 
 
+def test_a_comparison_that_failed_is_no_evidence_of_divergence():
+    """The candidate's environment could not read an output (no numpy there, an unreadable
+    file): untestable with the reason, settled (running it again would fail alike), and
+    only a structural change or a measured difference is a divergence."""
+    changed = _same(b={"hash": "h-b2"})
+    failed = {"reference": REF.digest,
+              "outputs": {"b": {"error": "cannot be compared here: ModuleNotFoundError: No module named 'numpy'"}}}
+    found = judge_outputs(changed, failed, REF, Tolerance(0, 0))
+    assert found.matched is None and "No module named 'numpy'" in found.reason and not found.diverged
+    assert settled(changed, failed, REF)
+    shape = {"reference": REF.digest, "outputs": {"b": {"problem": "shape (3,) where the reference has (2, 2)"}}}
+    assert judge_outputs(changed, shape, REF, Tolerance(1e9, 1e9)).diverged == ("b",)
+
+
 @pytest.mark.parametrize(("changes", "words"), [
     ({"a": None}, "a missing"),
     ({"c": {"kind": "json", "shape": None, "hash": "h-c"}}, "c extra"),
