@@ -113,7 +113,7 @@ class DaskExecutor:
         fit = self._workers(task.resources)  # fail with the one line now, not by waiting forever
         key = f"envbisect-probe-{task.run_id}-{task.attempt}-{uuid.uuid4().hex[:12]}"
         with self._lock:
-            where = self._ahead.pop(Lock.from_text(task.lock_text).hash, None)
+            where = self._ahead.pop(Lock.from_text(task.lock_text).hash, None) if self._ahead else None
             if where not in fit or where in self._preferred:
                 where = None  # gone, or taken by another probe this round: any worker will do
             if where is not None:

@@ -129,16 +129,20 @@ class Prefetcher:
                     return False
                 if self._remote is None:
                     self.session.envs.ensure(self.session.env_spec(lock))
-                elif ahead_of is not None:
-                    self._remote(build_hint(self.session.settings, lock), self._resources, ahead_of[1])
-                    self._sent[ahead_of[0]] = lock.hash
-                return True
+                    return True
         except EnvbisectError:
-            pass  # the probe of this candidate meets it again and records it
-        except Exception:  # noqa: BLE001 - a worker that went away: its probe goes elsewhere
-            if self._remote is None:
-                raise
-        return False
+            return False  # the probe of this candidate meets it again and records it
+        return ahead_of is None or self._send(lock, *ahead_of)
+
+    def _send(self, lock: Lock, candidate: int, slot: int) -> bool:
+        """Ask a worker to build ``lock`` ahead (best effort: a worker or scheduler that
+        went away costs nothing but the head start; the probe goes elsewhere)."""
+        try:
+            self._remote(build_hint(self.session.settings, lock), self._resources, slot)
+        except Exception:  # noqa: BLE001
+            return False
+        self._sent[candidate] = lock.hash
+        return True
 
     def _drop_unneeded(self, picks: list[int], live: set[int]) -> None:
         """Stop the builds of candidates the search will no longer ask for (neither being

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 from envbisect import procs
 from envbisect.errors import EnvbisectError
+from envbisect.executor import public_index, spec_for, worker_workshop
 from envbisect.index import IndexConfig
 from envbisect.plan import Lock
 
@@ -39,14 +40,11 @@ class BuildAhead:
     """One env to build ahead on a worker (picklable, credential-free)."""
 
     lock_text: str
+    lock_hash: str
     python: str | None
     installer: str
     allow_build: bool
     index: IndexConfig
-
-    @property
-    def lock_hash(self) -> str:
-        return Lock.from_text(self.lock_text).hash
 
 
 @dataclass
@@ -88,8 +86,6 @@ def cancel(*lock_hashes: str) -> int:
 def _build(hint: BuildAhead, job: procs.Background) -> bool:
     """Build the env in this worker's cache; True when it exists afterwards. Failures are
     silent: the probe that needs the env meets the same failure itself and records it."""
-    from envbisect.executor import spec_for, worker_workshop
-
     try:
         with job.running():
             shop = worker_workshop(hint.python, hint.index)
@@ -107,7 +103,5 @@ def build_hint(settings, lock: Lock) -> BuildAhead:
     """What a worker needs to build ``lock`` as this run's probes would: the run's
     interpreter request, installer and source-build setting, and the index without
     credentials (``settings``: the session's :class:`~envbisect.session.Settings`)."""
-    from envbisect.executor import public_index
-
-    return BuildAhead(lock.text, settings.python, settings.installer, settings.allow_build,
+    return BuildAhead(lock.text, lock.hash, settings.python, settings.installer, settings.allow_build,
                       public_index(settings.index))
