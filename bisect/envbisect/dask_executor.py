@@ -83,7 +83,10 @@ class DaskExecutor:
         self._scatter_lock = threading.Lock()
 
     def _workers(self, resources: Mapping[str, float]) -> list[str]:
-        workers = self.client.scheduler_info(n_workers=-1).get("workers", {})
+        # Asked of the scheduler each time, not through ``client.scheduler_info()``: the
+        # client's own periodic refresh overwrites that cache without per-worker entries
+        # (n_workers=0), so under load it could answer "no workers" on a full cluster.
+        workers = self.client.sync(self.client.scheduler.identity, n_workers=-1).get("workers", {})
         if not workers:
             raise ExecutorError(f"no Dask worker is connected to {redact(self.scheduler)}; start one with "
                                 f"`dask worker {redact(self.scheduler)}`")

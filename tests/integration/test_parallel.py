@@ -191,6 +191,26 @@ def test_a_resource_no_worker_offers_stops_the_run_with_one_line(tmp_path, index
     assert not rows(work / "cache" / "results.db"), "nothing recorded"
 
 
+def test_the_connected_workers_are_seen_while_the_client_refreshes_its_cache(cluster):
+    """The workers a probe may go to are asked of the scheduler: the client's own periodic
+    refresh (here every millisecond) caches the scheduler's identity without per-worker
+    entries, and a run on a full cluster once stopped with "no Dask worker is connected"."""
+    from tornado.ioloop import PeriodicCallback
+
+    from envbisect.dask_executor import DaskExecutor
+
+    executor = DaskExecutor(cluster.scheduler_address)
+    client = executor.client
+    client._periodic_callbacks["scheduler-info"].stop()
+    client._periodic_callbacks["scheduler-info"] = refresh = PeriodicCallback(client._update_scheduler_info, 1)
+    client.loop.add_callback(refresh.start)
+    try:
+        seen = [len(executor._workers({"gpu": 1})) for _ in range(1000)]
+    finally:
+        executor.close()
+    assert set(seen) == {3}
+
+
 def test_no_scheduler_is_one_line(tmp_path, index):
     proc, _ = _run(tmp_path, index, BODIES["regression"], ("--executor", "dask", "--scheduler", "tcp://127.0.0.1:9"),
                    name="nosched")
