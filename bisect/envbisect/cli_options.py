@@ -48,11 +48,11 @@ Thresholds = typer.Option([], "--threshold", help="Judge by a metric, e.g. 'max_
 Retries = typer.Option(0, "--retries", min=0, help="Run each probe N more times; disagreement = flaky.")
 NoReuse = typer.Option(False, "--no-reuse", help="Re-run probes recorded by earlier runs.")
 AllowBuild = typer.Option(False, "--allow-build", help="Let the installer build sdist-only releases (slow).")
-# Statistical verdicts for noisy metrics (envbisect.sampling); None: the recipe's setting.
+# Statistical verdicts for noisy metrics (envbisect.changepoint); None: the recipe's setting.
 Metric = typer.Option(None, "--metric", help="With --samples auto: the $ENVBISECT_RESULT metric to sample.")
-Samples = typer.Option(None, "--samples", help="auto: sample each probe until classified at --confidence.")
-Confidence = typer.Option(None, "--confidence", help="--samples auto: confidence of each decision (default 0.99).")
-MaxSamples = typer.Option(None, "--max-samples", help="--samples auto: most samples per probe (default 10).")
+Samples = typer.Option(None, "--samples", help="auto: sample releases, each where it tells most, until the change is found at --confidence.")
+Confidence = typer.Option(None, "--confidence", help="--samples auto: posterior probability the change must reach (default 0.99).")
+MaxSamples = typer.Option(None, "--max-samples", help="--samples auto: most samples per release (default 10).")
 Direction = typer.Option(None, "--direction", help="--samples auto: higher-is-worse | lower-is-worse | either.")
 # Judging by outputs against a reference release, and by a failure signature (bisect run).
 DivergeFrom = typer.Option(None, "--diverge-from", metavar="VERSION", help="Judge by the outputs the recipe writes "
@@ -148,7 +148,7 @@ def sampling_for(metric: str | None, samples: str | None, confidence: float | No
     if retries:
         raise ConfigError("--samples auto decides how many runs each probe gets; drop --retries")
     if thresholds:
-        raise ConfigError("--samples auto judges the metric against the endpoints' samples; drop --threshold")
+        raise ConfigError("--samples auto judges the metric by where its level changes; drop --threshold")
     way = direction or own.direction or Way.EITHER.value
     try:
         way = Way(way)

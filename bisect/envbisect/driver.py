@@ -277,10 +277,10 @@ class ActiveRun:
         walking the candidates in between. ``ahead(search, picks)`` is told each round's
         candidates before they are probed (to build the next round's envs ahead).
         """
+        if self.sampler is not None:  # --samples auto: the change-point search instead
+            result, learned, rounds = self.sampler.search(self, search, labels, start_at, jobs)
+            return SearchOutcome(result, learned, rounds=rounds)
         learned: dict[int, Probe] = {}
-        if self.sampler is not None:  # --samples auto: the endpoints' distributions first
-            ends = (search.hi, search.lo) if search.find_fix else (search.lo, search.hi)
-            self.sampler.sample_ends(self, labels[ends[0]], labels[ends[1]], lambda label: start_at(labels.index(label)))
         for i, label in enumerate(labels):
             if search.lo <= i <= search.hi and (known := self.recorded(label)) is not None:
                 learned[i] = known

@@ -98,6 +98,6 @@ class ExecutorError(EnvbisectError):
 
 class NotSeparated(EnvbisectError):
     """``--samples auto``: the endpoints' metric distributions could not be told apart
-    (or an endpoint gave no metric), so no candidate can be classified against them."""
+    (or an endpoint gave no metric), so there is no change in the metric to locate."""
 
     exit_code = 4  # the bisection is inconclusive, as `bisect run` exits when it cannot decide

@@ -1,5 +1,6 @@
 """Renderings of ``--samples auto`` results: per probe, the samples taken (values, in
-order), the classification and the confidence; and the endpoints' separation. Pure
+order), the verdict and its confidence (the posterior probability of the release's
+side); and the change's posterior probability with the pooled sides' separation. Pure
 formatting of a stored result (:func:`envbisect.noisy.Sampler.annotate` wrote it)."""
 
 from __future__ import annotations
@@ -10,15 +11,18 @@ def _summary(d: dict) -> str:
 
 
 def sampling_lines(result: dict) -> list[str]:
-    """Plain lines: a head line (metric, confidence, cap, endpoints), then one per probe."""
+    """Plain lines: a head line (metric, confidence, cap, the change and the sides), then
+    one per probe."""
     plan = result.get("sampling")
     if not plan:
         return []
     head = (f"samples of {plan['metric']} at {plan['confidence']:.0%} confidence, at most {plan['max_samples']} per "
             f"probe, direction {plan['direction']}")
+    if plan.get("boundary_probability") is not None:
+        head += f"; the change's posterior probability {plan['boundary_probability']:.4f}"
     ends = plan.get("endpoints")
     if ends:
-        head += (f"; endpoints good {_summary(ends['good'])}, bad {_summary(ends['bad'])}, "
+        head += (f"; sides good {_summary(ends['good'])}, bad {_summary(ends['bad'])}, "
                  f"separated (t={ends['t']:.2f} > {ends['critical']:.2f})")
     lines = [head]
     for p in result.get("probes") or []:

@@ -33,7 +33,7 @@ class Judging:
     regress: RegressMode = RegressMode.EXIT
     thresholds: tuple[Threshold, ...] = ()
     retries: int = 0
-    #: ``--samples auto``: each probe is sampled until classified (envbisect.noisy).
+    #: ``--samples auto``: releases sampled until the change is found (envbisect.noisy).
     sampling: SamplingPlan | None = None
     #: The reference release's outputs (``--diverge-from``), once its probe ran.
     reference: Reference | None = None

@@ -1,44 +1,26 @@
-"""Statistical verdicts for noisy metrics (``--metric NAME --samples auto``): pure, no I/O.
+"""Statistics for noisy metrics (``--metric NAME --samples auto``): pure, no I/O.
 
-A noisy metric (a GPU reduction, a TF32 matmul, a step time) gives another number on
-every run, so one sample per release picks the wrong boundary, and a fixed number of
-runs per release (``--retries``) spends them on releases that are plainly good or bad.
-This module decides, from the numbers alone, how many samples are enough:
-
-1. **Endpoints.** The known good and known bad releases are sampled in lock-step,
-   ``MIN_END_SAMPLES`` each and then one more each per round, until a pooled two-sample
-   t-test separates their means at the chosen confidence (one-sided when a
-   :class:`Direction` says which way is worse, two-sided otherwise), or until
-   ``max_samples`` each: then they cannot be separated and the run stops with that
-   reason (:func:`separate`, :func:`endpoint_rounds`).
-2. **Candidates.** Each probed release is sampled one run at a time and classified by a
-   Wald sequential probability ratio test (SPRT) of "its samples come from the good
-   endpoint's distribution" against "from the bad one's" (each the Student-t predictive
-   distribution of one more sample, from the endpoint's mean and the pooled standard
-   deviation, so that the endpoints' own uncertainty is not ignored): with ``alpha = beta = 1 - confidence`` it stops at
-   ``log((1 - beta) / alpha)`` (bad) or ``log(beta / (1 - alpha))`` (good). A sequence
-   that stops is accepted only when the sample mean is also consistent with the
-   endpoint it picked (a two-sided z-test at the same confidence); a candidate whose
-   mean is unlike *both* endpoints is ambiguous at once, and one still undecided after
-   ``max_samples`` is ambiguous too (:func:`classify`). Ambiguous is never a
-   boundary: the run records it untestable with that reason.
-
-Wald's SPRT needs, on average, the fewest samples of any test with the same error
-rates, which is why the plainly good and plainly bad releases cost one to three runs.
+The plan a run samples under (:class:`SamplingPlan`: metric, confidence, per-release cap,
+direction), the pooled two-sample t-test that says whether two groups of samples are
+separated (:func:`separate`, one-sided when a :class:`Direction` says which way is worse,
+two-sided otherwise) and the line a run stops with when the endpoints cannot be told
+apart. Where the level changes, and which release to sample next, is
+:mod:`envbisect.changepoint`'s.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
 from statistics import NormalDist, fmean, stdev
 
 from envbisect.errors import ConfigError
 
-#: Each endpoint's first round: enough samples for a standard deviation worth pooling.
-MIN_END_SAMPLES = 3
+#: The smallest ``--max-samples``: fewer would leave a release near the change no room
+#: to be judged.
+MIN_MAX_SAMPLES = 3
 DEFAULT_CONFIDENCE = 0.99
 DEFAULT_MAX_SAMPLES = 10
 
@@ -52,15 +34,6 @@ class Direction(str, Enum):
     EITHER = "either"
     HIGHER_IS_WORSE = "higher-is-worse"
     LOWER_IS_WORSE = "lower-is-worse"
-
-
-class Decision(str, Enum):
-    """A candidate's classification from its samples so far; MORE: take another sample."""
-
-    GOOD = "good"
-    BAD = "bad"
-    AMBIGUOUS = "ambiguous"
-    MORE = "more"
 
 
 @dataclass(frozen=True)
@@ -80,9 +53,9 @@ class SamplingPlan:
             raise ConfigError(f"--confidence {self.confidence:g} is not between 0.5 and 1 (exclusive); "
                               "pass e.g. --confidence 0.99")
         if isinstance(self.max_samples, bool) or not isinstance(self.max_samples, int) \
-                or self.max_samples < MIN_END_SAMPLES:
-            raise ConfigError(f"--max-samples {self.max_samples} is below {MIN_END_SAMPLES}, the endpoints' first "
-                              "round; pass e.g. --max-samples 10")
+                or self.max_samples < MIN_MAX_SAMPLES:
+            raise ConfigError(f"--max-samples {self.max_samples} is below {MIN_MAX_SAMPLES}, too few to judge a "
+                              "release near the change; pass e.g. --max-samples 10")
         object.__setattr__(self, "direction", Direction(self.direction))
 
     @property
@@ -138,18 +111,6 @@ class Separation:
                 "critical": self.critical, "separated": self.separated, "confidence": self.confidence}
 
 
-@dataclass(frozen=True)
-class Classification:
-    """A candidate's decision with the numbers behind it (``llr``: log likelihood ratio,
-    bad over good) and a reason a report can print."""
-
-    decision: Decision
-    n: int
-    mean: float
-    llr: float
-    reason: str
-
-
 def t_quantile(p: float, df: int) -> float:
     """Student's t quantile: the normal quantile corrected by the Cornish-Fisher series of
     Abramowitz & Stegun 26.7.5 (within 0.5% from 3 degrees of freedom, where it is used;
@@ -190,57 +151,11 @@ def separate(good: Sequence[float], bad: Sequence[float], plan: SamplingPlan) ->
     return Separation(g, b, sigma, t, critical, g.n >= 2 and b.n >= 2 and t > critical, plan.confidence)
 
 
-def endpoint_rounds(plan: SamplingPlan) -> Iterator[int]:
-    """How many samples each endpoint has in each round: 3, 4, ... max_samples."""
-    yield from range(MIN_END_SAMPLES, plan.max_samples + 1)
-
-
 def not_separated_message(sep: Separation, plan: SamplingPlan, good: str, bad: str) -> str:
     """The one line a run stops with when the endpoints stay together."""
     what = f"the endpoints {good} (good) and {bad} (bad) cannot be told apart by {plan.metric}"
     if plan.direction is not Direction.EITHER and sep.t < 0:
         return (f"{what}: the bad release's {plan.metric} is better, not worse ({sep.good.mean:.4g} -> "
                 f"{sep.bad.mean:.4g}, --direction {plan.direction.value}); fix --direction or the endpoints")
-    return (f"{what} after {sep.good.n} samples each ({sep.reason}); raise --max-samples, lower --confidence, "
+    return (f"{what} after {sep.good.n} and {sep.bad.n} samples ({sep.reason}); raise --max-samples, lower --confidence, "
             "or check that the metric moves between them")
-
-
-def classify(values: Sequence[float], ends: Separation, plan: SamplingPlan) -> Classification:
-    """Classify a candidate from its samples against the separated endpoints (see the
-    module docstring: SPRT with a consistency check, ambiguous at the cap)."""
-    n = len(values)
-    mean = fmean(values) if values else math.nan
-    mu_g, mu_b = ends.good.mean, ends.bad.mean
-    # A floor on sigma keeps constant endpoints meaningful: equal values are certain matches.
-    sigma = max(ends.sigma, abs(mu_b - mu_g) * 1e-9, 1e-300)
-    # The likelihoods are the predictive distributions of one new sample from each endpoint:
-    # Student's t with the pooled degrees of freedom and scale sigma * sqrt(1 + 1/n_end).
-    # The endpoints' means and sd are estimates from a few samples; a test that took them
-    # as exact normals would be overconfident (one stray sample would decide).
-    nu = max(ends.good.n + ends.bad.n - 2, 1)
-    spread = sigma * math.sqrt(1 + 1 / min(ends.good.n, ends.bad.n))
-    llr = sum((nu + 1) / 2 * (math.log1p(((x - mu_g) / spread) ** 2 / nu)
-                              - math.log1p(((x - mu_b) / spread) ** 2 / nu)) for x in values)
-    if n == 0:
-        return Classification(Decision.MORE, 0, mean, 0.0, "no samples yet")
-    bound = math.log((1 - plan.alpha) / plan.alpha)
-    # The consistency test allows for the endpoints' own uncertainty (their means are
-    # estimates too) and for the pooled sd being estimated (Student's t, pooled df).
-    df = ends.good.n + ends.bad.n - 2
-    z = t_quantile(1 - plan.alpha / 2, df)
-    like_good = abs(mean - mu_g) / (sigma * math.sqrt(1 / n + 1 / ends.good.n)) <= z
-    like_bad = abs(mean - mu_b) / (sigma * math.sqrt(1 / n + 1 / ends.bad.n)) <= z
-    where = f"mean {mean:.4g} over {n} sample{'s' if n != 1 else ''}; good {mu_g:.4g}, bad {mu_b:.4g}"
-    if not like_good and not like_bad:
-        return Classification(Decision.AMBIGUOUS, n, mean, llr,
-                              f"ambiguous after {n} samples: unlike both good and bad ({where})")
-    if llr >= bound and like_bad:
-        return Classification(Decision.BAD, n, mean, llr, f"{plan.metric} like the bad release at "
-                              f"{plan.confidence:.0%} ({where})")
-    if llr <= -bound and like_good:
-        return Classification(Decision.GOOD, n, mean, llr, f"{plan.metric} like the good release at "
-                              f"{plan.confidence:.0%} ({where})")
-    if n >= plan.max_samples:
-        return Classification(Decision.AMBIGUOUS, n, mean, llr,
-                              f"ambiguous after {n} samples: between good and bad ({where})")
-    return Classification(Decision.MORE, n, mean, llr, f"undecided ({where})")

@@ -60,7 +60,7 @@ def _rows(world, run_id: int) -> list[dict]:
 
 
 def test_shift_found_with_samples_stated_per_probe(world):
-    """d = 3: the boundary 1.4 | 1.5; every probe states its samples and the confidence,
+    """d = 3: the boundary 1.4 | 1.5; every probe states its samples and its confidence,
     every sample is one stored row, and the runs are fewer than --retries 4 would take."""
     result = _run(world, "noisy", 0)
     assert (result["status"], result["last_good"], result["first_bad"]) == ("found", "1.4", "1.5")
@@ -70,7 +70,8 @@ def test_shift_found_with_samples_stated_per_probe(world):
     for probe in result["probes"]:
         mine = [r for r in rows if r["version"] == probe["version"]]
         assert [r["attempt"] for r in mine] == list(range(len(mine)))  # one row per sample, none twice
-        assert [r["metrics"]["loss"] for r in mine] == probe["samples"] and probe["confidence"] == 0.99
+        assert [r["metrics"]["loss"] for r in mine] == probe["samples"]
+        assert probe["confidence"] >= 0.99, "the posterior probability of the release's side"
     assert result["executed"] == len(rows) < 5 * len(result["probes"])
     decided = {p["version"]: p["reason"] for p in result["probes"]}
     assert "like the bad release at 99%" in decided["1.5"] and "like the good release" in decided["1.4"]
@@ -89,10 +90,11 @@ def test_shift_found_with_samples_stated_per_probe(world):
 
 
 def test_killed_run_resumes_with_every_sample_once(world):
-    """kill -9 in the middle of the bad endpoint's third sample: the resumed run keeps the
-    samples taken, takes the missing one once, and answers as an uninterrupted run does."""
+    """kill -9 in the middle of 1.4's third sample (the release beside the change, sampled
+    most): the resumed run keeps the samples taken, takes the missing one once, and walks
+    the same path an uninterrupted run does."""
     mark = world[0] / "killed-once"
-    env = _env(1, NOISE_KILL_AT="1.7/2", NOISE_KILL_MARK=str(mark))
+    env = _env(1, NOISE_KILL_AT="1.4/2", NOISE_KILL_MARK=str(mark))
     argv = _argv(world, "noisy")
     proc = subprocess.run([sys.executable, "-m", "envbisect", *argv], cwd=world[0], env=env,
                           capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)

@@ -1,6 +1,7 @@
-"""Simulated noisy bisections on the pure core: the same :mod:`envbisect.search` state
-machine and :mod:`envbisect.sampling` code a run uses, fed seeded Gaussian draws instead
-of recipe runs, so accuracy over many trials costs milliseconds (tests and
+"""Simulated noisy bisections on the pure core: the same :mod:`envbisect.changepoint`
+search a ``--samples auto`` run uses (and, for ``--retries``, the :mod:`envbisect.search`
+state machine), fed seeded Gaussian draws instead of recipe runs, so accuracy over many
+trials costs well under a second each (tests and
 ``bench/bench_noise.py``; the wiring itself is checked end to end on the loopback index).
 
 A trial has ``n`` releases; releases before ``first_bad`` draw from N(0, 1) and the
@@ -10,14 +11,14 @@ known good and release n-1 the known bad, as with ``--good``/``--bad``.
 
 from __future__ import annotations
 
-import math
 import random
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 from envbisect.policy import Judgement, Outcome, combine
-from envbisect.sampling import Decision, SamplingPlan, Separation, Summary, classify, endpoint_rounds, separate
+from envbisect.changepoint import ChangePoint, State
+from envbisect.sampling import SamplingPlan
 from envbisect.search import Bisection, Status, Verdict
 from support.wheels import build_wheel
 
@@ -56,7 +57,7 @@ class Trial:
     found: bool
     runs: int
     ambiguous: tuple[int, ...] = ()
-    #: Of ``runs``, those spent on the endpoints (sampled until separated).
+    #: Of ``runs``, those spent on the two endpoints.
     end_runs: int = 0
 
 
@@ -70,52 +71,15 @@ def draws(n: int, first_bad: int, d: float, seed: int, halfway: int | None = Non
     return draw
 
 
-def adaptive(n: int, first_bad: int, draw: Callable[[int], float], plan: SamplingPlan) -> Trial:
-    """``--samples auto``: endpoints until separated, then SPRT per probed release."""
-    good: list[float] = []
-    bad: list[float] = []
-    sep = None
-    for k in endpoint_rounds(plan):
-        good += [draw(0) for _ in range(k - len(good))]
-        bad += [draw(n - 1) for _ in range(k - len(bad))]
-        sep = separate(good, bad, plan)
-        if sep.separated:
-            break
-    runs = len(good) + len(bad)
-    if sep is None or not sep.separated:
-        return Trial(None, False, runs, end_runs=runs)
-    search = Bisection(n, lo=0, hi=n - 1)
-    search.record(0, Verdict.GOOD)
-    search.record(n - 1, Verdict.BAD)
-    return replace(_classify_all(search, first_bad, draw, sep, plan, runs), end_runs=runs)
-
-
-def _classify_all(search: Bisection, first_bad: int, draw: Callable[[int], float], sep: Separation,
-                  plan: SamplingPlan, runs: int) -> Trial:
-    """Probe the search to its end, each candidate sampled until :func:`classify` decides."""
-    ambiguous = []
-    while (i := search.next_probe()) is not None:
-        values: list[float] = []
-        while (c := classify(values, sep, plan)).decision is Decision.MORE:
-            values.append(draw(i))
-        runs += len(values)
-        if c.decision is Decision.AMBIGUOUS:
-            ambiguous.append(i)
-        search.record(i, {Decision.GOOD: Verdict.GOOD, Decision.BAD: Verdict.BAD}.get(c.decision,
-                                                                                     Verdict.UNTESTABLE))
-    return _trial(search, first_bad, runs, ambiguous)
-
-
-def known_ends(n: int, first_bad: int, draw: Callable[[int], float], d: float, plan: SamplingPlan) -> Trial:
-    """The same sequential test per candidate, with the endpoints' distributions known
-    exactly (N(0, 1) and N(d, 1), never sampled): a lower bound on what any schedule
-    that classifies candidates one at a time at ``plan.confidence`` can cost."""
-    ends = Separation(Summary(10 ** 6, 0.0, 1.0), Summary(10 ** 6, d, 1.0), 1.0, math.inf, 0.0, True,
-                      plan.confidence)
-    search = Bisection(n, lo=0, hi=n - 1)
-    search.record(0, Verdict.GOOD)
-    search.record(n - 1, Verdict.BAD)
-    return _classify_all(search, first_bad, draw, ends, plan, 0)
+def adaptive(n: int, first_bad: int, draw: Callable[[int], float], plan: SamplingPlan, jobs: int = 1) -> Trial:
+    """``--samples auto``: the change-point search of a run, each sample a draw."""
+    cp = ChangePoint(n, plan)
+    while (step := cp.step(jobs)).state is State.SAMPLE:
+        for p in step.picks:
+            cp.add(p, draw(p))
+    found = step.state is State.FOUND and (step.last_old, step.first_new) == (first_bad - 1, first_bad)
+    return Trial(step.first_new, found, cp.runs, tuple(sorted(cp.excluded)),
+                 end_runs=len(cp.samples[0]) + len(cp.samples[-1]))
 
 
 def fixed(n: int, first_bad: int, draw: Callable[[int], float], d: float, retries: int,

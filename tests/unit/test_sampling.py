@@ -1,7 +1,6 @@
 """The statistics of ``--samples auto`` (envbisect.sampling), on the pure core only: the
-t quantiles, the endpoints' separation test, the sequential classification, the plan's
-checks, and seeded simulated bisections (tests/support/noise_sim.py) through the same
-search state machine a run uses, for accuracy and cost against fixed ``--retries 4``."""
+t quantiles, the separation test, the plan's checks, and the recipe table's and flags'
+sampling settings (the change-point search itself: test_changepoint.py)."""
 
 from __future__ import annotations
 
@@ -10,9 +9,7 @@ import random
 import pytest
 
 from envbisect.errors import ConfigError
-from envbisect.sampling import (Decision, Direction, SamplingPlan, Separation, Summary, classify, endpoint_rounds,
-                                not_separated_message, separate, t_quantile)
-from support.noise_sim import adaptive, draws, fixed
+from envbisect.sampling import Direction, SamplingPlan, not_separated_message, separate, t_quantile
 
 PLAN = SamplingPlan("loss")
 
@@ -44,86 +41,12 @@ def test_direction_refuses_a_bad_endpoint_that_is_better():
     assert separate([2.0, 2.1, 1.9], [1.0, 1.1, 0.9], SamplingPlan("x")).separated  # either way
 
 
-def test_constant_endpoints_classify_exact_matches():
-    sep = separate([1.0] * 3, [2.0] * 3, PLAN)
-    assert sep.separated
-    assert classify([1.0], sep, PLAN).decision is Decision.GOOD
-    assert classify([2.0], sep, PLAN).decision is Decision.BAD
-    assert classify([1.5], sep, PLAN).decision is Decision.AMBIGUOUS
-
-
-def _ends(n=6, gap=3.0):
-    return Separation(Summary(n, 0.0, 1.0), Summary(n, gap, 1.0), 1.0, 9.0, 3.0, True, 0.99)
-
-
-def test_classify_decides_clear_candidates_in_few_samples():
-    ends = _ends()
-    assert classify([], ends, PLAN).decision is Decision.MORE
-    good = classify([0.1, -0.2], ends, PLAN)
-    assert good.decision is Decision.GOOD and "like the good release at 99%" in good.reason
-    assert classify([3.1, 2.8], ends, PLAN).decision is Decision.BAD
-
-
-def test_undecided_at_the_cap_is_ambiguous_with_the_reason():
-    plan = SamplingPlan("loss", max_samples=4)
-    values = [1.5, 1.4, 1.6, 1.5]  # right between
-    assert classify(values[:3], _ends(), plan).decision is Decision.MORE
-    c = classify(values, _ends(), plan)
-    assert c.decision is Decision.AMBIGUOUS and c.reason.startswith("ambiguous after 4 samples: between good and bad")
-
-
-def test_unlike_both_is_ambiguous_before_the_cap():
-    c = classify([1.5] * 6, _ends(n=200, gap=6.0), PLAN)
-    assert c.decision is Decision.AMBIGUOUS and "unlike both" in c.reason and c.n == 6
-
-
 @pytest.mark.parametrize("kwargs, needle", [({"metric": ""}, "--metric"), ({"confidence": 1.0}, "--confidence"),
                                             ({"confidence": 0.4}, "--confidence"), ({"max_samples": 2}, "--max-samples")])
 def test_plan_checks_are_one_line_errors(kwargs, needle):
     with pytest.raises(ConfigError, match=needle) as info:
         SamplingPlan(**{"metric": "loss", **kwargs})
     assert "\n" not in str(info.value)
-
-
-def test_endpoint_rounds_run_from_three_to_the_cap():
-    assert list(endpoint_rounds(SamplingPlan("x", max_samples=5))) == [3, 4, 5]
-
-
-def _trials(d: float, count: int, n: int = 16):
-    for seed in range(count):
-        first_bad = random.Random(seed).randrange(1, n)
-        yield n, first_bad, seed
-
-
-def test_d3_shift_is_found_in_19_of_20_trials_with_fewer_runs_than_retries_4():
-    """The issue's accuracy test, on the pure core with simulated draws: 20 seeded trials
-    of 16 releases, the mean shifting by 3 sd at a random release."""
-    found = runs = fixed_runs = fixed_found = 0
-    for n, first_bad, seed in _trials(3, 20):
-        trial = adaptive(n, first_bad, draws(n, first_bad, 3, seed), PLAN)
-        found += trial.found
-        runs += trial.runs
-        baseline = fixed(n, first_bad, draws(n, first_bad, 3, seed), 3, 4, majority=True)
-        fixed_found += baseline.found
-        fixed_runs += baseline.runs
-    assert found >= 19
-    assert runs < fixed_runs  # and with an accuracy at least that of the majority vote of 5 runs
-    assert found >= fixed_found - 1
-
-
-def test_a_candidate_exactly_between_is_never_decided_without_evidence():
-    """A halfway release: whatever the test decides, the decision rests on its own
-    samples (at least one), and over many trials a share comes out ambiguous."""
-    ambiguous = 0
-    for seed in range(100):
-        rng = random.Random(seed)
-        sep = separate([rng.gauss(0, 1) for _ in range(6)], [rng.gauss(6, 1) for _ in range(6)], PLAN)
-        values: list[float] = []
-        while (c := classify(values, sep, PLAN)).decision is Decision.MORE:
-            values.append(rng.gauss(3, 1))
-        ambiguous += c.decision is Decision.AMBIGUOUS
-        assert c.n >= 1
-    assert ambiguous >= 20
 
 
 def _recipe(tool: str = ""):
