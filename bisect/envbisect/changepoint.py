@@ -17,8 +17,9 @@ active positions, and what lies between is untestable.
 **Sampling.** Every sample goes where it is expected to tell the most: the position whose
 next sample most reduces the entropy of the posterior of ``c`` (one-step lookahead: the
 predictive distribution of that sample, a mixture over the probable changes, pooled into
-one normal for the old side and one for the new, each integrated at five points; about
-0.01 s per sample for 16 releases, 0.4 s for 300). Endpoints start with
+one normal for the old side and one for the new once more than :data:`_EXACT` changes
+are probable, each integrated at five points; about 0.04 s per sample for 16 releases,
+0.4 s for 300). Endpoints start with
 :data:`MIN_END_SAMPLES` each and are sampled again whenever the levels need it; a
 release that is plainly old or new costs a sample or two, one near the change as many as
 it takes.
@@ -62,6 +63,9 @@ UNLIKE_ALPHA = 1e-4
 #: are all but the most probable ``_MIXTURE``.
 _NEGLIGIBLE = 1e-6
 _MIXTURE = 48
+#: Up to this many probable changes the lookahead integrates each on its own (a window
+#: of 16 releases always); beyond, pooled per side (:func:`_expectation`).
+_EXACT = 16
 _Z = NormalDist()
 
 
@@ -359,10 +363,13 @@ def _entropy(ps) -> float:
 def _expectation(sides: tuple[list, list], f) -> float:
     """E[f(y)] for y from a normal mixture whose components (weight, mean, sd) come in two
     groups, the changes that put the position on the old side and those that put it on
-    the new: each group is moment-matched to one normal and integrated by five-point
-    Gauss-Hermite, ten evaluations of ``f`` in all."""
+    the new. Up to :data:`_EXACT` components each is integrated by five-point
+    Gauss-Hermite; beyond, each group is moment-matched to one normal first (ten
+    evaluations of ``f`` in all, for long windows; on simulated trials the exact mixture
+    found a few percent more boundaries at the same cost)."""
+    parts = [[c] for part in sides for c in part] if sum(map(len, sides)) <= _EXACT else sides
     total = 0.0
-    for part in sides:
+    for part in parts:
         w = math.fsum(c[0] for c in part)
         if w <= 0:
             continue
