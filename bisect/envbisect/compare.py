@@ -103,6 +103,11 @@ def to_compare(outputs: Mapping[str, Mapping], reference: Reference) -> list[str
                   and outputs[n].get("hash") != ref[n].get("hash"))
 
 
+#: How a failed comparison was stored as a "problem" by earlier versions (the comparison
+#: script now reports it as an ``error``): read as the failure it was, not a divergence.
+LEGACY_FAILURE = "cannot be compared: "
+
+
 def differences(outputs: Mapping[str, Mapping] | None, comparison: Mapping | None,
                 reference: Reference) -> dict[str, dict]:
     """Per output name: ``{"max_abs", "max_rel"}``, ``{"problem": why}`` when it diverges
@@ -125,7 +130,9 @@ def differences(outputs: Mapping[str, Mapping] | None, comparison: Mapping | Non
         elif isinstance(measured.get(name), Mapping) and "max_abs" in measured[name]:
             out[name] = {"max_abs": _num(measured[name]["max_abs"]), "max_rel": _num(measured[name]["max_rel"])}
         elif isinstance(measured.get(name), Mapping) and measured[name].get("problem"):
-            out[name] = {"problem": str(measured[name]["problem"])}
+            why = str(measured[name]["problem"])
+            # Comparisons stored before failures had their own key said "cannot be compared: ...".
+            out[name] = {"error": why} if why.startswith(LEGACY_FAILURE) else {"problem": why}
         elif isinstance(measured.get(name), Mapping) and measured[name].get("error"):
             out[name] = {"error": str(measured[name]["error"])}  # a failed comparison proves nothing
         else:

@@ -71,6 +71,10 @@ def test_a_comparison_that_failed_is_no_evidence_of_divergence():
     found = judge_outputs(changed, failed, REF, Tolerance(0, 0))
     assert found.matched is None and "No module named 'numpy'" in found.reason and not found.diverged
     assert settled(changed, failed, REF)
+    legacy = {"reference": REF.digest,  # stored by a version that called it a "problem"
+              "outputs": {"b": {"problem": "cannot be compared: ModuleNotFoundError: No module named 'numpy'"}}}
+    old = judge_outputs(changed, legacy, REF, Tolerance(0, 0))
+    assert old.matched is None and not old.diverged and "No module named 'numpy'" in old.reason
     shape = {"reference": REF.digest, "outputs": {"b": {"problem": "shape (3,) where the reference has (2, 2)"}}}
     assert judge_outputs(changed, shape, REF, Tolerance(1e9, 1e9)).diverged == ("b",)
 
