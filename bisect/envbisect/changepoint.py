@@ -324,8 +324,14 @@ class ChangePoint:
     def sides(self, first_new: int) -> Separation:
         """The pooled old side against the pooled new side (:func:`separate`: the good one
         first, so that ``--direction`` reads as it does for the endpoints)."""
-        old = [v for p in self.active if p < first_new for v in self.samples[p]]
-        new = [v for p in self.active if p >= first_new for v in self.samples[p]]
+        return self._separate([v for p in self.active if p < first_new for v in self.samples[p]],
+                              [v for p in self.active if p >= first_new for v in self.samples[p]])
+
+    def endpoints(self) -> Separation:
+        """The old endpoint's samples against the new one's (as :meth:`sides`)."""
+        return self._separate(self.samples[0], self.samples[-1])
+
+    def _separate(self, old: list[float], new: list[float]) -> Separation:
         good, bad = (new, old) if self.find_fix else (old, new)
         return separate(good, bad, self.plan)
 

@@ -28,7 +28,7 @@ from envbisect.changepoint import ChangePoint, State, Step
 from envbisect.errors import NotSeparated
 from envbisect.policy import Judgement, Outcome, RegressMode, judge, metric_value
 from envbisect.probekey import ran
-from envbisect.sampling import SamplingPlan, not_separated_message, separate
+from envbisect.sampling import SamplingPlan, not_separated_message
 from envbisect.midpoints import ceil_log2
 from envbisect.search import SearchResult, Status, Verdict
 
@@ -124,21 +124,20 @@ class Sampler:
                                        f"({reason}); fix the recipe or pick another endpoint")
                 else:
                     cp.exclude(p, (failed or probe.judgement).reason)
-        if step.state is State.EXHAUSTED:
-            ends = [cp.samples[0], cp.samples[-1]]
-            sep = separate(*(reversed(ends) if search.find_fix else ends), self.plan)
-            if not sep.separated:
-                good, bad = (names[-1], names[0]) if search.find_fix else (names[0], names[-1])
-                raise NotSeparated(not_separated_message(sep, self.plan, good, bad))
+        if step.state is State.EXHAUSTED and not (sep := cp.endpoints()).separated:
+            good, bad = (names[-1], names[0]) if search.find_fix else (names[0], names[-1])
+            raise NotSeparated(not_separated_message(sep, self.plan, good, bad))
         self.final = step
-        return self._result(cp, step, names, lo, search.find_fix, learned), \
-            self._judged(cp, step, names, lo, search.find_fix, learned), rounds
+        p_new = cp.p_new()
+        sides = self._sides(cp, step, p_new)
+        return self._result(cp, step, sides, len(names), lo, learned), \
+            self._judged(cp, step, sides, p_new, names, lo, search.find_fix, learned), rounds
 
-    def _sides(self, cp: ChangePoint, step: Step) -> dict[int, tuple[bool, float] | None]:
+    def _sides(self, cp: ChangePoint, step: Step, p_new: dict[int, float]) -> dict[int, tuple[bool, float] | None]:
         """Per sampled active position: (on the new side, probability of that side), or
         None while undecided at the confidence (only when the search is spent)."""
         out: dict[int, tuple[bool, float] | None] = {}
-        for p, q in cp.p_new().items():
+        for p, q in p_new.items():
             if not cp.samples[p]:
                 continue
             if step.state is State.FOUND:
@@ -149,28 +148,24 @@ class Sampler:
                     (False, 1 - q) if q <= 1 - self.plan.confidence else None
         return out
 
-    def _result(self, cp, step, names, lo, find_fix, learned) -> SearchResult:
-        sides = self._sides(cp, step)
+    @staticmethod
+    def _result(cp, step, sides, n, lo, learned) -> SearchResult:
         if step.state is State.FOUND:
             last_old, first_new = step.last_old, step.first_new
         else:
             last_old = max((p for p, s in sides.items() if s is not None and not s[0]), default=None)
             first_new = min((p for p, s in sides.items() if s is not None and s[0]), default=None)
-        between = tuple(sorted(lo + p for p in range(len(names)) if last_old is not None and first_new is not None
+        between = tuple(sorted(lo + p for p in range(n) if last_old is not None and first_new is not None
                                and last_old < p < first_new and (p in cp.excluded or sides.get(p, 0) is None)))
         exact = step.state is State.FOUND and not between
         return SearchResult(Status.FOUND if exact else Status.INCONCLUSIVE,
                             None if last_old is None else lo + last_old,
                             None if first_new is None else lo + first_new, between, tuple(learned))
 
-    def _judged(self, cp, step, names, lo, find_fix, learned) -> dict:
+    def _judged(self, cp, step, sides, p_new, names, lo, find_fix, learned) -> dict:
         """The learned probes with their final judgements (see the module docstring)."""
         old, new = (Verdict.BAD, Verdict.GOOD) if find_fix else (Verdict.GOOD, Verdict.BAD)
-        sides = self._sides(cp, step)
-        levels = {}
-        if step.state is State.FOUND:
-            levels = {False: fmean(v for p in cp.active if p < step.first_new for v in cp.samples[p]),
-                      True: fmean(v for p in cp.active if p >= step.first_new for v in cp.samples[p])}
+        levels = f"; good {step.sides.good.mean:.4g}, bad {step.sides.bad.mean:.4g}" if step.sides else ""
         out = {}
         for i, probe in learned.items():
             p = i - lo
@@ -179,7 +174,7 @@ class Sampler:
                 j = probe.judgement if probe.judgement.outcome is Outcome.ERROR or not values else \
                     Judgement(Outcome.SKIP, Verdict.UNTESTABLE, cp.excluded[p])
             elif sides.get(p) is None:
-                q = cp.p_new().get(p, math.nan)
+                q = p_new.get(p, math.nan)
                 j = Judgement(Outcome.SKIP, Verdict.UNTESTABLE,
                               f"ambiguous after {len(values)} samples: undecided when the search was spent "
                               f"(P(new) = {q:.2f}, mean {fmean(values):.4g})")
@@ -187,9 +182,8 @@ class Sampler:
                 is_new, prob = sides[p]
                 verdict = new if is_new else old
                 self.confidence[names[p]] = prob
-                where = f"P = {prob:.4f}; mean {fmean(values):.4g} over {len(values)} sample{'s' if len(values) != 1 else ''}"
-                if levels:
-                    where += f"; good {levels[find_fix]:.4g}, bad {levels[not find_fix]:.4g}"
+                where = (f"P = {prob:.4f}; mean {fmean(values):.4g} over {len(values)} "
+                         f"sample{'s' if len(values) != 1 else ''}{levels}")
                 j = Judgement(Outcome.GOOD if verdict is Verdict.GOOD else Outcome.BAD, verdict,
                               f"{self.plan.metric} like the {verdict.value} release at {self.plan.confidence:.0%} ({where})")
             out[i] = replace(probe, judgement=j)
