@@ -192,7 +192,7 @@ def run_by_date(session: Session, req: DateRequest) -> dict:
         def plan(i: int) -> tuple[list[str], Cutoff]:
             return reqs, Cutoff(iso(timeline[i].cutoff), overrides)
 
-        outcome = search_ahead(session, run, Bisection(len(timeline)), labels,
+        outcome = search_ahead(session, run, Bisection(len(timeline), ends_first=session.settings.jobs <= 1), labels,
                                lambda i: run.start(labels[i], reqs, package=None, cutoff=plan(i)[1]), plan,
                                dict(req.recipe.settings.resources))
         res, learned = outcome.result, outcome.learned

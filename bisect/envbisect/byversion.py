@@ -194,7 +194,7 @@ def run_bisection(session: Session, req: BisectRequest) -> dict:
             reference.establish(run, labels[ref], ref_reqs, package=req.package, cutoff=ref_cutoff,
                                 files=cands[ref].files)
         outcome = search_ahead(session, run, Bisection(len(cands), find_fix=req.find_fix, lo=lo, hi=hi,
-                                                       verify=req.verify),
+                                                       verify=req.verify, ends_first=session.settings.jobs <= 1),
                                labels, start_at, plan, dict(req.recipe.settings.resources))
         result = _result(session, req, run, outcome, cands[lo:hi + 1], cands, excluded, target)
         if channel is not None:

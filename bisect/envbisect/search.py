@@ -20,6 +20,8 @@ goes (``verify=False`` skips step 1 and takes ``lo`` as OLD and ``hi`` as NEW):
    a stretch of untestable releases at either end (old releases that no longer build
    against today's dependencies, new ones that need something unreleased) is crossed
    by the bisection in step 3, in a logarithmic number of probes.
+   (``ends_first=False``, for parallel rounds: the ends wait until the search rests
+   on them; see :class:`Bisection`.)
 2. With both ends known, an OLD ``hi`` means the change was not reproduced.
 3. Otherwise pick the window from what is held: ``b`` is the smallest NEW index and
    ``a`` the largest OLD index below ``b`` (the largest OLD overall when nothing is
@@ -67,7 +69,7 @@ resumes.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum
 
 from envbisect.midpoints import ceil_log2, stable_midpoint
@@ -133,9 +135,11 @@ class _Step:
     """Where one pass over the held verdicts leaves the search.
 
     Exactly one of three shapes: ``result`` set (done); ``ends`` non-empty (the ends of
-    ``[lo, hi]`` that have no verdict yet, ``lo`` first); or ``window`` set with the
-    untested candidates strictly inside it, to be probed at its stable midpoint
-    (``stable=False``: at its exact middle, for a run between untestable candidates).
+    ``[lo, hi]`` that have no verdict yet, ``lo`` first; with ``ends_first=False`` also
+    the ``window`` they bound and the untested candidates inside it, which spare slots
+    go to); or ``window`` set with the untested candidates strictly inside it, to be
+    probed at its stable midpoint (``stable=False``: at its exact middle, for a run
+    between untestable candidates).
     """
 
     result: SearchResult | None = None
@@ -152,6 +156,16 @@ class Bisection:
     and never asked for again. ``lo``/``hi`` restrict the search to that inclusive
     slice. ``verify=False`` trusts that ``lo`` is old and ``hi`` is new without probing
     them (any verdict held for those two is then ignored).
+
+    ``ends_first=False`` (parallel rounds, ``--jobs k > 1``) still verifies the ends, but
+    not before anything else: the search plans as if ``lo`` were old and ``hi`` new, and
+    asks for an unverified end only once it rests on it: the window it narrowed to is
+    bounded by that end (after at least one verdict inside the range), or the answer
+    would name it, or the answer is anything but FOUND. The first round of ``k`` then
+    splits the range in ``k + 1`` instead of spending two of its ``k`` slots on the ends;
+    a recipe that fails everywhere is still caught at the end in the second round, and an
+    answer between two candidates probed inside the range needs no end at all (the
+    answer is the same: it rests only on the verdicts beside the change).
     """
 
     def __init__(
@@ -163,6 +177,7 @@ class Bisection:
         lo: int = 0,
         hi: int | None = None,
         verify: bool = True,
+        ends_first: bool = True,
     ) -> None:
         if n < 1:
             raise ValueError(f"a bisection needs at least one candidate, got n={n}")
@@ -176,6 +191,7 @@ class Bisection:
         self.lo = lo
         self.hi = hi
         self.verify = verify
+        self.ends_first = ends_first
         self._terms = terms_for(find_fix)
         # Insertion order of this dict is the order verdicts were learned.
         self._verdicts: dict[int, Verdict] = {}
@@ -195,7 +211,7 @@ class Bisection:
         would ask next either way (for building environments ahead, as mozregression
         downloads both halves' builds). The original is not changed."""
         twin = Bisection(self.n, find_fix=self.find_fix, known=self._verdicts, lo=self.lo, hi=self.hi,
-                         verify=self.verify)
+                         verify=self.verify, ends_first=self.ends_first)
         twin.record(index, verdict)
         return twin
 
@@ -211,7 +227,7 @@ class Bisection:
             return False
         step = self._plan()
         if step.ends:
-            return self.lo <= index <= self.hi
+            return self.lo <= index <= self.hi if step.window is None else index in step.ends + step.untested
         return step.result is None and index in step.untested
 
     def next_probe(self) -> int | None:
@@ -225,7 +241,8 @@ class Bisection:
         ``in_flight`` are indices being tested now; they are never returned. While an
         end is unverified the end candidates come first, and slots to spare go to
         candidates spread evenly inside the range (with ``k = 3``: both ends and the
-        middle); afterwards, for ``k == 1``, the stable midpoint of the current window
+        middle; with ``ends_first=False`` the ends come when the search rests on them,
+        and spare slots split the window they bound); afterwards, for ``k == 1``, the stable midpoint of the current window
         (the usual one or the one-sided one beside an untestable stretch; see the
         module doc) or the middle of the longest untested run. For ``k > 1``, or when
         every allowed stable midpoint is in flight, the indices split the window into
@@ -243,42 +260,18 @@ class Bisection:
             ends = [i for i in step.ends if i not in busy][:k]
             if len(ends) < len(step.ends):  # an end in flight: wait for it
                 return ends
-            return sorted(ends + self._beside_ends(k - len(ends), busy | set(ends)))
+            # Slots to spare split the window the ends will most likely open (all of
+            # [lo, hi] before anything is known), so that round is not spent on the ends alone.
+            a, b = step.window or (self.lo, self.hi)
+            inside = step.untested if step.window else [i for i in range(a + 1, b) if i not in self._verdicts]
+            return sorted(ends + _split(a, b, [i for i in inside if i not in busy and i not in ends], k - len(ends)))
         assert step.window is not None
         if k == 1 and step.stable:
             stable = stable_midpoint(step.untested, busy)
             if stable is not None:
                 return [stable]
         a, b = step.window
-        free = [i for i in step.untested if i not in busy]
-        chosen: list[int] = []
-        for j in range(1, k + 1):
-            if not free:
-                break
-            # Nearest to the j-th of k evenly spaced cut points; ties go to the lower
-            # index, so a skipped midpoint is replaced alternately below and above it.
-            target = (k + 1 - j) * a + j * b
-            best = min(free, key=lambda i: (abs((k + 1) * i - target), i))
-            chosen.append(best)
-            free.remove(best)
-        return sorted(chosen)
-
-    def _beside_ends(self, r: int, busy: set[int]) -> list[int]:
-        """For a parallel caller with slots to spare while an end is unverified: ``r``
-        untested candidates spread evenly inside ``[lo, hi]`` (they split the window the
-        ends will most likely open, so that round is not spent on the ends alone)."""
-        if r < 1:
-            return []
-        free = [i for i in range(self.lo + 1, self.hi) if i not in busy and i not in self._verdicts]
-        chosen: list[int] = []
-        for j in range(1, r + 1):
-            if not free:
-                break
-            target = (r + 1 - j) * self.lo + j * self.hi
-            best = min(free, key=lambda i: (abs((r + 1) * i - target), i))
-            chosen.append(best)
-            free.remove(best)
-        return chosen
+        return sorted(_split(a, b, [i for i in step.untested if i not in busy], k))
 
     def result(self) -> SearchResult:
         """The answer; only valid once ``next_probe()`` returns None."""
@@ -305,17 +298,18 @@ class Bisection:
         if step.result is not None:
             return 0
         if step.window is not None:
-            return ceil_log2(len(step.untested) + 1)
+            return len(step.ends) + ceil_log2(len(step.untested) + 1)
         untested = sum(1 for i in range(self.lo, self.hi + 1) if i not in self._verdicts)
         return len(step.ends) + ceil_log2(max(untested - len(step.ends), 0) + 1)
 
     # -- one pass over the held verdicts ----------------------------------------
 
-    def _term(self, index: int) -> Term | None:
-        """The term held for ``index`` (None: untested), with verify=False assumptions."""
-        if not self.verify and index == self.lo:
+    def _term(self, index: int, assume: tuple[int, ...] = ()) -> Term | None:
+        """The term held for ``index`` (None: untested), with verify=False assumptions
+        and those of the ends in ``assume`` (``lo`` old, ``hi`` new)."""
+        if (not self.verify or index in assume) and index == self.lo:
             return Term.OLD
-        if not self.verify and index == self.hi:
+        if (not self.verify or index in assume) and index == self.hi:
             return Term.NEW
         verdict = self._verdicts.get(index)
         return None if verdict is None else self._terms[verdict]
@@ -340,17 +334,35 @@ class Bisection:
         )
 
     def _plan(self) -> _Step:
-        """Recompute where the search stands from the verdicts held (see module doc)."""
+        """Recompute where the search stands from the verdicts held (see module doc;
+        ``ends_first=False``: planned with the unverified ends assumed, which are asked for
+        once the search rests on them)."""
+        pending = tuple(i for i in (self.lo, self.hi) if self._term(i) is None)
+        if self.ends_first or not pending or self.lo == self.hi:
+            return self._plan_with(())
+        step = self._plan_with(pending)
+        inside = any(self.lo < i < self.hi for i in self._verdicts)
+        res = step.result
+        needed = tuple(e for e in pending if (
+            res is None and inside and e in (step.window or ())
+            or res is not None and (res.status is not Status.FOUND or e in (res.last_old, res.first_new))))
+        if not needed:
+            return step
+        return replace(step, ends=needed, result=None, window=step.window or (self.lo, self.hi),
+                       untested=step.untested if res is None else ())
+
+    def _plan_with(self, assume: tuple[int, ...]) -> _Step:
+        """One pass over the verdicts held, the ends in ``assume`` taken as old / new."""
         lo, hi = self.lo, self.hi
-        if self._term(lo) is Term.NEW:
+        if self._term(lo, assume) is Term.NEW:
             # Settled whatever hi says, so hi is not asked for.
             return self._done(Status.PREDATES_RANGE, first_new=lo)
-        ends = tuple(i for i in dict.fromkeys((lo, hi)) if self._term(i) is None)
+        ends = tuple(i for i in dict.fromkeys((lo, hi)) if self._term(i, assume) is None)
         if ends:
             return _Step(ends=ends)
-        if self._term(hi) is Term.OLD:
+        if self._term(hi, assume) is Term.OLD:
             return self._done(Status.NOT_REPRODUCED, last_old=hi)
-        terms = {i: self._term(i) for i in range(lo, hi + 1)}
+        terms = {i: self._term(i, assume) for i in range(lo, hi + 1)}
         b = next((i for i, t in terms.items() if t is Term.NEW), None)
         below = range(lo, hi + 1) if b is None else range(lo, b)
         a = next((i for i in reversed(below) if terms[i] is Term.OLD), None)
@@ -408,6 +420,22 @@ class Bisection:
         if not best:
             return self._done(Status.INCONCLUSIVE)
         return _Step(window=(best[0] - 1, best[-1] + 1), untested=best, stable=False)
+
+
+def _split(a: int, b: int, free: list[int], k: int) -> list[int]:
+    """Up to ``k`` of ``free`` (the untested candidates inside the window ``(a, b)``)
+    nearest its ``k`` evenly spaced cut points: the window in ``k + 1`` near-equal parts."""
+    free, chosen = list(free), []
+    for j in range(1, k + 1):
+        if not free:
+            break
+        # Nearest to the j-th of k evenly spaced cut points; ties go to the lower
+        # index, so a skipped midpoint is replaced alternately below and above it.
+        target = (k + 1 - j) * a + j * b
+        best = min(free, key=lambda i: (abs((k + 1) * i - target), i))
+        chosen.append(best)
+        free.remove(best)
+    return chosen
 
 
 def bisect_with(n: int, oracle: Callable[[int], Verdict], **kwargs: object) -> SearchResult:

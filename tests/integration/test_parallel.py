@@ -377,9 +377,10 @@ def test_a_reference_run_on_dask_workers_answers_as_the_local_one(tmp_path, inde
     assert stored and stored == held, f"outputs a worker wrote are missing here: {stored - held}"
     info = json.loads(bisect_cli("cache", "info", "--json", "--cache-dir", str(work / "cache"), cwd=work).stdout)
     assert info["outputs"] == len(held), info
-    # A looser tolerance re-judges on the coordinator from what came back, running nothing.
+    # A looser tolerance re-judges on the coordinator from what came back, running nothing
+    # (over the range the parallel run probed: it never needed its bad end, 1.15).
     loose = bisect_cli("run", str(recipe), "--index-url", index.url, "--cache-dir", str(work / "cache"), "--json",
-                       "--diverge-from", "1.0", "--rtol", "1e-2", cwd=work, env=cli_env(PAR_STATE=str(work / "state")),
+                       "--diverge-from", "1.0", "--rtol", "1e-2", "--bad", res["first_bad"], cwd=work, env=cli_env(PAR_STATE=str(work / "state")),
                        check_json=True, timeout=300)
     assert loose.returncode == 3 and loose.json["executed"] == 0, loose.stderr
     # With a fresh cache the reference itself runs on a worker: its files come back first.

@@ -515,6 +515,54 @@ def test_parallel_rounds_reach_the_sequential_answer(untestable: set[int]) -> No
     assert summary(search.result()) == summary(bisect_with(120, verdicts.__getitem__))
 
 
+def rounds_of(search: Bisection, verdicts: list[Verdict], k: int) -> tuple[int, list[int]]:
+    """Drive ``search`` in rounds of ``k`` (each waits for all); (rounds, indices asked)."""
+    rounds, asked = 0, []
+    while probes := search.next_probes(k):
+        rounds += 1
+        for index in probes:
+            asked.append(index)
+            search.record(index, verdicts[index])
+    return rounds, asked
+
+
+def test_parallel_rounds_without_ends_first_split_the_range_at_once() -> None:
+    """ends_first=False: the first round of 3 splits 256 candidates in four, the ends wait;
+    an answer between two probed candidates needs neither end."""
+    verdicts = truth(256, 111)
+    search = Bisection(256, ends_first=False)
+    assert search.next_probes(3) == [64, 127, 191]
+    rounds, asked = rounds_of(search, verdicts, 3)
+    assert rounds == 4 and 0 not in asked and 255 not in asked, (rounds, asked)
+    assert summary(search.result()) == (Status.FOUND, 110, 111, (), None)
+
+
+@pytest.mark.parametrize("first_new, end", [(0, 0), (1, 0), (64, 0), (100, None), (192, 255), (256, 255)])
+def test_parallel_rounds_ask_for_an_end_once_they_rest_on_it(first_new: int, end: int | None) -> None:
+    """A first round all on one side (a recipe failing everywhere: first_new 0) brings that
+    end into the second round, with two candidates splitting the window beside it."""
+    verdicts = truth(256, first_new)
+    search = Bisection(256, ends_first=False)
+    first = search.next_probes(3)
+    for index in first:
+        search.record(index, verdicts[index])
+    second = search.next_probes(3)
+    if end is None:
+        assert 0 not in second and 255 not in second
+    else:
+        assert end in second and len(second) == 3, second
+    rounds_of(search, verdicts, 3)
+    assert summary(search.result()) == brute_force(verdicts, 0, 255)
+
+
+def test_forks_and_open_keep_ends_first_off() -> None:
+    search = Bisection(16, ends_first=False)
+    assert search.fork(8, B).ends_first is False
+    search.record(8, B)
+    assert [i for i in range(16) if search.open(i)] == list(range(0, 8)), "lo and the window below 8"
+    assert search.remaining_estimate == 1 + 3
+
+
 # -- properties ------------------------------------------------------------------
 
 
@@ -881,3 +929,27 @@ def test_open_is_what_the_search_may_still_ask_for():
     for i in range(1, 8):
         search.record(i, Verdict.GOOD if i < 5 else Verdict.BAD)
     assert not any(search.open(i) for i in range(16)), "finished: nothing is open"
+
+
+@PROPS
+@given(st.one_of(monotone_cases("edges"), monotone_cases("holes")), st.integers(2, 5))
+def test_parallel_rounds_without_ends_first_match_brute_force(case: Case, k: int) -> None:
+    """Planning with the ends assumed changes which candidates are asked, never the answer;
+    rounds stay within ceil(log_(k+1) N) + 2 without untestables, and nothing is asked twice."""
+    search = Bisection(case.n, **case.kwargs, ends_first=False)
+    rounds, asked = rounds_of(search, case.verdicts, k)
+    result = search.result()
+    assert summary(result) == brute_force(case.verdicts, case.lo, case.hi, find_fix=case.find_fix)
+    assert len(asked) == len(set(asked)) and result.probed == tuple(asked)
+    size = case.hi - case.lo + 1
+    if all(case.verdicts[i] is not U for i in range(case.lo, case.hi + 1)) and size > 1:
+        assert rounds <= math.ceil(math.log(size, k + 1) - 1e-9) + 2
+
+
+@PROPS
+@given(monotone_cases("any"), st.integers(1, 4))
+def test_parallel_rounds_without_ends_first_give_a_sane_answer(case: Case, k: int) -> None:
+    search = Bisection(case.n, **case.kwargs, ends_first=False)
+    _, asked = rounds_of(search, case.verdicts, k)
+    check_sane(search.result(), asked, {i: case.verdicts[i] for i in asked}, case.lo, case.hi,
+               find_fix=case.find_fix)
