@@ -2,12 +2,14 @@
 
 An :class:`EnvSpec` (interpreter, the candidate's exact :class:`~envbisect.plan.Lock`,
 platform, installer) hashes to a key; the environment lives in ``<cache>/envs/<key>``.
-A build happens in a temporary directory beside the target (``.tmp-<key>-…``) and is
-renamed into place only once the install and the package listing both succeeded, so a
-directory named by its key is always complete: a build killed half-way leaves only a
-temporary directory, which is never used and is swept away by the next build of that
-key or the next run (its name carries the builder's pid and start time, so a live
-builder's is never touched; the installers die with envbisect, :mod:`envbisect.procs`).
+A build happens in a staging directory beside the target (``.tmp-stage<i>x<n>``, one of a
+few slots per interpreter, each under a file lock while a build uses it; ``.tmp-<key>-…``
+when all are busy) and is renamed into place only once the install and the package listing
+both succeeded, so a directory named by its key is always complete: a build killed
+half-way leaves only a staging directory, which is never used and is swept away by the
+next build in that slot or the next run (a slot only while its lock is free, a
+``.tmp-<key>-…`` only once the pid and start time its name carries are gone; the
+installers die with envbisect, :mod:`envbisect.procs`).
 A per-key file lock makes two processes that need the same environment wait for each
 other rather than build it twice.
 
@@ -50,6 +52,9 @@ from envbisect.redact import redact
 MARKER = "envbisect-env.json"
 LOCK_FILE = "pylock.toml"
 IN_USE = ".envbisect-in-use"
+#: Staging directories per base interpreter (:meth:`EnvManager._staging`): more than the
+#: builds one run starts at once (``--prefetch`` 2 with ``--jobs 3``: 12 ahead + 3).
+STAGE_SLOTS = 32
 
 
 def host_platform() -> str:
@@ -160,9 +165,41 @@ class EnvManager:
     def _build(self, spec: EnvSpec) -> Env:
         for stale in self.root.glob(f".tmp-{spec.key}-*"):
             shutil.rmtree(stale, ignore_errors=True)
-        # Named after this process (pid and start time): EnvCache.sweep_temporaries keeps it
-        # while we run and removes it once we are gone, whatever the key's lock says.
-        tmp = self.root / f".tmp-{spec.key}-{procs.owner_stamp()}-{uuid.uuid4().hex[:6]}"
+        with self._staging(spec) as tmp:
+            return self._build_in(spec, tmp)
+
+    @contextmanager
+    def _staging(self, spec: EnvSpec) -> Iterator[Path]:
+        """Where a build happens before its rename into place: one of
+        :data:`STAGE_SLOTS` staging directories per base interpreter, ``.tmp-stage<i>x<n>``,
+        held under its own file lock for the whole build. A staging path comes back build
+        after build, so uv's cached description of the interpreter at that path (uv asks
+        a new venv's python for its paths and markers, about 0.04 CPU-seconds, the largest
+        part of a small build) serves every build after the first; the venv is relocatable,
+        so the rename is as safe as from a fresh name. What a killed build left there is
+        removed by the next build in that slot, or swept under the slot's lock
+        (:meth:`EnvCache.sweep_temporaries`: never while a build holds it). With every slot
+        busy, a fresh directory named after this process (pid and start time, which the
+        sweep keeps while we run)."""
+        tag = hashlib.sha256(spec.interpreter.path.encode()).hexdigest()[:8]
+        self.locks.mkdir(parents=True, exist_ok=True)
+        for n in range(STAGE_SLOTS):
+            name = f"stage{tag}x{n}"
+            slot = FileLock(str(self.locks / f"{name}.lock"), timeout=0)
+            try:
+                slot.acquire()
+            except Timeout:
+                continue
+            try:
+                stage = self.root / f".tmp-{name}"
+                shutil.rmtree(stage, ignore_errors=True)
+                yield stage
+            finally:
+                slot.release()
+            return
+        yield self.root / f".tmp-{spec.key}-{procs.owner_stamp()}-{uuid.uuid4().hex[:6]}"
+
+    def _build_in(self, spec: EnvSpec, tmp: Path) -> Env:
         start = time.perf_counter()
         try:
             resolved = self._install(spec, tmp)

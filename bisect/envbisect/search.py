@@ -161,7 +161,8 @@ class Bisection:
     not before anything else: the search plans as if ``lo`` were old and ``hi`` new, and
     asks for an unverified end only once it rests on it: the window it narrowed to is
     bounded by that end (after at least one verdict inside the range), or the answer
-    would name it, or the answer is anything but FOUND. The first round of ``k`` then
+    would name it, or the answer is neither FOUND nor PREDATES_RANGE (which, as one at a
+    time, needs only ``lo``). The first round of ``k`` then
     splits the range in ``k + 1`` instead of spending two of its ``k`` slots on the ends;
     a recipe that fails everywhere is still caught at the end in the second round, and an
     answer between two candidates probed inside the range needs no end at all (the
@@ -345,7 +346,8 @@ class Bisection:
         res = step.result
         needed = tuple(e for e in pending if (
             res is None and inside and e in (step.window or ())
-            or res is not None and (res.status is not Status.FOUND or e in (res.last_old, res.first_new))))
+            or res is not None and (e in (res.last_old, res.first_new)
+                                    or res.status not in (Status.FOUND, Status.PREDATES_RANGE))))
         if not needed:
             return step
         return replace(step, ends=needed, result=None, window=step.window or (self.lo, self.hi),

@@ -359,3 +359,53 @@ def test_background_children_run_niced_and_cancel_kills_them_and_later_ones(tmp_
         for p in (proc, plain):
             p.kill()
             p.wait()
+
+
+# --- staging slots of env builds -----------------------------------------------------
+
+
+def test_env_builds_stage_in_locked_slots_and_move_into_place(tmp_path, planted_index):
+    """Builds happen in a few staging directories that come back build after build (so uv
+    knows the interpreter at that path), each under its own lock: a killed build's leftover
+    in a free slot is removed by the next build there, one in a slot another build holds is
+    left alone by builds and sweeps, a moved env works, and with every slot busy a build
+    still happens (under a fresh name)."""
+    from contextlib import ExitStack
+    import hashlib
+
+    from envbisect.envs import STAGE_SLOTS
+    from envbisect.index import IndexConfig
+    from envbisect.config import Settings
+    from envbisect.session import Session
+    from envbisect.store import Store
+
+    paths = CachePaths(tmp_path / "cache").ensure()
+    settings = Settings(cache=paths, index=IndexConfig.resolve({}, index_url=planted_index.url))
+    with Store(None) as store:
+        session = Session(settings, store)
+
+        def spec(version: str):
+            return session.env_spec(session.lock([f"planted=={version}"]))
+
+        tag = hashlib.sha256(session.interpreter.path.encode()).hexdigest()[:8]
+        slot = [paths.envs / f".tmp-stage{tag}x{n}" for n in range(STAGE_SLOTS)]
+        lock = [str(paths.envs / ".locks" / f"stage{tag}x{n}.lock") for n in range(STAGE_SLOTS)]
+        session.envs.ensure(spec("1.0"))
+        assert not slot[0].exists(), "the build moved out of its slot"
+        (slot[0] / "junk").mkdir(parents=True)  # what a killed build left in slot 0
+        with FileLock(lock[1]):  # slot 1: another build is at work there
+            (slot[1] / "half-built").mkdir(parents=True)
+            built = session.envs.ensure(spec("1.1"))
+            sweep(paths, wait=False)
+            assert (slot[1] / "half-built").is_dir(), "a slot in use was touched"
+        assert not slot[0].exists(), "the leftover in the free slot was not cleared by the build there"
+        version = subprocess.run([str(built.path / "bin" / "python"), "-c", "import planted; print(planted.__version__)"],
+                                 capture_output=True, text=True, check=True).stdout.strip()
+        assert version == "1.1" and not built.reused
+        with ExitStack() as held:
+            for path in lock:
+                held.enter_context(FileLock(path))
+            assert session.envs.ensure(spec("1.2")).path.is_dir(), "every slot busy: no build"
+        assert not any(p.exists() for p in slot[2:]) and not list(paths.envs.glob(f".tmp-{spec('1.2').key}-*"))
+    sweep(paths, wait=False)
+    assert not slot[1].exists(), "the leftover of a slot no build holds was not swept"
