@@ -193,7 +193,10 @@ def test_cache_prune_reaches_the_size_with_the_installer_cache(recorded):
     # What a prune cannot remove: the results, the index cache, the logs (plus a margin).
     kept = sum(f.stat().st_size for f in cache.rglob("*") if f.is_file()
                and f.relative_to(cache).parts[0] not in ("envs", "uv", "scratch"))
-    proc = recorded.cli("cache", "prune", "--max-size", f"{kept // 1024 + 16}KiB")
+    # ... and a limit that removing every environment does not reach: half the uv cache.
+    uv = sum(f.stat().st_size for f in (cache / "uv").rglob("*") if f.is_file())
+    assert uv > 8 * 1024, f"the uv cache holds only {uv} bytes: nothing to clean"
+    proc = recorded.cli("cache", "prune", "--max-size", f"{(kept + uv // 2) // 1024}KiB")
     assert proc.returncode == 0, proc.stderr
     assert "removed 1 leftover" in proc.stdout and not leftover.exists()
     assert re.search(r"removed [1-9]\d* environment\(s\), least recently used first", proc.stdout)
