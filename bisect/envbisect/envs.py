@@ -182,7 +182,6 @@ class EnvManager:
         busy, a fresh directory named after this process (pid and start time, which the
         sweep keeps while we run)."""
         tag = hashlib.sha256(spec.interpreter.path.encode()).hexdigest()[:8]
-        self.locks.mkdir(parents=True, exist_ok=True)
         for n in range(STAGE_SLOTS):
             name = f"stage{tag}x{n}"
             slot = FileLock(str(self.locks / f"{name}.lock"), timeout=0)

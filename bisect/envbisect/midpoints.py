@@ -13,6 +13,9 @@ the one nearest the middle on a tie, then the lower. A rerun with new bounds, or
 search resumed from another's verdicts, then mostly lands on indices whose verdicts
 are already stored instead of testing new ones. Untestable candidates are not counted
 in ``m``; each one probed costs one extra probe, as with ``git bisect skip``.
+
+A round of ``k`` parallel probes (``--jobs k``) splits the window evenly instead
+(:func:`split_evenly`: ``k + 1`` near-equal parts).
 """
 
 from __future__ import annotations
@@ -47,3 +50,20 @@ def stable_midpoint(untested: tuple[int, ...], busy: set[int]) -> int | None:
         return None
     best = min(allowed, key=lambda p: (-_alignment(untested[p]), abs(2 * p - (m - 1)), p))
     return untested[best]
+
+
+def split_evenly(a: int, b: int, free: list[int], k: int) -> list[int]:
+    """Up to ``k`` of ``free`` (the untested candidates inside the window ``(a, b)``)
+    nearest its ``k`` evenly spaced cut points: the window in ``k + 1`` near-equal parts
+    (a round of ``k`` parallel probes, where a stable midpoint serves one at a time)."""
+    free, chosen = list(free), []
+    for j in range(1, k + 1):
+        if not free:
+            break
+        # Nearest to the j-th of k evenly spaced cut points; ties go to the lower
+        # index, so a skipped midpoint is replaced alternately below and above it.
+        target = (k + 1 - j) * a + j * b
+        best = min(free, key=lambda i: (abs((k + 1) * i - target), i))
+        chosen.append(best)
+        free.remove(best)
+    return chosen

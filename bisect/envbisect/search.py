@@ -72,7 +72,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from enum import Enum
 
-from envbisect.midpoints import ceil_log2, stable_midpoint
+from envbisect.midpoints import ceil_log2, split_evenly, stable_midpoint
 
 
 class Verdict(str, Enum):
@@ -135,11 +135,10 @@ class _Step:
     """Where one pass over the held verdicts leaves the search.
 
     Exactly one of three shapes: ``result`` set (done); ``ends`` non-empty (the ends of
-    ``[lo, hi]`` that have no verdict yet, ``lo`` first; with ``ends_first=False`` also
-    the ``window`` they bound and the untested candidates inside it, which spare slots
-    go to); or ``window`` set with the untested candidates strictly inside it, to be
-    probed at its stable midpoint (``stable=False``: at its exact middle, for a run
-    between untestable candidates).
+    ``[lo, hi]`` that have no verdict yet, ``lo`` first, with the ``window`` they bound
+    and the untested candidates inside it, which spare slots go to); or ``window`` set
+    with the untested candidates strictly inside it, to be probed at its stable midpoint
+    (``stable=False``: at its exact middle, for a run between untestable candidates).
     """
 
     result: SearchResult | None = None
@@ -228,7 +227,7 @@ class Bisection:
             return False
         step = self._plan()
         if step.ends:
-            return self.lo <= index <= self.hi if step.window is None else index in step.ends + step.untested
+            return index in step.ends + step.untested
         return step.result is None and index in step.untested
 
     def next_probe(self) -> int | None:
@@ -261,18 +260,17 @@ class Bisection:
             ends = [i for i in step.ends if i not in busy][:k]
             if len(ends) < len(step.ends):  # an end in flight: wait for it
                 return ends
-            # Slots to spare split the window the ends will most likely open (all of
-            # [lo, hi] before anything is known), so that round is not spent on the ends alone.
-            a, b = step.window or (self.lo, self.hi)
-            inside = step.untested if step.window else [i for i in range(a + 1, b) if i not in self._verdicts]
-            return sorted(ends + _split(a, b, [i for i in inside if i not in busy and i not in ends], k - len(ends)))
+            # Slots to spare split the window the ends bound (all of [lo, hi] before
+            # anything is known), so that round is not spent on the ends alone.
+            free = [i for i in step.untested if i not in busy]
+            return sorted(ends + split_evenly(*step.window, free, k - len(ends)))
         assert step.window is not None
         if k == 1 and step.stable:
             stable = stable_midpoint(step.untested, busy)
             if stable is not None:
                 return [stable]
         a, b = step.window
-        return sorted(_split(a, b, [i for i in step.untested if i not in busy], k))
+        return sorted(split_evenly(a, b, [i for i in step.untested if i not in busy], k))
 
     def result(self) -> SearchResult:
         """The answer; only valid once ``next_probe()`` returns None."""
@@ -298,10 +296,7 @@ class Bisection:
         step = self._plan()
         if step.result is not None:
             return 0
-        if step.window is not None:
-            return len(step.ends) + ceil_log2(len(step.untested) + 1)
-        untested = sum(1 for i in range(self.lo, self.hi + 1) if i not in self._verdicts)
-        return len(step.ends) + ceil_log2(max(untested - len(step.ends), 0) + 1)
+        return len(step.ends) + ceil_log2(len(step.untested) + 1)
 
     # -- one pass over the held verdicts ----------------------------------------
 
@@ -350,8 +345,9 @@ class Bisection:
                                     or res.status not in (Status.FOUND, Status.PREDATES_RANGE))))
         if not needed:
             return step
-        return replace(step, ends=needed, result=None, window=step.window or (self.lo, self.hi),
-                       untested=step.untested if res is None else ())
+        if res is not None:  # nothing left inside: only the ends the answer rests on
+            return _Step(ends=needed, window=(self.lo, self.hi))
+        return replace(step, ends=needed)
 
     def _plan_with(self, assume: tuple[int, ...]) -> _Step:
         """One pass over the verdicts held, the ends in ``assume`` taken as old / new."""
@@ -361,7 +357,8 @@ class Bisection:
             return self._done(Status.PREDATES_RANGE, first_new=lo)
         ends = tuple(i for i in dict.fromkeys((lo, hi)) if self._term(i, assume) is None)
         if ends:
-            return _Step(ends=ends)
+            inside = tuple(i for i in range(lo + 1, hi) if i not in self._verdicts)
+            return _Step(ends=ends, window=(lo, hi), untested=inside)
         if self._term(hi, assume) is Term.OLD:
             return self._done(Status.NOT_REPRODUCED, last_old=hi)
         terms = {i: self._term(i, assume) for i in range(lo, hi + 1)}
@@ -422,22 +419,6 @@ class Bisection:
         if not best:
             return self._done(Status.INCONCLUSIVE)
         return _Step(window=(best[0] - 1, best[-1] + 1), untested=best, stable=False)
-
-
-def _split(a: int, b: int, free: list[int], k: int) -> list[int]:
-    """Up to ``k`` of ``free`` (the untested candidates inside the window ``(a, b)``)
-    nearest its ``k`` evenly spaced cut points: the window in ``k + 1`` near-equal parts."""
-    free, chosen = list(free), []
-    for j in range(1, k + 1):
-        if not free:
-            break
-        # Nearest to the j-th of k evenly spaced cut points; ties go to the lower
-        # index, so a skipped midpoint is replaced alternately below and above it.
-        target = (k + 1 - j) * a + j * b
-        best = min(free, key=lambda i: (abs((k + 1) * i - target), i))
-        chosen.append(best)
-        free.remove(best)
-    return chosen
 
 
 def bisect_with(n: int, oracle: Callable[[int], Verdict], **kwargs: object) -> SearchResult:
