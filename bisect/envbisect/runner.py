@@ -47,7 +47,7 @@ import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import IO, Any
@@ -194,6 +194,7 @@ def run_recipe(
     tail_bytes: int = 8192,
     grace_s: float = 3.0,
     keep_scratch: bool = False,
+    on_start: Callable[[], None] | None = None,
 ) -> RawResult:
     """Run ``python recipe`` once and return what happened.
 
@@ -203,6 +204,8 @@ def run_recipe(
     files. At ``timeout`` seconds the process group and every descendant seen so far get
     SIGTERM, then SIGKILL after ``grace_s``. Whatever is left of the group and of those
     descendants after the recipe ends is killed too.
+
+    ``on_start`` is called once the recipe's process has started (or could not).
 
     ``log_path`` receives a short header, then the full stdout, then the full stderr
     (each under its own ``==> stdout <==`` / ``==> stderr <==`` marker): two separate
@@ -224,7 +227,7 @@ def run_recipe(
     # sweeps it away (procs.sweep_dirs), while one of a live process is never touched.
     probe_dir = Path(tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{procs.owner_stamp()}-", dir=scratch_dir))
     try:
-        return _run_in(python, recipe, probe_dir, timeout, log_path, env, tail_bytes, grace_s)
+        return _run_in(python, recipe, probe_dir, timeout, log_path, env, tail_bytes, grace_s, on_start)
     finally:
         if not keep_scratch:
             shutil.rmtree(probe_dir, ignore_errors=True)
@@ -241,6 +244,7 @@ def _run_in(
     env: Mapping[str, str] | None,
     tail_bytes: int,
     grace_s: float,
+    on_start: Callable[[], None] | None = None,
 ) -> RawResult:
     """Run the recipe with its cwd at ``probe_dir/work`` and captures beside it (outside
     the cwd, so the recipe's own files cannot collide with them)."""
@@ -269,6 +273,9 @@ def _run_in(
                 f"cannot start the environment's python {python}: {exc.strerror or exc}; "
                 "rebuild the environment (delete it from the cache and run again)"
             ) from exc
+        finally:
+            if on_start is not None:
+                on_start()
         returncode, timed_out, duration = wait_and_stop(proc, timeout, grace_s, (RESULT_ENV, str(result_file)), started)
     exit_code, sig = (None, -returncode) if returncode < 0 else (returncode, None)
     if timed_out:

@@ -287,6 +287,19 @@ def test_missing_python_is_a_broken_environment(tmp_path):
                    log_path=tmp_path / "log", scratch_dir=tmp_path / "scratch")
 
 
+def test_on_start_is_told_once_the_recipe_runs_and_when_it_cannot_start(tmp_path):
+    """Builds ahead of need wait for it (executor.Launches): it must come while the recipe
+    is running, exactly once, and also when the env's python cannot start."""
+    seen = []
+    run(tmp_path, "hang.py", timeout=1.5, on_start=lambda: seen.append(time.monotonic()))
+    assert len(seen) == 1
+    broken = []
+    with pytest.raises(InstallFailed):
+        run_recipe(tmp_path / "env" / "bin" / "python", FAULTS / "good.py", timeout=5, log_path=tmp_path / "log",
+                   scratch_dir=tmp_path / "scratch", on_start=lambda: broken.append(1))
+    assert broken == [1]
+
+
 @pytest.mark.parametrize("timeout", [0, -1, float("nan")])
 def test_timeout_must_be_positive(tmp_path, timeout):
     with pytest.raises(ConfigError, match="--timeout"):
