@@ -537,32 +537,37 @@ def test_parallel_rounds_without_ends_first_split_the_range_at_once() -> None:
     assert summary(search.result()) == (Status.FOUND, 110, 111, (), None)
 
 
-@pytest.mark.parametrize("first_new, end", [(0, 0), (1, 0), (64, 0), (100, None), (192, 255), (256, 255)])
+@pytest.mark.parametrize("first_new, end", [(0, 0), (1, 0), (64, None), (100, None), (192, None), (256, 255)])
 def test_parallel_rounds_ask_for_an_end_once_they_rest_on_it(first_new: int, end: int | None) -> None:
-    """A first round all on one side (a recipe failing everywhere: first_new 0) brings that
-    end into the second round, with two candidates splitting the window beside it."""
+    """Two rounds all on one side (a recipe failing everywhere: first_new 0) bring that end
+    into the third round, with two candidates splitting the sixteenth beside it; one such
+    round is not enough (first_new 64: the second round finds the change inside)."""
     verdicts = truth(256, first_new)
     search = Bisection(256, ends_first=False)
-    first = search.next_probes(3)
-    for index in first:
-        search.record(index, verdicts[index])
-    second = search.next_probes(3)
+    for _ in range(2):
+        for index in search.next_probes(3):
+            search.record(index, verdicts[index])
+    third = search.next_probes(3)
     if end is None:
-        assert 0 not in second and 255 not in second
+        assert 0 not in third and 255 not in third
     else:
-        assert end in second and len(second) == 3, second
+        assert end in third and len(third) == 3, third
     rounds, asked = rounds_of(search, verdicts, 3)
     assert summary(search.result()) == brute_force(verdicts, 0, 255)
     if first_new == 0:
-        assert rounds == 1 and 255 not in asked, "failing everywhere: two rounds in all, the new end never asked"
+        assert rounds == 1 and 255 not in asked, "failing everywhere: three rounds in all, the new end never asked"
+    if end is None:
+        assert 0 not in asked and 255 not in asked, "an answer between two probed candidates needs no end"
 
 
 def test_forks_and_open_keep_ends_first_off() -> None:
     search = Bisection(16, ends_first=False)
     assert search.fork(8, B).ends_first is False
     search.record(8, B)
-    assert [i for i in range(16) if search.open(i)] == list(range(0, 8)), "lo and the window below 8"
+    assert [i for i in range(16) if search.open(i)] == list(range(0, 8)), "lo (not asked yet) and the window below 8"
     assert search.remaining_estimate == 1 + 3
+    search.record(4, G)
+    assert [i for i in range(16) if search.open(i)] == [5, 6, 7], "the window left lo behind: never asked"
 
 
 # -- properties ------------------------------------------------------------------
