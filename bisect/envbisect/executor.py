@@ -228,10 +228,11 @@ def execute(task: ProbeTask, shop: Workshop, settled: Callable[[], None] | None 
     ``settled`` (:class:`Launches`) is called once the task is no longer about to start its
     recipe: its env must be built first, or the recipe has started."""
     spec = spec_for(shop, task.lock_text, task.installer, task.allow_build)
-    if settled is not None and shop.envs.lookup(spec) is None:
+    env = shop.envs.lookup(spec)
+    if env is None and settled is not None:
         settled()
     try:
-        env = shop.envs.ensure(spec)
+        env = shop.envs.ensure(spec) if env is None else env
     except InstallFailed as exc:
         return TaskResult(shop.place, spec.key, install_failed=str(exc))
     return run_in(task, shop, env, sources=task.attempt == 0, started=settled)
@@ -304,12 +305,13 @@ class Launches:
         with self._cond:
             self._pending += 1
             self._entered += 1
-        done = threading.Event()
+        done = False
 
         def settled() -> None:
+            nonlocal done
             with self._cond:
-                if not done.is_set():
-                    done.set()
+                if not done:
+                    done = True
                     self._pending -= 1
                     self._cond.notify_all()
         return settled

@@ -353,11 +353,11 @@ class Bisection:
         if self.ends_first or not pending or self.lo == self.hi:
             return self._plan_with(())
         step = self._plan_with(pending)
-        inside = any(self.lo < i < self.hi for i in self._verdicts)
         res = step.result
+        # Near: narrowed by verdicts inside the range (before any, the window is all of it).
         near = step.window is not None and step.window[1] - step.window[0] <= (self.hi - self.lo) * END_NEAR
         needed = tuple(e for e in pending if (
-            res is None and inside and near and e in (step.window or ())
+            res is None and near and e in step.window
             or res is not None and (e in (res.last_old, res.first_new)
                                     or res.status not in (Status.FOUND, Status.PREDATES_RANGE))))
         if not needed:
