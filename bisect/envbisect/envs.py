@@ -13,7 +13,8 @@ installers die with envbisect, :mod:`envbisect.procs`).
 A per-key file lock makes two processes that need the same environment wait for each
 other rather than build it twice.
 
-The default backend is uv (``uv venv --relocatable`` + ``uv pip sync pylock.toml``:
+The default backend is uv (``uv venv --relocatable``, made once per interpreter and copied,
+:mod:`envbisect.venvtemplate`, + ``uv pip sync pylock.toml``:
 exactly the locked files, by URL and hash, so no project page is consulted), with its
 cache inside the envbisect cache so installs hardlink; ``--installer pip`` uses
 virtualenv + ``pip install --no-deps --require-hashes`` of the same pins instead. An
@@ -46,6 +47,7 @@ from envbisect.config import CachePaths
 from envbisect.errors import InstallFailed
 from envbisect.index import IndexConfig
 from envbisect.installer import Interpreter, install_reason, installer_environ, run_tool, uv_bin
+from envbisect.venvtemplate import copy_empty_venv, template_tag
 from envbisect.plan import Lock, failure_reason
 from envbisect.redact import redact
 
@@ -217,7 +219,11 @@ class EnvManager:
         env = installer_environ(self.paths.uv_cache, spec.index, installer=spec.installer)  # indexes too
         if spec.installer == "uv":
             uv, python = uv_bin(), str(env_python(tmp))
-            self._step([uv, "venv", "--quiet", "--relocatable", "--python", spec.interpreter.path, str(tmp)], env, spec)
+            try:
+                copy_empty_venv(self.root, template_tag(spec.interpreter, uv), lambda path: self._step(
+                    [uv, "venv", "--quiet", "--relocatable", "--python", spec.interpreter.path, str(path)], env, spec), tmp)
+            except OSError as exc:  # the copy failed (a full disk, most likely): read as uv's own failure
+                raise InstallFailed(failure_reason(f"copying the empty venv failed: {exc}", spec.index)) from exc
             (tmp / LOCK_FILE).write_text(spec.lock.text)
             sync = [uv, "pip", "sync", str(tmp / LOCK_FILE), "--python", python, "--preview-features", "pylock"]
             sync += [] if spec.allow_build else ["--no-build"]

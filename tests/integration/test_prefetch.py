@@ -11,11 +11,12 @@ from pathlib import Path
 
 from support.cli import PLANTED_BODY, bisect_cli, write_recipe
 
+from envbisect import procs
 from envbisect.config import CachePaths, Settings
 from envbisect.envs import EnvManager
 from envbisect.index import IndexConfig
 from envbisect.plan import Cutoff, Lock
-from envbisect.prefetch import Prefetcher
+from envbisect.prefetch import RANK_NICE, Prefetcher
 from envbisect.requests_model import requirements_for
 from envbisect.recipes import load_recipe
 from envbisect.search import Bisection, Verdict
@@ -49,6 +50,10 @@ def test_both_possible_next_candidates_are_built_and_no_decided_one(tmp_path, pl
             for future in ahead._started.values():
                 assert future.result(timeout=120) is True
         assert set(started) == expected and len(started) == 2
+        # One outcome after the other in CPU priority: first "the probe is bad", then "good".
+        after_bad, after_good = (search.fork(probing, v).next_probe() for v in (Verdict.BAD, Verdict.GOOD))
+        assert (ahead._jobs[after_bad].nice, ahead._jobs[after_good].nice) == \
+            (procs.BACKGROUND_NICE, procs.BACKGROUND_NICE + RANK_NICE)
         assert not {0, len(versions) - 1, probing} & set(started), "never a decided or running candidate"
         envs = EnvManager(session.settings.cache)
         for i in started:

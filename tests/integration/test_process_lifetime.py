@@ -292,6 +292,46 @@ def test_a_child_whose_parent_is_already_gone_exits_before_it_starts(tmp_path):
     assert out.strip() == str(procs.EXIT_ORPHANED)
 
 
+def _wait_for_cmdline(pid: int, cmdline: list[str], timeout_s: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while psutil.Process(pid).cmdline() != cmdline:
+        assert time.monotonic() < deadline, f"{pid} never ran {cmdline}: {psutil.Process(pid).cmdline()}"
+        time.sleep(0.01)
+
+
+def test_a_background_child_dies_with_its_parent_and_keeps_the_pid_it_was_started_as(tmp_path, reap_pids):
+    helper = _helper(tmp_path, """
+        import time
+        from envbisect import procs
+        with procs.Background().running():
+            child = procs.popen(["sleep", "300"])
+        print(child.pid, flush=True)
+        time.sleep(300)
+    """)
+    try:
+        pid = int(helper.stdout.readline())
+        reap_pids.append(pid)
+        _wait_for_cmdline(pid, ["sleep", "300"])
+    finally:
+        helper.kill()
+        helper.wait()
+        helper.stdout.close()
+    assert not is_running(pid, settle_s=5), f"background child {pid} outlived its SIGKILLed parent"
+
+
+def test_a_background_child_whose_parent_is_already_gone_exits_before_it_starts(tmp_path):
+    # The wrapped start (no preexec_fn): its guard compares the shell's parent with the pid
+    # it was started from; here that pid is not its parent, as after envbisect died.
+    argv = procs.background_argv([sys.executable, "-c", "print('ran')"], parent=os.getppid())
+    if argv is None:
+        pytest.skip("no nice/setpriv/sh or no death signal here: background children use preexec_fn")
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+    assert (done.returncode, done.stdout) == (procs.EXIT_ORPHANED, "")
+    started = subprocess.run(procs.background_argv([sys.executable, "-c", "print('ran')"], parent=os.getpid()),
+                             capture_output=True, text=True, timeout=30)
+    assert (started.returncode, started.stdout) == (0, "ran\n")
+
+
 def test_run_behaves_like_subprocess_run(tmp_path):
     done = procs.run([sys.executable, "-c", "import sys; print(sys.stdin.read().upper())"], input="abc",
                      capture_output=True, text=True)
@@ -346,8 +386,13 @@ def test_background_children_run_niced_and_cancel_kills_them_and_later_ones(tmp_
         proc = procs.popen(sleeper)
     plain = procs.popen(sleeper)
     try:
+        _wait_for_cmdline(proc.pid, sleeper)  # through its wrappers (nice, setpriv, sh), same pid
         assert psutil.Process(proc.pid).nice() == os.getpriority(os.PRIO_PROCESS, 0) + procs.BACKGROUND_NICE
         assert psutil.Process(plain.pid).nice() == os.getpriority(os.PRIO_PROCESS, 0), "outside the job: unchanged"
+        with procs.Background(4).running():
+            ranked = procs.run([str(PYTHON), "-c", "import os; print(os.getpriority(os.PRIO_PROCESS, 0))"],
+                               capture_output=True, text=True, timeout=30)
+        assert int(ranked.stdout) == os.getpriority(os.PRIO_PROCESS, 0) + procs.BACKGROUND_NICE + 4
         job.cancel()
         assert proc.wait(timeout=10) == -signal.SIGKILL
         assert plain.poll() is None, "cancel kills the job's children only"

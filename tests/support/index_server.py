@@ -375,6 +375,7 @@ class _BoundedServer(ThreadingHTTPServer):
 
     daemon_threads = True
     max_workers = 32
+    request_queue_size = 128
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self._slots = threading.BoundedSemaphore(self.max_workers)
