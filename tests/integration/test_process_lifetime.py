@@ -256,18 +256,28 @@ def _helper(tmp_path: Path, body: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
 
 
-def test_a_child_started_through_procs_dies_with_its_parent(tmp_path, reap_pids):
-    helper = _helper(tmp_path, """
-        import time
+def _wait_for_cmdline(pid: int, cmdline: list[str], timeout_s: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while psutil.Process(pid).cmdline() != cmdline:
+        assert time.monotonic() < deadline, f"{pid} never ran {cmdline}: {psutil.Process(pid).cmdline()}"
+        time.sleep(0.01)
+
+
+@pytest.mark.parametrize("background", [False, True], ids=["plain", "background"])
+def test_a_child_started_through_procs_dies_with_its_parent(tmp_path, reap_pids, background):
+    # A background child goes through its wrappers (nice, setpriv, sh): same pid, same promise.
+    helper = _helper(tmp_path, f"""
+        import contextlib, time
         from envbisect import procs
-        child = procs.popen(["sleep", "300"])
+        with procs.Background().running() if {background} else contextlib.nullcontext():
+            child = procs.popen(["sleep", "300"])
         print(child.pid, flush=True)
         time.sleep(300)
     """)
     try:
         pid = int(helper.stdout.readline())
         reap_pids.append(pid)
-        assert is_running(pid, settle_s=0)
+        _wait_for_cmdline(pid, ["sleep", "300"])
     finally:
         helper.kill()
         helper.wait()
@@ -290,33 +300,6 @@ def test_a_child_whose_parent_is_already_gone_exits_before_it_starts(tmp_path):
     """)
     out, _ = helper.communicate(timeout=30)
     assert out.strip() == str(procs.EXIT_ORPHANED)
-
-
-def _wait_for_cmdline(pid: int, cmdline: list[str], timeout_s: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while psutil.Process(pid).cmdline() != cmdline:
-        assert time.monotonic() < deadline, f"{pid} never ran {cmdline}: {psutil.Process(pid).cmdline()}"
-        time.sleep(0.01)
-
-
-def test_a_background_child_dies_with_its_parent_and_keeps_the_pid_it_was_started_as(tmp_path, reap_pids):
-    helper = _helper(tmp_path, """
-        import time
-        from envbisect import procs
-        with procs.Background().running():
-            child = procs.popen(["sleep", "300"])
-        print(child.pid, flush=True)
-        time.sleep(300)
-    """)
-    try:
-        pid = int(helper.stdout.readline())
-        reap_pids.append(pid)
-        _wait_for_cmdline(pid, ["sleep", "300"])
-    finally:
-        helper.kill()
-        helper.wait()
-        helper.stdout.close()
-    assert not is_running(pid, settle_s=5), f"background child {pid} outlived its SIGKILLed parent"
 
 
 def test_a_background_child_whose_parent_is_already_gone_exits_before_it_starts(tmp_path):
