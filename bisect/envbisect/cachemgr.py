@@ -2,7 +2,8 @@
 
 Sizes count each hardlinked file once (:mod:`envbisect.cacheusage`). ``prune`` removes
 leftover scratch directories, then least-recently-used environments, then the installer
-cache when environments alone cannot reach the size, and reports each. Environments are
+cache (with the empty venv builds copy, :mod:`envbisect.venvtemplate`) when environments
+alone cannot reach the size, and reports each. Environments are
 evicted through :class:`envbisect.envs.EnvCache`, which never removes one that a live
 process has marked in use. The results database is kept by ``clear`` unless asked: it is
 the record of every probe. ``info`` only reads: it never creates the cache directory.
@@ -19,6 +20,7 @@ from envbisect.envs import EnvCache
 from envbisect.errors import ConfigError, DiskFull
 from envbisect.installer import uv_bin
 from envbisect.runner import SCRATCH_PREFIX
+from envbisect.venvtemplate import remove_templates
 
 _UNITS = {"": 1, "B": 1, "K": 1024, "KB": 1024, "KIB": 1024, "M": 1024**2, "MB": 1024**2, "MIB": 1024**2,
           "G": 1024**3, "GB": 1024**3, "GIB": 1024**3, "T": 1024**4, "TB": 1024**4, "TIB": 1024**4}
@@ -76,8 +78,10 @@ def prune(paths: CachePaths, max_bytes: int) -> dict:
     usage = cacheusage.scan(paths.root)
     chosen = cacheusage.plan(usage, [k for k, e in entries.items() if not e.in_use], max_bytes)
     removed = [key for key in chosen.envs if cache.remove(entries[key])]
-    if chosen.clean_uv and paths.uv_cache.is_dir():
-        clean_uv_cache(paths)
+    if chosen.clean_uv:
+        if paths.uv_cache.is_dir():
+            clean_uv_cache(paths)
+        remove_templates(paths.envs)
     after = cacheusage.scan(paths.root)
     return {"max_bytes": max_bytes, "size_before": before, "size_after": after.total, "fits": after.total <= max_bytes,
             "leftovers_removed": leftovers, "environments_removed": removed,
@@ -124,6 +128,7 @@ def clear(paths: CachePaths, *, keep_results: bool = True) -> list[str]:
     removed = []
     cache = EnvCache(paths.envs)
     kept = [e for e in cache.entries(sizes=False) if not cache.remove(e)]
+    remove_templates(paths.envs)
     cache.sweep_temporaries()
     removed.append(f"environments ({len(kept)} in use kept)" if kept else "environments")
     for name, path in (("installer cache", paths.uv_cache), ("index cache", paths.http),

@@ -13,7 +13,9 @@ interpreter's path, version and implementation and the uv executable, so a new P
 uv makes a new one). It is made in ``.tmp-template<tag>-<owner>-<random>`` and renamed
 into place under ``.locks/template<tag>.lock``, so it is complete or absent; a killed
 making leaves a ``.tmp-`` directory the sweep removes like any build's. Its name starts
-with a dot, so it is never listed, reused or pruned as an env.
+with a dot, so it is never listed, reused or pruned as an env; it counts with the
+installer cache and goes with it (``cache prune`` when environments alone cannot reach the
+size, ``cache clear``).
 """
 
 from __future__ import annotations
@@ -38,18 +40,52 @@ def template_tag(interpreter, uv: str) -> str:
 
 def copy_empty_venv(root: Path, tag: str, make: Callable[[Path], None], dest: Path) -> None:
     """Copy the template ``tag`` to ``dest`` (absent), having ``make(path)`` create it with
-    ``uv venv`` first if it does not exist yet (its failure propagates, as a build's would)."""
+    ``uv venv`` first if it does not exist yet (its failure propagates, as a build's would).
+    A template that a prune removed during the copy is made again, once."""
     template = root / f".{tag}"
-    if not (template / "pyvenv.cfg").is_file():
-        locks = root / ".locks"
-        locks.mkdir(parents=True, exist_ok=True)
-        with FileLock(str(locks / f"{tag}.lock")):
-            if not (template / "pyvenv.cfg").is_file():
-                shutil.rmtree(template, ignore_errors=True)  # not one of ours: ours are renamed in whole
-                fresh = root / f".tmp-{tag}-{procs.owner_stamp()}-{uuid.uuid4().hex[:6]}"
-                try:
-                    make(fresh)
-                    os.replace(fresh, template)
-                finally:
-                    shutil.rmtree(fresh, ignore_errors=True)
-    shutil.copytree(template, dest, symlinks=True)
+    for attempt in (0, 1):
+        if not (template / "pyvenv.cfg").is_file():
+            _make(root, tag, template, make)
+        try:
+            shutil.copytree(template, dest, symlinks=True)
+            return
+        except OSError:
+            shutil.rmtree(dest, ignore_errors=True)
+            if attempt or (template / "pyvenv.cfg").is_file():
+                raise  # not a template removed under the copy
+
+
+def _make(root: Path, tag: str, template: Path, make: Callable[[Path], None]) -> None:
+    with FileLock(str(_lock(root, tag))):
+        if (template / "pyvenv.cfg").is_file():
+            return
+        shutil.rmtree(template, ignore_errors=True)  # not one of ours: ours are renamed in whole
+        fresh = root / f".tmp-{tag}-{procs.owner_stamp()}-{uuid.uuid4().hex[:6]}"
+        try:
+            make(fresh)
+            os.replace(fresh, template)
+        finally:
+            shutil.rmtree(fresh, ignore_errors=True)
+
+
+def remove_templates(root: Path) -> int:
+    """Remove every template (``cache prune`` with the installer cache, ``cache clear``):
+    each is renamed away under its lock, then deleted; the next build makes it again."""
+    removed = 0
+    for template in sorted(root.glob(".template*")) if root.is_dir() else []:
+        tag = template.name[1:]
+        with FileLock(str(_lock(root, tag))):
+            trash = root / f".trash-{tag}-{procs.owner_stamp()}-{uuid.uuid4().hex[:6]}"
+            try:
+                os.replace(template, trash)
+            except FileNotFoundError:
+                continue
+            shutil.rmtree(trash, ignore_errors=True)
+            removed += 1
+    return removed
+
+
+def _lock(root: Path, tag: str) -> Path:
+    locks = root / ".locks"
+    locks.mkdir(parents=True, exist_ok=True)
+    return locks / f"{tag}.lock"
