@@ -20,7 +20,6 @@ from envbisect.envs import EnvCache
 from envbisect.errors import ConfigError, DiskFull
 from envbisect.installer import uv_bin
 from envbisect.runner import SCRATCH_PREFIX
-from envbisect.venvtemplate import remove_templates
 
 _UNITS = {"": 1, "B": 1, "K": 1024, "KB": 1024, "KIB": 1024, "M": 1024**2, "MB": 1024**2, "MIB": 1024**2,
           "G": 1024**3, "GB": 1024**3, "GIB": 1024**3, "T": 1024**4, "TB": 1024**4, "TIB": 1024**4}
@@ -81,7 +80,7 @@ def prune(paths: CachePaths, max_bytes: int) -> dict:
     if chosen.clean_uv:
         if paths.uv_cache.is_dir():
             clean_uv_cache(paths)
-        remove_templates(paths.envs)
+        cache.remove_templates()
     after = cacheusage.scan(paths.root)
     return {"max_bytes": max_bytes, "size_before": before, "size_after": after.total, "fits": after.total <= max_bytes,
             "leftovers_removed": leftovers, "environments_removed": removed,
@@ -128,7 +127,7 @@ def clear(paths: CachePaths, *, keep_results: bool = True) -> list[str]:
     removed = []
     cache = EnvCache(paths.envs)
     kept = [e for e in cache.entries(sizes=False) if not cache.remove(e)]
-    remove_templates(paths.envs)
+    cache.remove_templates()
     cache.sweep_temporaries()
     removed.append(f"environments ({len(kept)} in use kept)" if kept else "environments")
     for name, path in (("installer cache", paths.uv_cache), ("index cache", paths.http),

@@ -48,7 +48,7 @@ def owner_of(root: Path, path: Path) -> str:
     if not rel:
         return "other"
     if rel[0] == "envs":
-        if len(rel) > 2 and rel[1].startswith(".template"):
+        if len(rel) > 2 and rel[1].startswith(".template"):  # envbisect.venvtemplate.PREFIX
             return "uv"  # the empty venv builds copy (envbisect.venvtemplate): installer scaffolding
         return f"env:{rel[1]}" if len(rel) > 2 and not rel[1].startswith(".") else "envs"
     if rel[0].startswith("results.db"):

@@ -47,7 +47,7 @@ from envbisect.config import CachePaths
 from envbisect.errors import InstallFailed
 from envbisect.index import IndexConfig
 from envbisect.installer import Interpreter, install_reason, installer_environ, run_tool, uv_bin
-from envbisect.venvtemplate import copy_empty_venv, template_tag
+from envbisect.venvtemplate import PREFIX as TEMPLATE_PREFIX, copy_empty_venv, lock_path, template_tag
 from envbisect.plan import Lock, failure_reason
 from envbisect.redact import redact
 
@@ -366,9 +366,27 @@ class EnvCache:
             users = [p for p in (entry.path / IN_USE).glob("*") if p.name.isdigit()]
             if any(_pid_alive(int(p.name)) for p in users):
                 return False
-            trash = self.root / f".trash-{entry.key}-{uuid.uuid4().hex[:6]}"
-            os.replace(entry.path, trash)  # atomic: the key vanishes at once
-            shutil.rmtree(trash, ignore_errors=True)
+            self._discard(entry.path, entry.key)
+        return True
+
+    def remove_templates(self) -> int:
+        """Delete the empty-venv templates (:mod:`envbisect.venvtemplate`), each under its
+        lock; the next build makes its template again."""
+        removed = 0
+        for path in sorted(self.root.glob(f".{TEMPLATE_PREFIX}*")) if self.root.is_dir() else []:
+            tag = path.name[1:]
+            with FileLock(str(lock_path(self.root, tag))):
+                removed += self._discard(path, tag)
+        return removed
+
+    def _discard(self, path: Path, key: str) -> bool:
+        """Rename ``path`` away (atomic: it vanishes at once), then delete it."""
+        trash = self.root / f".trash-{key}-{uuid.uuid4().hex[:6]}"
+        try:
+            os.replace(path, trash)
+        except FileNotFoundError:
+            return False
+        shutil.rmtree(trash, ignore_errors=True)
         return True
 
     def sweep_temporaries(self, *, wait: bool = True) -> int:

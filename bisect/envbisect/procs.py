@@ -47,6 +47,7 @@ be swept from two of them.
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import signal
@@ -183,16 +184,14 @@ def _child_setup(job: Background | None) -> Callable[[], None] | None:
 #: The guard a wrapped background child runs before the program (``sh -c``): exit when
 #: its parent is not the process that started it (as :func:`die_with_parent` does).
 _GUARD = f'test "$PPID" = "$1" || exit {EXIT_ORPHANED}; shift; exec "$@"'
-_WRAPPERS: list[tuple[str, str, str] | None] = []
 
 
-def _wrappers() -> tuple[str, str, str] | None:
+@functools.cache
+def _wrappers() -> tuple[str, ...] | None:
     """``nice``, ``setpriv`` and ``sh``, where this system has all three and the death
     signal (Linux with util-linux), looked up once."""
-    if not _WRAPPERS:
-        found = tuple(shutil.which(name) for name in ("nice", "setpriv", "sh"))
-        _WRAPPERS.append(found if _PRCTL is not None and all(found) else None)  # type: ignore[arg-type]
-    return _WRAPPERS[0]
+    found = tuple(shutil.which(name) for name in ("nice", "setpriv", "sh"))
+    return found if _PRCTL is not None and all(found) else None  # type: ignore[return-value]
 
 
 def background_argv(args: Sequence[str], parent: int | None = None, nice: int = BACKGROUND_NICE) -> list[str] | None:

@@ -8,14 +8,14 @@ would make at the new path. The copy is a dozen small files and links in-process
 venv`` is a process of about 0.03 CPU-seconds, a third of a small build's installer time,
 and a ``--jobs 3`` round builds a dozen envs ahead beside its probes.
 
-The template lives beside the envs as ``.template-<tag>`` (the tag hashes the
-interpreter's path, version and implementation and the uv executable, so a new Python or
-uv makes a new one). It is made in ``.tmp-template<tag>-<owner>-<random>`` and renamed
+The template lives beside the envs as ``.template<hash>`` (:data:`PREFIX`; the hash
+covers the interpreter's path, version and implementation and the uv executable, so a new
+Python or uv makes a new one). It is made in ``.tmp-template<tag>-<owner>-<random>`` and renamed
 into place under ``.locks/template<tag>.lock``, so it is complete or absent; a killed
 making leaves a ``.tmp-`` directory the sweep removes like any build's. Its name starts
 with a dot, so it is never listed, reused or pruned as an env; it counts with the
 installer cache and goes with it (``cache prune`` when environments alone cannot reach the
-size, ``cache clear``).
+size, ``cache clear``: :meth:`envbisect.envs.EnvCache.remove_templates`).
 """
 
 from __future__ import annotations
@@ -32,10 +32,14 @@ from filelock import FileLock
 from envbisect import procs
 
 
+#: Templates are ``<envs>/.<tag>`` with tags starting with this.
+PREFIX = "template"
+
+
 def template_tag(interpreter, uv: str) -> str:
     """What the template's content depends on: the base interpreter and the uv that made it."""
     text = "\0".join((interpreter.path, interpreter.version, interpreter.implementation, uv))
-    return "template" + hashlib.sha256(text.encode()).hexdigest()[:12]
+    return PREFIX + hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
 def copy_empty_venv(root: Path, tag: str, make: Callable[[Path], None], dest: Path) -> None:
@@ -56,7 +60,7 @@ def copy_empty_venv(root: Path, tag: str, make: Callable[[Path], None], dest: Pa
 
 
 def _make(root: Path, tag: str, template: Path, make: Callable[[Path], None]) -> None:
-    with FileLock(str(_lock(root, tag))):
+    with FileLock(str(lock_path(root, tag))):
         if (template / "pyvenv.cfg").is_file():
             return
         shutil.rmtree(template, ignore_errors=True)  # not one of ours: ours are renamed in whole
@@ -68,24 +72,8 @@ def _make(root: Path, tag: str, template: Path, make: Callable[[Path], None]) ->
             shutil.rmtree(fresh, ignore_errors=True)
 
 
-def remove_templates(root: Path) -> int:
-    """Remove every template (``cache prune`` with the installer cache, ``cache clear``):
-    each is renamed away under its lock, then deleted; the next build makes it again."""
-    removed = 0
-    for template in sorted(root.glob(".template*")) if root.is_dir() else []:
-        tag = template.name[1:]
-        with FileLock(str(_lock(root, tag))):
-            trash = root / f".trash-{tag}-{procs.owner_stamp()}-{uuid.uuid4().hex[:6]}"
-            try:
-                os.replace(template, trash)
-            except FileNotFoundError:
-                continue
-            shutil.rmtree(trash, ignore_errors=True)
-            removed += 1
-    return removed
-
-
-def _lock(root: Path, tag: str) -> Path:
+def lock_path(root: Path, tag: str) -> Path:
+    """The lock a template is made and removed under (``<root>/.locks/<tag>.lock``)."""
     locks = root / ".locks"
     locks.mkdir(parents=True, exist_ok=True)
     return locks / f"{tag}.lock"

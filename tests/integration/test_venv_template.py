@@ -73,7 +73,7 @@ def test_a_failed_making_leaves_no_template_and_propagates(tmp_path):
 
 def test_a_removed_template_is_made_again_and_counts_with_the_installer_cache(tmp_path):
     from envbisect.cacheusage import owner_of
-    from envbisect.venvtemplate import remove_templates
+    from envbisect.envs import EnvCache
 
     envs = tmp_path / "envs"
     envs.mkdir()
@@ -81,7 +81,7 @@ def test_a_removed_template_is_made_again_and_counts_with_the_installer_cache(tm
     tag = template_tag(find_interpreter(None), uv_bin())
     copy_empty_venv(envs, tag, _uv_venv(made), envs / "a")
     assert owner_of(tmp_path, envs / f".{tag}" / "pyvenv.cfg") == "uv", "pruned with the installer cache"
-    assert remove_templates(envs) == 1 and not (envs / f".{tag}").exists()
+    assert EnvCache(envs).remove_templates() == 1 and not (envs / f".{tag}").exists()
     assert not list(envs.glob(".trash-*")), "renamed away, then deleted"
     copy_empty_venv(envs, tag, _uv_venv(made), envs / "b")
     assert len(made) == 2 and (envs / "b" / "pyvenv.cfg").is_file()
