@@ -65,6 +65,42 @@ def test_both_possible_next_candidates_are_built_and_no_decided_one(tmp_path, pl
             assert off.started == []
 
 
+def test_builds_ahead_never_outrank_a_needed_build_still_running(tmp_path, planted_index):
+    """A round's candidate whose build ahead is still downloading is needed now: the builds
+    for the next round start below its priority, in their own rank order (guards: the new
+    first-ranked builds got nice 10 and took the CPU from a needed build at nice 13)."""
+    recipe = load_recipe(write_recipe(tmp_path / "r.py", PLANTED_BODY))
+    versions = planted_index.installable
+    with Store(None) as store:
+        session = _session(tmp_path, planted_index.url, store)
+
+        def plan(i: int) -> tuple[list[str], Cutoff]:
+            return requirements_for(recipe, [], "planted", versions[i]), Cutoff()
+
+        search = Bisection(len(versions))
+        search.record(0, Verdict.GOOD)
+        search.record(len(versions) - 1, Verdict.BAD)
+        probing = search.next_probe()
+        planted_index.index.delay_files_s = 120.0  # the builds ahead stay at their download
+        try:
+            with Prefetcher(session, 2) as ahead:
+                ahead.ahead(search, probing, plan)
+                after_good = search.fork(probing, Verdict.GOOD).next_probe()
+                needed = ahead._jobs[after_good]
+                assert needed.nice == procs.BACKGROUND_NICE + RANK_NICE  # the second outcome's
+                search.record(probing, Verdict.GOOD)  # so after_good is this round's candidate
+                assert not ahead._started[after_good].done()
+                ahead.ahead(search, after_good, plan)
+                following = [search.fork(after_good, v).next_probe() for v in (Verdict.BAD, Verdict.GOOD)]
+                nices = [ahead._jobs[i].nice for i in following if i in ahead._jobs]
+                assert len(nices) == 2, following
+                assert nices == [needed.nice + 1, min(needed.nice + 1 + RANK_NICE, procs.MAX_NICE)], nices
+                for job in list(ahead._jobs.values()):
+                    job.cancel()
+        finally:
+            planted_index.index.release_files()
+
+
 def test_the_answer_and_probe_sequence_do_not_depend_on_prefetching(tmp_path, planted_index):
     recipe = write_recipe(tmp_path / "r.py", PLANTED_BODY)
 
