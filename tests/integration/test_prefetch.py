@@ -29,18 +29,25 @@ def _session(tmp_path: Path, index_url: str, store: Store) -> Session:
     return Session(settings, store)
 
 
-def test_both_possible_next_candidates_are_built_and_no_decided_one(tmp_path, planted_index):
+def _planted_search(tmp_path: Path, planted_index, store: Store):
+    """A session on the planted index, the plan of each candidate, and a search whose ends
+    are known (so the candidate it probes now is its first midpoint)."""
     recipe = load_recipe(write_recipe(tmp_path / "r.py", PLANTED_BODY))
     versions = planted_index.installable
+
+    def plan(i: int) -> tuple[list[str], Cutoff]:
+        return requirements_for(recipe, [], "planted", versions[i]), Cutoff()
+
+    search = Bisection(len(versions))
+    search.record(0, Verdict.GOOD)
+    search.record(len(versions) - 1, Verdict.BAD)
+    return _session(tmp_path, planted_index.url, store), plan, search
+
+
+def test_both_possible_next_candidates_are_built_and_no_decided_one(tmp_path, planted_index):
     with Store(None) as store:
-        session = _session(tmp_path, planted_index.url, store)
-
-        def plan(i: int) -> tuple[list[str], Cutoff]:
-            return requirements_for(recipe, [], "planted", versions[i]), Cutoff()
-
-        search = Bisection(len(versions))
-        search.record(0, Verdict.GOOD)
-        search.record(len(versions) - 1, Verdict.BAD)
+        session, plan, search = _planted_search(tmp_path, planted_index, store)
+        versions = planted_index.installable
         probing = search.next_probe()
         expected = {search.fork(probing, v).next_probe() for v in (Verdict.GOOD, Verdict.BAD)}
         with Prefetcher(session, 2) as ahead:
@@ -69,17 +76,8 @@ def test_builds_ahead_never_outrank_a_needed_build_still_running(tmp_path, plant
     """A round's candidate whose build ahead is still downloading is needed now: the builds
     for the next round start below its priority, in their own rank order (guards: the new
     first-ranked builds got nice 10 and took the CPU from a needed build at nice 13)."""
-    recipe = load_recipe(write_recipe(tmp_path / "r.py", PLANTED_BODY))
-    versions = planted_index.installable
     with Store(None) as store:
-        session = _session(tmp_path, planted_index.url, store)
-
-        def plan(i: int) -> tuple[list[str], Cutoff]:
-            return requirements_for(recipe, [], "planted", versions[i]), Cutoff()
-
-        search = Bisection(len(versions))
-        search.record(0, Verdict.GOOD)
-        search.record(len(versions) - 1, Verdict.BAD)
+        session, plan, search = _planted_search(tmp_path, planted_index, store)
         probing = search.next_probe()
         planted_index.index.delay_files_s = 120.0  # the builds ahead stay at their download
         try:
