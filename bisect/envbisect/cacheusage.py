@@ -17,6 +17,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from envbisect.venvtemplate import PREFIX as TEMPLATE_PREFIX
+
 #: Owner names of the parts of a cache directory (see config.CachePaths).
 _PARTS = {"uv": "uv", "index": "index", "logs": "logs", "scratch": "scratch", "outputs": "outputs"}
 
@@ -48,7 +50,7 @@ def owner_of(root: Path, path: Path) -> str:
     if not rel:
         return "other"
     if rel[0] == "envs":
-        if len(rel) > 2 and rel[1].startswith(".template"):  # envbisect.venvtemplate.PREFIX
+        if len(rel) > 2 and rel[1].startswith(f".{TEMPLATE_PREFIX}"):
             return "uv"  # the empty venv builds copy (envbisect.venvtemplate): installer scaffolding
         return f"env:{rel[1]}" if len(rel) > 2 and not rel[1].startswith(".") else "envs"
     if rel[0].startswith("results.db"):
