@@ -18,7 +18,11 @@ requirement names before the resolve, and any package the lock pins that was not
 refreshed yet in a second pass. Every page a lock is built from is thus at least as new
 as the planner (created after envbisect's own listing), and a release that envbisect
 listed is never missing from uv's view; later resolves of the same run reuse the pages
-without asking again (a run resolves as of its fixed snapshot anyway). The lock's file
+without asking again (a run resolves as of its fixed snapshot anyway). Resolves side by
+side (a round's candidates and the builds ahead, a dozen at once with ``--jobs 3``) do not
+each force a fresh copy of the same page: one claims it, the others wait for that resolve
+and then use uv's copy as its cache headers allow (at most a 304 each; before, a cold
+``--jobs 3`` start fetched the page whole more than once). The lock's file
 URLs mean the install step needs no project page at all.
 
 Three endings: a :class:`Lock`; :class:`Unresolvable` (the resolver's reason: the
@@ -217,6 +221,9 @@ class Planner:
         #: being resolved waits for that resolve instead of running the same one beside it.
         self._resolving: dict[tuple, threading.Lock] = {}
         self._guard = threading.Lock()
+        #: Packages a resolve is revalidating now (:meth:`_claim`), and their condition.
+        self._refreshing: set[str] = set()
+        self._refreshed = threading.Condition(threading.Lock())
 
     def lock(self, requirements: list[str] | tuple[str, ...], cutoff: Cutoff = Cutoff()) -> Lock | Unresolvable:
         """Resolve ``requirements`` as of ``cutoff`` (see the module docstring)."""
@@ -231,18 +238,43 @@ class Planner:
     def _lock(self, memo: tuple) -> Lock | Unresolvable:
         requirements, cutoff = memo
         names = {canonicalize_name(n) for n in _names(requirements)}
-        result = self._compile(requirements, cutoff, names - self.fresh)
-        if not isinstance(result, Lock):  # a failed (or killed) resolve revalidated nothing for sure
+        result = self._refreshing_compile(requirements, cutoff, names)
+        if not isinstance(result, Lock):
             return result
-        self.fresh |= names
-        if stale := {p.name for p in result.pins} - self.fresh:
+        if {p.name for p in result.pins} - self.fresh:
             # a dependency seen for the first time: resolve again with its page revalidated
-            result = self._compile(requirements, cutoff, stale)
+            result = self._refreshing_compile(requirements, cutoff, {p.name for p in result.pins})
             if not isinstance(result, Lock):
                 return result
-            self.fresh |= stale
         self._made[memo] = result
         return result
+
+    def _refreshing_compile(self, requirements, cutoff: Cutoff, names: set[str]) -> Lock | Unresolvable:
+        """One resolve that revalidates those of ``names`` no resolve has revalidated yet;
+        a failed (or killed) one revalidated nothing for sure, so they stay stale."""
+        claim = self._claim(names)
+        ok = False
+        try:
+            result = self._compile(requirements, cutoff, claim)
+            ok = isinstance(result, Lock)
+            return result
+        finally:
+            with self._refreshed:
+                self._refreshing -= claim
+                if ok:
+                    self.fresh |= claim
+                self._refreshed.notify_all()
+
+    def _claim(self, names: set[str]) -> set[str]:
+        """The packages of ``names`` this resolve is to revalidate: those not fresh yet, once
+        no other resolve is revalidating any of them (it waits for that one; if it failed,
+        the page is claimed here)."""
+        with self._refreshed:
+            while (names - self.fresh) & self._refreshing:
+                self._refreshed.wait()
+            claim = names - self.fresh
+            self._refreshing |= claim
+            return claim
 
     def _compile(self, requirements, cutoff: Cutoff, refresh: set[str]) -> Lock | Unresolvable:
         cmd = [uv_bin(), "pip", "compile", "-", "--format", "pylock.toml", "--python", self.python,

@@ -130,6 +130,28 @@ def test_a_lock_asked_for_by_two_threads_at_once_is_resolved_once(tmp_path, plan
         assert session.planner.resolves == 1
 
 
+def test_resolves_side_by_side_revalidate_the_page_once(tmp_path, planted_index):
+    """Five candidates resolved at once (a round and its builds ahead) on a cold uv cache:
+    one resolve revalidates the project page, the others wait for it and read uv's cache
+    (guards: every one fetched the page, fifteen requests per --jobs 3 round one)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    recipe = load_recipe(write_recipe(tmp_path / "r.py", PLANTED_BODY))
+    versions = planted_index.installable[:5]
+    with Store(None) as store:
+        session = _session(tmp_path, planted_index.url, store)
+        before = len(planted_index.index.log)
+        with ThreadPoolExecutor(len(versions)) as pool:
+            locks = list(pool.map(lambda v: session.planner.lock(requirements_for(recipe, [], "planted", v)),
+                                  versions))
+        pages = [hit.status for hit in planted_index.index.log[before:] if hit.path.rstrip("/").endswith("/planted")]
+        assert all(isinstance(lock, Lock) for lock in locks)
+        assert [dict((p.name, p.version) for p in lock.pins)["planted"] for lock in locks] == list(versions)
+        # fetched once; the others only revalidate uv's copy (this index says max-age=0)
+        assert sorted(pages) == [200] + [304] * (len(versions) - 1), pages
+        assert session.planner.fresh == {"planted"}
+
+
 def test_a_worker_builds_ahead_in_its_own_cache_and_stops_when_told(tmp_path, planted_index, monkeypatch):
     """The worker's half of build-ahead under Dask (envbisect.remote_ahead), called here as
     Dask's ``client.run`` calls it in a worker process: the build lands in the worker's
