@@ -223,6 +223,23 @@ def test_serves_while_publishing(local_index, wheel_dir: Path) -> None:
     assert fetch(0) == 21
 
 
+def test_a_page_is_rendered_once_per_change(local_index, wheel_dir: Path) -> None:
+    """Revalidations (uv's, once per resolve) reuse the rendered page; every add and remove
+    renders it afresh, so a client never sees a page older than the last change."""
+    index = local_index()
+    for version in ("1.0", "1.1"):
+        index.add(build_wheel(wheel_dir, "paged", version))
+    first, _ = index.render_project("paged", JSON_ACCEPT["Accept"])
+    again, _ = index.render_project("paged", JSON_ACCEPT["Accept"])
+    assert again is first, "an unchanged page is not rendered again"
+    index.remove("paged-1.1-py3-none-any.whl")
+    after_remove, _ = index.render_project("paged", JSON_ACCEPT["Accept"])
+    assert [f["filename"] for f in json.loads(after_remove)["files"]] == ["paged-1.0-py3-none-any.whl"]
+    index.add(build_wheel(wheel_dir, "paged", "1.2"))
+    listed = requests.get(f"{index.url}/paged/", headers=JSON_ACCEPT, timeout=10).json()["files"]
+    assert [f["filename"] for f in listed] == ["paged-1.0-py3-none-any.whl", "paged-1.2-py3-none-any.whl"]
+
+
 def test_unknown_flavour_is_rejected(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="flavour"):
         LocalIndex(tmp_path, flavour="xml")
