@@ -220,10 +220,9 @@ class Planner:
         #: One mutex per requirements and cutoff: a second thread asking for a lock that is
         #: being resolved waits for that resolve instead of running the same one beside it.
         self._resolving: dict[tuple, threading.Lock] = {}
-        self._guard = threading.Lock()
-        #: Packages a resolve is revalidating now (:meth:`_claim`), and their condition.
+        self._guard = threading.Condition()
+        #: Packages a resolve is revalidating now (:meth:`_claim`; waited for on ``_guard``).
         self._refreshing: set[str] = set()
-        self._refreshed = threading.Condition(threading.Lock())
 
     def lock(self, requirements: list[str] | tuple[str, ...], cutoff: Cutoff = Cutoff()) -> Lock | Unresolvable:
         """Resolve ``requirements`` as of ``cutoff`` (see the module docstring)."""
@@ -241,9 +240,9 @@ class Planner:
         result = self._refreshing_compile(requirements, cutoff, names)
         if not isinstance(result, Lock):
             return result
-        if {p.name for p in result.pins} - self.fresh:
+        if (pinned := {p.name for p in result.pins}) - self.fresh:
             # a dependency seen for the first time: resolve again with its page revalidated
-            result = self._refreshing_compile(requirements, cutoff, {p.name for p in result.pins})
+            result = self._refreshing_compile(requirements, cutoff, pinned)
             if not isinstance(result, Lock):
                 return result
         self._made[memo] = result
@@ -259,19 +258,19 @@ class Planner:
             ok = isinstance(result, Lock)
             return result
         finally:
-            with self._refreshed:
+            with self._guard:
                 self._refreshing -= claim
                 if ok:
                     self.fresh |= claim
-                self._refreshed.notify_all()
+                self._guard.notify_all()
 
     def _claim(self, names: set[str]) -> set[str]:
         """The packages of ``names`` this resolve is to revalidate: those not fresh yet, once
         no other resolve is revalidating any of them (it waits for that one; if it failed,
         the page is claimed here)."""
-        with self._refreshed:
+        with self._guard:
             while (names - self.fresh) & self._refreshing:
-                self._refreshed.wait()
+                self._guard.wait()
             claim = names - self.fresh
             self._refreshing |= claim
             return claim

@@ -133,7 +133,8 @@ def test_a_lock_asked_for_by_two_threads_at_once_is_resolved_once(tmp_path, plan
 def test_resolves_side_by_side_revalidate_the_page_once(tmp_path, planted_index):
     """Five candidates resolved at once (a round and its builds ahead) on a cold uv cache:
     one resolve revalidates the project page, the others wait for it and read uv's cache
-    (guards: every one fetched the page, fifteen requests per --jobs 3 round one)."""
+    (guards: resolves side by side each forced a fresh copy, and several fetched the page
+    whole)."""
     from concurrent.futures import ThreadPoolExecutor
 
     recipe = load_recipe(write_recipe(tmp_path / "r.py", PLANTED_BODY))
