@@ -28,7 +28,8 @@ it takes.
 probability at least the confidence, both releases beside it look like their own side
 (a t-test of each against the rest of its side at :data:`UNLIKE_ALPHA`; one unlike it is
 **ambiguous**, excluded, and the search goes on), and the old and new sides, pooled, are
-separated by :func:`envbisect.sampling.separate` at the confidence. A candidate gets at
+separated by :func:`envbisect.sampling.separate` at the confidence (when only that test
+holds the stop back, the ends are sampled, the shorter side's first). A candidate gets at
 most ``max_samples`` (the endpoints only the budget); when nothing is worth sampling any
 more within the caps and the budget (:func:`budget`), a candidate at its cap whose side
 is still uncertain is ambiguous, and without one the search is exhausted: the driver says
@@ -288,7 +289,7 @@ class ChangePoint:
         if ends:
             return Step(State.SAMPLE, tuple(ends))
         while True:
-            if (found := self._found()) is not None:
+            if (found := self._found(k)) is not None:
                 return found
             picks = tuple(p for _, p in self.gains()[:max(1, k)]) if self.runs < budget(self.n, self.plan) else ()
             if picks:
@@ -303,10 +304,13 @@ class ChangePoint:
             for p in capped:
                 self.exclude(p, self._ambiguous(p, f"between old and new (P(new) = {p_new[p]:.3f})"))
 
-    def _found(self) -> Step | None:
+    def _found(self, k: int = 1) -> Step | None:
         """FOUND when the most probable change passes the confidence, the releases beside
         it look like their sides (one that does not is excluded as ambiguous, and the
-        next most probable change is looked at), and the sides are separated."""
+        next most probable change is looked at), and the sides are separated. When only
+        the sides' test holds it back, the next samples go to the ends, the end of the
+        side with fewer samples first (within the budget): the posterior, already sure,
+        prices every sample at nearly nothing, and its lookahead would pick by rounding."""
         while True:
             post = self.posterior()
             first_new = max(post, key=lambda p: (post[p], -p))
@@ -317,7 +321,13 @@ class ChangePoint:
             unlike = [p for p in (last_old, first_new) if 0 < p < self.n - 1 and self._unlike_its_side(p, first_new)]
             if not unlike:
                 sides = self.sides(first_new)
-                return Step(State.FOUND, (), last_old, first_new, post[first_new], sides) if sides.separated else None
+                if sides.separated:
+                    return Step(State.FOUND, (), last_old, first_new, post[first_new], sides)
+                if self.runs >= budget(self.n, self.plan):
+                    return None
+                old_n, new_n = (sides.bad.n, sides.good.n) if self.find_fix else (sides.good.n, sides.bad.n)
+                ends = (0, self.n - 1) if old_n <= new_n else (self.n - 1, 0)
+                return Step(State.SAMPLE, ends[:max(1, min(k, 2))])
             for p in unlike:
                 self.exclude(p, self._ambiguous(p, "unlike both sides"))
 

@@ -36,6 +36,24 @@ def test_the_endpoints_come_first_then_the_sample_that_tells_most():
     assert [p for _, p in cp.gains()][:1] == list(first.picks)
 
 
+def test_a_sure_change_waiting_for_its_sides_test_samples_the_ends_smaller_side_first():
+    """The posterior is sure the change is at the last release, but the new side holds one
+    sample, too few for the sides' t-test: the next samples go to the ends, the new one
+    first (before, the lookahead priced every position at about 1e-24 and took releases
+    3 and 4 by rounding, neither of which can make the sides testable sooner than an end)."""
+    old = [[0.1, -0.2, 0.3, 0.0], [0.2, -0.1, 0.05], [0.0, 0.1, -0.3], [0.3, -0.2, 0.1]]
+    cp = ChangePoint(5, PLAN, samples=[*old, [100.0]])
+    assert cp.posterior()[4] > 0.999999 and not cp.sides(4).separated
+    assert cp.step(2).picks == (4, 0)
+    assert cp.step(1).picks == (4,)
+    assert ChangePoint(5, PLAN, samples=[*old, [100.0]], find_fix=True).step(2).picks == (4, 0)  # new = good
+    cp = ChangePoint(5, PLAN, samples=[[100.0], *old])  # mirrored: the old side is short
+    assert cp.step(2).picks == (0, 4)
+    cp.add(0, 99.0)
+    done = cp.step(2)
+    assert done.state is State.FOUND and (done.last_old, done.first_new) == (0, 1)
+
+
 def test_posterior_follows_the_samples():
     cp = ChangePoint(5, PLAN, samples=[[0.1, -0.1], [0.05, 0.0], [1.0, 0.9], [], [1.1, 0.95]])
     post = cp.posterior()
