@@ -1,6 +1,6 @@
 """Noisy metrics: ``--samples auto`` against fixed ``--retries 4``, accuracy and recipe runs.
 
-Usage: ``python bench/bench_noise.py [--trials 50] [--releases 16] [--no-e2e]``
+Usage: ``python bench/bench_noise.py [--trials 50] [--first-seed 0] [--releases 16] [--no-e2e]``
 
 The trials run on the pure core (tests/support/noise_sim.py): the same change-point
 search ``bisect run --samples auto`` uses (envbisect.changepoint), fed seeded Gaussian
@@ -11,6 +11,10 @@ d/2) and combine them as envbisect does (runs that disagree make the probe flaky
 untestable), and, for comparison, by a majority vote. "halfway" is the share of trials
 in which a release drawing from N(d/2, 1), planted at the change, is reported ambiguous.
 
+Then, at d = 2, two oracles bound what any sampling of this search could save: the same
+search whose posterior knows sigma (only the two means unknown), and one that knows both
+levels (N(0, 1) and N(2, 1)); the gap to them is the price of learning the levels.
+
 Then one real trial end to end (unless ``--no-e2e``): ``bisect run`` as a subprocess on
 a loopback index of tiny wheels, with real uv, once with ``--samples auto`` and once
 with ``--retries 4 --threshold loss>d/2``, to check the wiring and count real runs.
@@ -20,45 +24,116 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import random
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from statistics import fmean, stdev
 
 from _index import REPO, clean_environ
 
 from support.cli import write_recipe
 from support.index_server import LocalIndex
-from support.noise_sim import BODY, TOOL, adaptive, draws, fixed, publish
+from support.noise_sim import BODY, TOOL, Trial, adaptive, draws, fixed, publish
 
+from envbisect.changepoint import ChangePoint, _Stats
 from envbisect.sampling import SamplingPlan
 
 PLAN = SamplingPlan("loss")
 LOOSE = SamplingPlan("loss", confidence=0.85)
 
 
-def halfway_share(d: float, trials: int, releases: int) -> float:
+class _Oracle(ChangePoint):
+    """The change-point search with a posterior told more than a run knows (bench only):
+    :meth:`side_ll` scores a split into the old and the new side's sums."""
+
+    d = 2.0
+
+    def _log_likelihoods(self, stats, add=None):
+        if add is not None:
+            j, y = add
+            stats = [*stats[:j], (stats[j][0], stats[j][1].plus(_Stats.of([y]))), *stats[j + 1:]]
+        total = _Stats()
+        for _, st in stats:
+            total = total.plus(st)
+        shift = next((v[0] for v in self.samples if v), 0.0)  # the posterior's sums are of shifted samples
+        out, old = {}, _Stats()
+        for k in range(1, len(stats)):
+            old = old.plus(stats[k - 1][1])
+            new = total.plus(old, -1)
+            out[stats[k][0]] = self.side_ll(old, new, shift) if old.n and new.n else -math.inf
+        return out
+
+
+class SigmaKnown(_Oracle):
+    """sigma = 1 known, the means unknown (flat priors, integrated out)."""
+
+    def side_ll(self, old, new, shift):
+        return -0.5 * math.log(old.n * new.n) - (old.sse + new.sse) / 2
+
+
+class LevelsKnown(_Oracle):
+    """Both levels known: N(0, 1) before the change, N(d, 1) from it."""
+
+    def side_ll(self, old, new, shift):
+        def sq(st, mean):  # sum of (x - mean)^2 over the side, x = sample - shift
+            m = mean - shift
+            return st.ss - 2 * m * st.s + st.n * m * m
+        return -(sq(old, 0.0) + sq(new, self.d)) / 2
+
+
+def planted(seed: int, releases: int) -> int:
+    """The first new release of a seeded trial."""
+    return random.Random(f"{seed}-{releases}").randint(1, releases - 1)
+
+
+def mean_se(values: list[float]) -> str:
+    """The mean and its standard error (``31.6 ± 1.4``): how far another set of seeds may
+    land."""
+    se = stdev(values) / math.sqrt(len(values)) if len(values) > 1 else 0.0
+    return f"{fmean(values):.1f} ± {se:.1f}"
+
+
+def oracles(seeds: range, releases: int) -> list[str]:
+    """The search at d = 2 with the posterior told sigma, then both levels: found and runs."""
+    d = LevelsKnown.d
+    lines = [f"Oracles at d = {d:g} (the same seeds): what learning the levels costs the search", "",
+             "| posterior | 0.99: found | runs | 0.85: found | runs |", "|---|---|---|---|---|"]
+    for label, cls in (("as in a run (sigma and means unknown)", ChangePoint), ("sigma known", SigmaKnown),
+                       ("both levels known", LevelsKnown)):
+        cells = []
+        for plan in (PLAN, LOOSE):
+            trials = [adaptive(releases, planted(seed, releases), draws(releases, planted(seed, releases), d, seed),
+                               plan, factory=cls) for seed in seeds]
+            cells.append(f"{100 * fmean(t.found for t in trials):.0f}% | {mean_se([t.runs for t in trials])}")
+        lines.append(f"| {label} | {' | '.join(cells)} |")
+    return lines
+
+
+def halfway_share(d: float, seeds: range, releases: int) -> float:
     """Share of trials whose release at the change draws from N(d/2, 1) and is reported
     ambiguous (excluded from the answer, named untestable)."""
     ambiguous = 0
-    for seed in range(trials):
+    for seed in seeds:
         half = random.Random(f"half-{seed}").randint(1, releases - 2)
         trial = adaptive(releases, half + 1, draws(releases, half + 1, d, seed, halfway=half), PLAN)
         ambiguous += half in trial.ambiguous
-    return ambiguous / trials
+    return ambiguous / len(seeds)
 
 
-def table(trials: int, releases: int, ds: list[float]) -> list[str]:
-    lines = [f"{trials} seeded trials per d, {releases} releases, planted at a random release (pure core):", "",
+def table(seeds: range, releases: int, ds: list[float]) -> list[str]:
+    lines = [f"{len(seeds)} seeded trials per d (seeds {seeds.start}-{seeds.stop - 1}), {releases} releases, "
+             "planted at a random release (pure core; runs: mean ± standard error):", "",
              "| d | auto: found | auto: runs (endpoints) | auto, --confidence 0.85: found | runs "
              "| --retries 4: found | runs | --retries 4, majority: found | runs "
              "| auto runs / retries 4 (0.99, 0.85) | halfway → ambiguous |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for d in ds:
-        stats = {"auto": [0, 0, 0], "loose": [0, 0, 0], "fixed": [0, 0, 0], "majority": [0, 0, 0]}
-        for seed in range(trials):
-            first_bad = random.Random(f"{seed}-{releases}").randint(1, releases - 1)
+        stats: dict[str, list[Trial]] = {"auto": [], "loose": [], "fixed": [], "majority": []}
+        for seed in seeds:
+            first_bad = planted(seed, releases)
 
             def draw():
                 return draws(releases, first_bad, d, seed)
@@ -66,14 +141,13 @@ def table(trials: int, releases: int, ds: list[float]) -> list[str]:
                                 ("loose", adaptive(releases, first_bad, draw(), LOOSE)),
                                 ("fixed", fixed(releases, first_bad, draw(), d, 4)),
                                 ("majority", fixed(releases, first_bad, draw(), d, 4, majority=True))):
-                stats[name][0] += trial.found
-                stats[name][1] += trial.runs
-                stats[name][2] += trial.end_runs
-        cells = [f"{100 * found / trials:.0f}% | {runs / trials:.1f}" for found, runs, _ in stats.values()]
-        cells[0] += f" ({stats['auto'][2] / trials:.1f})"
-        ratios = [100 * stats[m][1] / stats["fixed"][1] for m in ("auto", "loose")]
+                stats[name].append(trial)
+        cells = [f"{100 * fmean(t.found for t in trials):.0f}% | {mean_se([t.runs for t in trials])}"
+                 for trials in stats.values()]
+        cells[0] += f" ({fmean(t.end_runs for t in stats['auto']):.1f})"
+        ratios = [100 * sum(t.runs for t in stats[m]) / sum(t.runs for t in stats["fixed"]) for m in ("auto", "loose")]
         lines.append(f"| {d:g} | {' | '.join(cells)} | {ratios[0]:.0f}%, {ratios[1]:.0f}% "
-                     f"| {100 * halfway_share(d, trials, releases):.0f}% |")
+                     f"| {100 * halfway_share(d, seeds, releases):.0f}% |")
     return lines
 
 
@@ -107,10 +181,15 @@ def end_to_end(d: float) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=50)
+    parser.add_argument("--first-seed", type=int, default=0, help="seeds --first-seed .. + --trials - 1")
     parser.add_argument("--releases", type=int, default=16)
     parser.add_argument("--no-e2e", action="store_true")
     args = parser.parse_args()
-    for line in table(args.trials, args.releases, [1, 2, 3, 4]):
+    seeds = range(args.first_seed, args.first_seed + args.trials)
+    for line in table(seeds, args.releases, [1, 2, 3, 4]):
+        print(line)
+    print()
+    for line in oracles(seeds, args.releases):
         print(line)
     if not args.no_e2e:
         print("\nEnd to end on the loopback index (real uv, real recipe runs):\n")

@@ -71,9 +71,11 @@ def draws(n: int, first_bad: int, d: float, seed: int, halfway: int | None = Non
     return draw
 
 
-def adaptive(n: int, first_bad: int, draw: Callable[[int], float], plan: SamplingPlan, jobs: int = 1) -> Trial:
-    """``--samples auto``: the change-point search of a run, each sample a draw."""
-    cp = ChangePoint(n, plan)
+def adaptive(n: int, first_bad: int, draw: Callable[[int], float], plan: SamplingPlan, jobs: int = 1,
+             factory: Callable[..., ChangePoint] = ChangePoint) -> Trial:
+    """``--samples auto``: the change-point search of a run, each sample a draw
+    (``factory``: the search, a subclass in ``bench/bench_noise.py``'s oracles)."""
+    cp = factory(n, plan)
     while (step := cp.step(jobs)).state is State.SAMPLE:
         for p in step.picks:
             cp.add(p, draw(p))
