@@ -58,7 +58,7 @@ class _Oracle(ChangePoint):
         total = _Stats()
         for _, st in stats:
             total = total.plus(st)
-        shift = next((v[0] for v in self.samples if v), 0.0)  # the posterior's sums are of shifted samples
+        shift = self._shift()  # the posterior's sums are of shifted samples
         out, old = {}, _Stats()
         for k in range(1, len(stats)):
             old = old.plus(stats[k - 1][1])
@@ -105,8 +105,8 @@ def oracles(seeds: range, releases: int) -> list[str]:
                        ("both levels known", LevelsKnown)):
         cells = []
         for plan in (PLAN, LOOSE):
-            trials = [adaptive(releases, planted(seed, releases), draws(releases, planted(seed, releases), d, seed),
-                               plan, factory=cls) for seed in seeds]
+            trials = [adaptive(releases, first_bad, draws(releases, first_bad, d, seed), plan, factory=cls)
+                      for seed in seeds for first_bad in [planted(seed, releases)]]
             cells.append(f"{100 * fmean(t.found for t in trials):.0f}% | {mean_se([t.runs for t in trials])}")
         lines.append(f"| {label} | {' | '.join(cells)} |")
     return lines

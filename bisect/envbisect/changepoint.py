@@ -182,10 +182,14 @@ class ChangePoint:
     # -- the posterior ------------------------------------------------------------
 
     def _stats(self) -> list[tuple[int, _Stats]]:
-        """Each active position's sums, of the samples less the first one taken (a metric
-        of 1000 ± 0.001 keeps its digits in the sums of squares)."""
-        shift = next((v[0] for v in self.samples if v), 0.0)
+        """Each active position's sums, of the samples less :meth:`_shift` (a metric of
+        1000 ± 0.001 keeps its digits in the sums of squares)."""
+        shift = self._shift()
         return [(p, _Stats.of([v - shift for v in self.samples[p]])) for p in self.active]
+
+    def _shift(self) -> float:
+        """What :meth:`_stats` subtracts from every sample: the first one taken."""
+        return next((v[0] for v in self.samples if v), 0.0)
 
     def _log_likelihoods(self, stats: list[tuple[int, _Stats]], add: tuple[int, float] | None = None
                          ) -> dict[int, float]:
