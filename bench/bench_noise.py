@@ -1,11 +1,12 @@
 """Noisy metrics: ``--samples auto`` against fixed ``--retries 4``, accuracy and recipe runs.
 
-Usage: ``python bench/bench_noise.py [--trials 50] [--first-seed 0] [--releases 16] [--no-e2e]``
+Usage: ``python bench/bench_noise.py [--trials 50] [--first-seed 0] [--releases 16] [--ds 1 2 3 4]
+[--loose 0.85] [--no-oracles] [--no-e2e]``
 
 The trials run on the pure core (tests/support/noise_sim.py): the same change-point
 search ``bisect run --samples auto`` uses (envbisect.changepoint), fed seeded Gaussian
 draws (N(0, 1) before the planted release, N(d, 1) from it on; release 0 is the known
-good, the last the known bad), at the default ``--confidence 0.99`` and at 0.85. Fixed
+good, the last the known bad), at the default ``--confidence 0.99`` and at ``--loose`` (0.85). Fixed
 retries judge each of 1 + 4 runs with the best threshold a user could pick (the midpoint
 d/2) and combine them as envbisect does (runs that disagree make the probe flaky, hence
 untestable), and, for comparison, by a majority vote. "halfway" is the share of trials
@@ -42,7 +43,8 @@ from envbisect.changepoint import ChangePoint, _Stats
 from envbisect.sampling import SamplingPlan
 
 PLAN = SamplingPlan("loss")
-LOOSE = SamplingPlan("loss", confidence=0.85)
+#: The second confidence the tables show (``--loose``).
+LOOSE = 0.85
 
 
 class _Oracle(ChangePoint):
@@ -96,15 +98,15 @@ def mean_se(values: list[float]) -> str:
     return f"{fmean(values):.1f} ± {se:.1f}"
 
 
-def oracles(seeds: range, releases: int) -> list[str]:
+def oracles(seeds: range, releases: int, loose: float = LOOSE) -> list[str]:
     """The search at d = 2 with the posterior told sigma, then both levels: found and runs."""
     d = LevelsKnown.d
     lines = [f"Oracles at d = {d:g} (the same seeds): what learning the levels costs the search", "",
-             "| posterior | 0.99: found | runs | 0.85: found | runs |", "|---|---|---|---|---|"]
+             f"| posterior | 0.99: found | runs | {loose:g}: found | runs |", "|---|---|---|---|---|"]
     for label, cls in (("as in a run (sigma and means unknown)", ChangePoint), ("sigma known", SigmaKnown),
                        ("both levels known", LevelsKnown)):
         cells = []
-        for plan in (PLAN, LOOSE):
+        for plan in (PLAN, SamplingPlan("loss", confidence=loose)):
             trials = [adaptive(releases, first_bad, draws(releases, first_bad, d, seed), plan, factory=cls)
                       for seed in seeds for first_bad in [planted(seed, releases)]]
             cells.append(f"{100 * fmean(t.found for t in trials):.0f}% | {mean_se([t.runs for t in trials])}")
@@ -123,12 +125,13 @@ def halfway_share(d: float, seeds: range, releases: int) -> float:
     return ambiguous / len(seeds)
 
 
-def table(seeds: range, releases: int, ds: list[float]) -> list[str]:
+def table(seeds: range, releases: int, ds: list[float], loose: float = LOOSE) -> list[str]:
+    loose_plan = SamplingPlan("loss", confidence=loose)
     lines = [f"{len(seeds)} seeded trials per d (seeds {seeds.start}-{seeds.stop - 1}), {releases} releases, "
              "planted at a random release (pure core; runs: mean ± standard error):", "",
-             "| d | auto: found | auto: runs (endpoints) | auto, --confidence 0.85: found | runs "
+             f"| d | auto: found | auto: runs (endpoints) | auto, --confidence {loose:g}: found | runs "
              "| --retries 4: found | runs | --retries 4, majority: found | runs "
-             "| auto runs / retries 4 (0.99, 0.85) | halfway → ambiguous |",
+             f"| auto runs / retries 4 (0.99, {loose:g}) | halfway → ambiguous |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for d in ds:
         stats: dict[str, list[Trial]] = {"auto": [], "loose": [], "fixed": [], "majority": []}
@@ -138,7 +141,7 @@ def table(seeds: range, releases: int, ds: list[float]) -> list[str]:
             def draw():
                 return draws(releases, first_bad, d, seed)
             for name, trial in (("auto", adaptive(releases, first_bad, draw(), PLAN)),
-                                ("loose", adaptive(releases, first_bad, draw(), LOOSE)),
+                                ("loose", adaptive(releases, first_bad, draw(), loose_plan)),
                                 ("fixed", fixed(releases, first_bad, draw(), d, 4)),
                                 ("majority", fixed(releases, first_bad, draw(), d, 4, majority=True))):
                 stats[name].append(trial)
@@ -183,14 +186,18 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=50)
     parser.add_argument("--first-seed", type=int, default=0, help="seeds --first-seed .. + --trials - 1")
     parser.add_argument("--releases", type=int, default=16)
+    parser.add_argument("--ds", type=float, nargs="+", default=[1, 2, 3, 4], help="the shifts, in sd")
+    parser.add_argument("--loose", type=float, default=LOOSE, help="the second confidence shown")
+    parser.add_argument("--no-oracles", action="store_true")
     parser.add_argument("--no-e2e", action="store_true")
     args = parser.parse_args()
     seeds = range(args.first_seed, args.first_seed + args.trials)
-    for line in table(seeds, args.releases, [1, 2, 3, 4]):
+    for line in table(seeds, args.releases, args.ds, args.loose):
         print(line)
-    print()
-    for line in oracles(seeds, args.releases):
-        print(line)
+    if not args.no_oracles:
+        print()
+        for line in oracles(seeds, args.releases, args.loose):
+            print(line)
     if not args.no_e2e:
         print("\nEnd to end on the loopback index (real uv, real recipe runs):\n")
         for line in end_to_end(2):
