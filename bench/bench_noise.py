@@ -60,30 +60,30 @@ class _Oracle(ChangePoint):
         total = _Stats()
         for _, st in stats:
             total = total.plus(st)
-        shift = self._shift()  # the posterior's sums are of shifted samples
+        frame = self._frame()  # the posterior's sums are of shifted, scaled samples
         out, old = {}, _Stats()
         for k in range(1, len(stats)):
             old = old.plus(stats[k - 1][1])
             new = total.plus(old, -1)
-            out[stats[k][0]] = self.side_ll(old, new, shift) if old.n and new.n else -math.inf
+            out[stats[k][0]] = self.side_ll(old, new, *frame) if old.n and new.n else -math.inf
         return out
 
 
 class SigmaKnown(_Oracle):
     """sigma = 1 known, the means unknown (flat priors, integrated out)."""
 
-    def side_ll(self, old, new, shift):
-        return -0.5 * math.log(old.n * new.n) - (old.sse + new.sse) / 2
+    def side_ll(self, old, new, shift, scale):
+        return -0.5 * math.log(old.n * new.n) - (old.sse + new.sse) * scale * scale / 2
 
 
 class LevelsKnown(_Oracle):
     """Both levels known: N(0, 1) before the change, N(d, 1) from it."""
 
-    def side_ll(self, old, new, shift):
-        def sq(st, mean):  # sum of (x - mean)^2 over the side, x = sample - shift
-            m = mean - shift
+    def side_ll(self, old, new, shift, scale):
+        def sq(st, mean):  # sum of (x - mean)^2 over the side, x = (sample - shift) / scale
+            m = (mean - shift) / scale
             return st.ss - 2 * m * st.s + st.n * m * m
-        return -(sq(old, 0.0) + sq(new, self.d)) / 2
+        return -(sq(old, 0.0) + sq(new, self.d)) * scale * scale / 2
 
 
 def planted(seed: int, releases: int) -> int:

@@ -182,14 +182,22 @@ class ChangePoint:
     # -- the posterior ------------------------------------------------------------
 
     def _stats(self) -> list[tuple[int, _Stats]]:
-        """Each active position's sums, of the samples less :meth:`_shift` (a metric of
-        1000 ± 0.001 keeps its digits in the sums of squares)."""
-        shift = self._shift()
-        return [(p, _Stats.of([v - shift for v in self.samples[p]])) for p in self.active]
+        """Each active position's sums, of the samples in :meth:`_frame`'s units: less the
+        first sample (a metric of 1000 ± 0.001 keeps its digits in the sums of squares) and
+        divided by a power of two that brings them within ±1 (a relative difference of
+        1e-16 ± 1e-17 is judged as 1 ± 0.1 is, and one of 1e200 squares without overflow)."""
+        shift, scale = self._frame()
+        return [(p, _Stats.of([(v - shift) / scale for v in self.samples[p]])) for p in self.active]
 
-    def _shift(self) -> float:
-        """What :meth:`_stats` subtracts from every sample: the first one taken."""
-        return next((v[0] for v in self.samples if v), 0.0)
+    def _frame(self) -> tuple[float, float]:
+        """(shift, scale): :meth:`_stats` takes ``(v - shift) / scale`` of every sample ``v``;
+        the shift is the first sample taken, the scale the least power of two above every
+        sample's distance from it (exact to divide by; 1 when all are equal). The posterior of
+        the change does not depend on either (flat priors on the means and on log sigma), so
+        no constant of the search assumes the metric's units."""
+        shift = next((v[0] for v in self.samples if v), 0.0)
+        spread = max((abs(v - shift) for vs in self.samples for v in vs), default=0.0)
+        return shift, math.ldexp(1.0, math.frexp(spread)[1]) if 0 < spread < math.inf else 1.0
 
     def _log_likelihoods(self, stats: list[tuple[int, _Stats]], add: tuple[int, float] | None = None
                          ) -> dict[int, float]:

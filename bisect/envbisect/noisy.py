@@ -47,6 +47,11 @@ def sample_values(rows: list[dict], plan: SamplingPlan, regress: RegressMode) ->
             return values, Judgement(Outcome.ERROR, Verdict.UNTESTABLE,
                                      f"sample {i + 1}: metric {plan.metric} missing or not a number "
                                      f"({j.reason}); write it to $ENVBISECT_RESULT")
+        if math.isinf(value):  # a loss that overflowed: no level of a normal model lies there
+            return values, Judgement(Outcome.ERROR, Verdict.UNTESTABLE,
+                                     f"sample {i + 1}: metric {plan.metric} is {value} ({j.reason}), which "
+                                     f"--samples auto cannot weigh; judge by a threshold instead "
+                                     f"(e.g. --threshold '{plan.metric}>1e30': bad above 1e30)")
         values.append(value)
     return values, None
 

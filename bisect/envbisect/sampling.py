@@ -138,8 +138,10 @@ def separate(good: Sequence[float], bad: Sequence[float], plan: SamplingPlan) ->
     """Whether the endpoints' means differ at the plan's confidence (pooled t-test)."""
     g, b = Summary.of(good), Summary.of(bad)
     df = g.n + b.n - 2
-    pooled = ((g.n - 1) * g.sd ** 2 + (b.n - 1) * b.sd ** 2) / df if df > 0 else 0.0
-    sigma = math.sqrt(pooled)
+    # The pooled sd, in units of the larger sd: a metric of 1e200 squares without overflow.
+    unit = max(g.sd, b.sd)
+    sigma = unit * math.sqrt(((g.n - 1) * (g.sd / unit) ** 2 + (b.n - 1) * (b.sd / unit) ** 2) / df) \
+        if df > 0 and 0 < unit < math.inf else 0.0
     two_sided = plan.direction is Direction.EITHER
     critical = t_quantile(1 - plan.alpha / 2 if two_sided else plan.confidence, df)
     diff = (b.mean - g.mean) * _worse_sign(plan, g.mean, b.mean)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -119,6 +118,19 @@ def test_halfway_release_is_ambiguous_never_a_boundary(world):
     assert probe["verdict"] == "untestable" and probe["samples"]
     assert {"version": "1.2", "reason": probe["reason"]} in result["untestable"]
     assert "1.2" not in (result["last_good"], result["first_bad"])
+
+
+def test_a_metric_in_any_units_walks_the_same_path(world):
+    """The same draws times 1e200 (their squares overflow) are sampled release for release as
+    the draws themselves; an infinite loss is no sample, and the run says to use a threshold."""
+    plain = _run(world, "noisy", 5)
+    huge = _run(world, "noisy", 5, NOISE_UNIT="1e200")
+    assert plain["status"] == huge["status"] == "found" and plain["first_bad"] == huge["first_bad"] == "1.5"
+    assert [(p["version"], len(p["samples"])) for p in huge["probes"]] == \
+        [(p["version"], len(p["samples"])) for p in plain["probes"]]
+    proc = bisect_cli(*_argv(world, "noisy"), cwd=world[0], env=_env(5, NOISE_UNIT="inf"))
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr, proc.stderr
+    assert "loss is inf" in proc.stdout + proc.stderr and "--threshold" in proc.stdout + proc.stderr
 
 
 def test_sampling_mistake_is_one_line_error(world):

@@ -36,10 +36,10 @@ if mark and os.environ.get("NOISE_KILL_AT") == pkg.__version__ + "/" + sample an
     time.sleep(30)
 rng = random.Random(os.environ["NOISE_TRIAL"] + "/" + pkg.__version__ + "/" + sample)
 with open(os.environ["ENVBISECT_RESULT"], "w") as fh:
-    json.dump({{"loss": rng.gauss(float(os.environ["NOISE_D"]) * pkg.SHIFT, 1.0)}}, fh)
+    json.dump({{"loss": float(os.environ.get("NOISE_UNIT", "1")) * rng.gauss(float(os.environ["NOISE_D"]) * pkg.SHIFT, 1.0)}}, fh)
 """
 #: Its ``[tool.envbisect]`` lines: the variables it reads are declared (in the probe key).
-TOOL = 'env = ["NOISE_TRIAL", "NOISE_D", "NOISE_KILL_AT", "NOISE_KILL_MARK"]\nmetric = "loss"\nsamples = "auto"'
+TOOL = 'env = ["NOISE_TRIAL", "NOISE_D", "NOISE_UNIT", "NOISE_KILL_AT", "NOISE_KILL_MARK"]\nmetric = "loss"\nsamples = "auto"'
 
 
 def publish(index, dists: Path, pkg: str, shifts: Mapping[str, float]) -> None:

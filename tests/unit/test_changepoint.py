@@ -100,6 +100,24 @@ def test_same_samples_same_path():
     assert runs[0][1] == runs[1][1] and runs[0][0] == runs[1][0]
 
 
+@pytest.mark.parametrize("unit, offset", [(1e-3, 0.0), (3 * 2.0 ** -55, 0.0), (1e-200, 0.0), (1e200, 0.0),
+                                          (1.0, 1e6)])
+def test_the_search_does_not_depend_on_the_metrics_units(unit, offset):
+    """A relative difference of 1e-16 or a diverged loss of 1e200 is searched as the same
+    numbers in units of their noise would be: the same picks, the same answer (before,
+    1e-3 units took three runs more on this seed, 1e-200 units were never told apart, and
+    1e200 overflowed)."""
+    def measured(unit: float, offset: float):
+        draw = draws(10, 5, 3, 1)
+        return lambda i: offset + unit * draw(i)
+
+    step, picks = _drive(ChangePoint(10, PLAN), measured(1.0, 0.0))
+    scaled, scaled_picks = _drive(ChangePoint(10, PLAN), measured(unit, offset))
+    assert step.state is State.FOUND and (step.last_old, step.first_new) == (4, 5)
+    assert scaled_picks == picks
+    assert (scaled.state, scaled.last_old, scaled.first_new) == (step.state, step.last_old, step.first_new)
+
+
 def test_jobs_sample_several_releases_per_round():
     cp = ChangePoint(32, PLAN)
     step, picks = _drive(cp, draws(32, 20, 4, 3), jobs=3)

@@ -32,6 +32,12 @@ def test_separate_needs_a_real_gap_and_says_so():
     assert "1.0 (good)" in message and "raise --max-samples" in message and "\n" not in message
 
 
+def test_separate_takes_metrics_whose_squares_overflow():
+    """A diverged loss of 1e200 is a number like any other (its square is not)."""
+    sep = separate([1.0e200, 1.1e200, 0.9e200], [3.0e200, 3.1e200, 2.9e200], SamplingPlan("loss"))
+    assert sep.separated and sep.sigma == pytest.approx(0.1e200)
+
+
 def test_direction_refuses_a_bad_endpoint_that_is_better():
     plan = SamplingPlan("step_time", direction=Direction.HIGHER_IS_WORSE)
     sep = separate([2.0, 2.1, 1.9], [1.0, 1.1, 0.9], plan)  # the "bad" release got faster
@@ -107,5 +113,8 @@ def test_a_sample_without_the_metric_or_with_a_crash_decides_the_probe_untestabl
     values, failed = sample_values([ok, {"exit_code": 0, "metrics": {"other": 1}}], PLAN, RegressMode.EXIT)
     assert values == [1.5] and failed.verdict is Verdict.UNTESTABLE
     assert failed.reason.startswith("sample 2: metric loss missing or not a number")
+    values, failed = sample_values([ok, {"exit_code": 0, "metrics": {"loss": float("inf")}}], PLAN, RegressMode.EXIT)
+    assert values == [1.5] and failed.verdict is Verdict.UNTESTABLE  # an overflowed loss is no sample
+    assert failed.reason.startswith("sample 2: metric loss is inf") and "--threshold" in failed.reason
     _, crashed = sample_values([{"exit_code": None, "signal": 11}], PLAN, RegressMode.CRASH)
     assert crashed.outcome is Outcome.ERROR and crashed.verdict is Verdict.BAD  # --regress still decides crashes
