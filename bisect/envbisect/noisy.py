@@ -33,6 +33,11 @@ from envbisect.midpoints import ceil_log2
 from envbisect.search import SearchResult, Status, Verdict
 
 
+#: The largest metric a sample may have: beyond it, sums of a few samples overflow a float
+#: (a loss that overflowed, or nearly; infinite ones too).
+LARGEST = 1e300
+
+
 def sample_values(rows: list[dict], plan: SamplingPlan, regress: RegressMode) -> tuple[list[float], Judgement | None]:
     """The metric of each row, in order; or, at the first row that gives none, the values
     before it and that row's judgement (a crash, a skip, a missing metric), which is the
@@ -47,10 +52,10 @@ def sample_values(rows: list[dict], plan: SamplingPlan, regress: RegressMode) ->
             return values, Judgement(Outcome.ERROR, Verdict.UNTESTABLE,
                                      f"sample {i + 1}: metric {plan.metric} missing or not a number "
                                      f"({j.reason}); write it to $ENVBISECT_RESULT")
-        if math.isinf(value):  # a loss that overflowed: no level of a normal model lies there
+        if not abs(value) <= LARGEST:  # a loss that overflowed: no level of a normal model lies there
             return values, Judgement(Outcome.ERROR, Verdict.UNTESTABLE,
-                                     f"sample {i + 1}: metric {plan.metric} is {value} ({j.reason}), which "
-                                     f"--samples auto cannot weigh; judge by a threshold instead "
+                                     f"sample {i + 1}: metric {plan.metric} is {value:g} ({j.reason}), beyond "
+                                     f"what --samples auto can weigh (±{LARGEST:g}); judge by a threshold instead "
                                      f"(e.g. --threshold '{plan.metric}>1e30': bad above 1e30)")
         values.append(value)
     return values, None

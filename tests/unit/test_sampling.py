@@ -116,5 +116,7 @@ def test_a_sample_without_the_metric_or_with_a_crash_decides_the_probe_untestabl
     values, failed = sample_values([ok, {"exit_code": 0, "metrics": {"loss": float("inf")}}], PLAN, RegressMode.EXIT)
     assert values == [1.5] and failed.verdict is Verdict.UNTESTABLE  # an overflowed loss is no sample
     assert failed.reason.startswith("sample 2: metric loss is inf") and "--threshold" in failed.reason
+    values, failed = sample_values([ok, {"exit_code": 0, "metrics": {"loss": -1.5e308}}], PLAN, RegressMode.EXIT)
+    assert values == [1.5] and failed.reason.startswith("sample 2: metric loss is -1.5e+308")  # sums overflow
     _, crashed = sample_values([{"exit_code": None, "signal": 11}], PLAN, RegressMode.CRASH)
     assert crashed.outcome is Outcome.ERROR and crashed.verdict is Verdict.BAD  # --regress still decides crashes
