@@ -44,7 +44,7 @@ from envbisect.sampling import SamplingPlan
 
 PLAN = SamplingPlan("loss")
 #: The second confidence the tables show (``--loose``).
-LOOSE = 0.85
+LOOSE = SamplingPlan("loss", confidence=0.85)
 
 
 class _Oracle(ChangePoint):
@@ -98,15 +98,15 @@ def mean_se(values: list[float]) -> str:
     return f"{fmean(values):.1f} ± {se:.1f}"
 
 
-def oracles(seeds: range, releases: int, loose: float = LOOSE) -> list[str]:
+def oracles(seeds: range, releases: int, loose: SamplingPlan = LOOSE) -> list[str]:
     """The search at d = 2 with the posterior told sigma, then both levels: found and runs."""
     d = LevelsKnown.d
     lines = [f"Oracles at d = {d:g} (the same seeds): what learning the levels costs the search", "",
-             f"| posterior | 0.99: found | runs | {loose:g}: found | runs |", "|---|---|---|---|---|"]
+             f"| posterior | 0.99: found | runs | {loose.confidence:g}: found | runs |", "|---|---|---|---|---|"]
     for label, cls in (("as in a run (sigma and means unknown)", ChangePoint), ("sigma known", SigmaKnown),
                        ("both levels known", LevelsKnown)):
         cells = []
-        for plan in (PLAN, SamplingPlan("loss", confidence=loose)):
+        for plan in (PLAN, loose):
             trials = [adaptive(releases, first_bad, draws(releases, first_bad, d, seed), plan, factory=cls)
                       for seed in seeds for first_bad in [planted(seed, releases)]]
             cells.append(f"{100 * fmean(t.found for t in trials):.0f}% | {mean_se([t.runs for t in trials])}")
@@ -125,13 +125,12 @@ def halfway_share(d: float, seeds: range, releases: int) -> float:
     return ambiguous / len(seeds)
 
 
-def table(seeds: range, releases: int, ds: list[float], loose: float = LOOSE) -> list[str]:
-    loose_plan = SamplingPlan("loss", confidence=loose)
+def table(seeds: range, releases: int, ds: list[float], loose: SamplingPlan = LOOSE) -> list[str]:
     lines = [f"{len(seeds)} seeded trials per d (seeds {seeds.start}-{seeds.stop - 1}), {releases} releases, "
              "planted at a random release (pure core; runs: mean ± standard error):", "",
-             f"| d | auto: found | auto: runs (endpoints) | auto, --confidence {loose:g}: found | runs "
+             f"| d | auto: found | auto: runs (endpoints) | auto, --confidence {loose.confidence:g}: found | runs "
              "| --retries 4: found | runs | --retries 4, majority: found | runs "
-             f"| auto runs / retries 4 (0.99, {loose:g}) | halfway → ambiguous |",
+             f"| auto runs / retries 4 (0.99, {loose.confidence:g}) | halfway → ambiguous |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for d in ds:
         stats: dict[str, list[Trial]] = {"auto": [], "loose": [], "fixed": [], "majority": []}
@@ -141,7 +140,7 @@ def table(seeds: range, releases: int, ds: list[float], loose: float = LOOSE) ->
             def draw():
                 return draws(releases, first_bad, d, seed)
             for name, trial in (("auto", adaptive(releases, first_bad, draw(), PLAN)),
-                                ("loose", adaptive(releases, first_bad, draw(), loose_plan)),
+                                ("loose", adaptive(releases, first_bad, draw(), loose)),
                                 ("fixed", fixed(releases, first_bad, draw(), d, 4)),
                                 ("majority", fixed(releases, first_bad, draw(), d, 4, majority=True))):
                 stats[name].append(trial)
@@ -187,16 +186,17 @@ def main() -> None:
     parser.add_argument("--first-seed", type=int, default=0, help="seeds --first-seed .. + --trials - 1")
     parser.add_argument("--releases", type=int, default=16)
     parser.add_argument("--ds", type=float, nargs="+", default=[1, 2, 3, 4], help="the shifts, in sd")
-    parser.add_argument("--loose", type=float, default=LOOSE, help="the second confidence shown")
+    parser.add_argument("--loose", type=float, default=LOOSE.confidence, help="the second confidence shown")
     parser.add_argument("--no-oracles", action="store_true")
     parser.add_argument("--no-e2e", action="store_true")
     args = parser.parse_args()
     seeds = range(args.first_seed, args.first_seed + args.trials)
-    for line in table(seeds, args.releases, args.ds, args.loose):
+    loose = SamplingPlan("loss", confidence=args.loose)
+    for line in table(seeds, args.releases, args.ds, loose):
         print(line)
     if not args.no_oracles:
         print()
-        for line in oracles(seeds, args.releases, args.loose):
+        for line in oracles(seeds, args.releases, loose):
             print(line)
     if not args.no_e2e:
         print("\nEnd to end on the loopback index (real uv, real recipe runs):\n")

@@ -141,7 +141,7 @@ def separate(good: Sequence[float], bad: Sequence[float], plan: SamplingPlan) ->
     # The pooled sd, in units of the larger sd: a metric of 1e200 squares without overflow.
     unit = max(g.sd, b.sd)
     sigma = unit * math.sqrt(((g.n - 1) * (g.sd / unit) ** 2 + (b.n - 1) * (b.sd / unit) ** 2) / df) \
-        if df > 0 and 0 < unit < math.inf else 0.0
+        if df > 0 and unit > 0 else 0.0
     two_sided = plan.direction is Direction.EITHER
     critical = t_quantile(1 - plan.alpha / 2 if two_sided else plan.confidence, df)
     diff = (b.mean - g.mean) * _worse_sign(plan, g.mean, b.mean)

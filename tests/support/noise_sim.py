@@ -35,8 +35,9 @@ if mark and os.environ.get("NOISE_KILL_AT") == pkg.__version__ + "/" + sample an
     os.kill(os.getppid(), signal.SIGKILL)  # envbisect dies mid-sample (kill -9)
     time.sleep(30)
 rng = random.Random(os.environ["NOISE_TRIAL"] + "/" + pkg.__version__ + "/" + sample)
+unit = float(os.environ.get("NOISE_UNIT", "1"))
 with open(os.environ["ENVBISECT_RESULT"], "w") as fh:
-    json.dump({{"loss": float(os.environ.get("NOISE_UNIT", "1")) * rng.gauss(float(os.environ["NOISE_D"]) * pkg.SHIFT, 1.0)}}, fh)
+    json.dump({{"loss": unit * rng.gauss(float(os.environ["NOISE_D"]) * pkg.SHIFT, 1.0)}}, fh)
 """
 #: Its ``[tool.envbisect]`` lines: the variables it reads are declared (in the probe key).
 TOOL = 'env = ["NOISE_TRIAL", "NOISE_D", "NOISE_UNIT", "NOISE_KILL_AT", "NOISE_KILL_MARK"]\nmetric = "loss"\nsamples = "auto"'
