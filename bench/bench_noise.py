@@ -49,9 +49,14 @@ LOOSE = SamplingPlan("loss", confidence=0.85)
 
 class _Oracle(ChangePoint):
     """The change-point search with a posterior told more than a run knows (bench only):
-    :meth:`side_ll` scores a split into the old and the new side's sums."""
+    :meth:`side_ll` scores a split into the old and the new side's sums, which are of
+    samples in :meth:`_frame`'s units (shifted and scaled; ``_units`` keeps them per look)."""
 
     d = 2.0
+
+    def _stats(self):
+        self._units = self._frame()  # once per look: the lookahead scores hundreds of splits
+        return super()._stats()
 
     def _log_likelihoods(self, stats, add=None):
         if add is not None:
@@ -60,12 +65,11 @@ class _Oracle(ChangePoint):
         total = _Stats()
         for _, st in stats:
             total = total.plus(st)
-        frame = self._frame()  # the posterior's sums are of shifted, scaled samples
         out, old = {}, _Stats()
         for k in range(1, len(stats)):
             old = old.plus(stats[k - 1][1])
             new = total.plus(old, -1)
-            out[stats[k][0]] = self.side_ll(old, new, *frame) if old.n and new.n else -math.inf
+            out[stats[k][0]] = self.side_ll(old, new, *self._units) if old.n and new.n else -math.inf
         return out
 
 
