@@ -13,6 +13,7 @@ import os
 import platform
 import subprocess
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,11 +31,21 @@ _KEEP_UV = frozenset({"UV_NATIVE_TLS", "UV_HTTP_TIMEOUT", "UV_CONCURRENT_DOWNLOA
                       "UV_INSECURE_HOST", "UV_HTTP_RETRIES"})
 
 
-def uv_bin() -> str:
-    """The uv executable that ships with the installed ``uv`` package."""
-    from uv import find_uv_bin
+_UV_LOCK = threading.Lock()
+_UV: list[str] = []
 
-    return find_uv_bin()
+
+def uv_bin() -> str:
+    """The uv executable that ships with the installed ``uv`` package, found once per process
+    under a lock: ``find_uv_bin`` reads ``sysconfig``, whose first use is not thread-safe on
+    Python 3.11 (CPython gh-92452: a second thread may see ``EXE`` as None, and a Dask
+    worker's first probes, started side by side, failed with a TypeError)."""
+    with _UV_LOCK:
+        if not _UV:
+            from uv import find_uv_bin
+
+            _UV.append(find_uv_bin())
+        return _UV[0]
 
 
 def installer_environ(cache: Path | None, index: IndexConfig | None = None, *,
