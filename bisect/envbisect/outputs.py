@@ -160,19 +160,42 @@ def _entry(path: Path) -> dict:
 def collect(directory: Path, root: Path) -> tuple[dict, str | None]:
     """Store every output file of ``directory`` under ``root``; (manifest, note on what was left out)."""
     manifest: dict[str, dict] = {}
-    skipped: list[str] = []
+    skipped: dict[str, list[str]] = {}
     files = sorted(p for p in directory.iterdir()) if directory.is_dir() else []
     for path in files:
         name = path.stem if path.suffix in (".npy", ".json") else path.name
         if path.is_symlink() or not path.is_file():
-            skipped.append(f"{path.name} (not a plain file)")
-        elif name in manifest or len(manifest) >= MAX_OUTPUTS or path.stat().st_size > MAX_BYTES:
-            skipped.append(f"{path.name} (duplicate name, too many outputs or over {MAX_BYTES >> 20} MiB)")
+            why = "not a plain file"
+        elif name in manifest:
+            why = "a second file of one output name"
+        elif len(manifest) >= MAX_OUTPUTS:
+            why = f"more than {MAX_OUTPUTS} outputs"
+        elif path.stat().st_size > MAX_BYTES:
+            why = f"over {MAX_BYTES >> 20} MiB"
         else:
             entry = dict(_entry(path), hash=_hash(path))
             _keep(path, path_of(root, entry["hash"]))
             manifest[name] = entry
-    return manifest, ("left out: " + ", ".join(skipped)) if skipped else None
+            continue
+        skipped.setdefault(why, []).append(path.name)
+    return manifest, _left_out(skipped)
+
+
+#: A note on left-out files names at most this many of each kind (a recipe may write thousands).
+NOTE_NAMES = 5
+
+
+def _left_out(skipped: Mapping[str, list[str]]) -> str | None:
+    """One line on the files :func:`collect` left out, by reason, a few names each (escaped:
+    a file name may hold a newline), with how many more there were."""
+    if not skipped:
+        return None
+    parts = []
+    for why, names in skipped.items():
+        shown = ", ".join(repr(n)[1:-1] for n in names[:NOTE_NAMES])
+        more = f" and {len(names) - NOTE_NAMES} more" if len(names) > NOTE_NAMES else ""
+        parts.append(f"{shown}{more} ({why})")
+    return "left out: " + "; ".join(parts)
 
 
 def _keep(source: Path, target: Path) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import struct
 from pathlib import Path
 
@@ -14,7 +15,7 @@ import pytest
 from envbisect.cli_options import numerics_for
 from envbisect.compare import Reference, Tolerance, differences, judge_outputs, settled, to_compare
 from envbisect.errors import ConfigError, RecipeError
-from envbisect.outputs import collect, path_of, prune, usage
+from envbisect.outputs import MAX_OUTPUTS, NOTE_NAMES, collect, path_of, prune, usage
 from envbisect.policy import RegressMode
 from envbisect.recipes import parse_recipe_text
 from envbisect.requests_model import Judging
@@ -146,6 +147,28 @@ def test_outputs_are_stored_once_by_content_with_a_manifest(tmp_path: Path):
     assert usage(root)[0] == 5, "identical contents are kept once (two note.txt contents)"
     assert path_of(root, manifest["logits"]["hash"]).read_bytes() == _npy((256, 256))
     assert prune(root, {e["hash"] for e in manifest.values()})[0] == 1 and usage(root)[0] == 4
+
+
+def test_left_out_outputs_get_one_bounded_line_by_reason(tmp_path: Path):
+    """A recipe that floods $ENVBISECT_OUTPUTS: 64 outputs are kept, and the note on the rest
+    (stored with the probe, shown by show and report) stays one short line that still says
+    why and how many, whatever the names hold."""
+    out = tmp_path / "out"
+    out.mkdir()
+    for i in range(MAX_OUTPUTS + 1000):
+        (out / f"m{i:05d}.json").write_text(str(i))
+    (out / "a.json").write_text("1")
+    (out / "a.npy").write_bytes(_npy((2,)))  # a second file of output "a"
+    os.mkfifo(out / "a_fifo")  # never opened: reading it would wait for a writer for ever
+    (out / "a_dir").mkdir()
+    (out / "a_link").symlink_to(out / "a.json")
+    (out / "a_new\nline").mkdir()  # a name that would break the line
+    manifest, note = collect(out, tmp_path / "store")
+    assert len(manifest) == MAX_OUTPUTS and "a" in manifest
+    assert "\n" not in note and len(note) < 1000, note
+    assert "a_dir, a_fifo, a_link, a_new\\nline (not a plain file)" in note, note
+    assert "a.npy (a second file of one output name)" in note
+    assert f"and {1000 + 1 - NOTE_NAMES} more (more than {MAX_OUTPUTS} outputs)" in note, note
 
 
 def test_flags_and_recipe_table_give_the_reference_tolerances_and_signature(tmp_path: Path):
