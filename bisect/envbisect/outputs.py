@@ -35,6 +35,12 @@ OUTPUTS_ENV = "ENVBISECT_OUTPUTS"
 #: At most this many outputs per run, this many bytes each (more is noted, not stored).
 MAX_OUTPUTS = 64
 MAX_BYTES = 512 * 1024 * 1024
+#: A ``.json`` output is parsed here for its shape: at most this big (parsed, a list of
+#: numbers takes about eight times its text in memory; arrays belong in ``.npy`` files).
+JSON_MAX_BYTES = 64 * 1024 * 1024
+#: The longest ``.npy`` header read (numpy's own ``max_header_size`` default): a longer
+#: one is not parsed, and the file is opaque bytes.
+NPY_HEADER_MAX = 10000
 COMPARE_TIMEOUT_S = 300.0
 
 #: Measures max |c - r| and max |c - r| / |r| per output pair; reads a JSON request on stdin
@@ -109,16 +115,19 @@ def path_of(root: Path, digest: str) -> Path:
 
 
 def _npy_header(path: Path) -> tuple[list[int], str] | None:
-    """(shape, dtype) from a ``.npy`` file's header (a Python literal), or None."""
+    """(shape, dtype) from a ``.npy`` file's header (a Python literal), or None (then the
+    file is opaque bytes): a truncated file, or a header longer than numpy itself reads
+    (:data:`NPY_HEADER_MAX`) or that is no such literal."""
     with open(path, "rb") as fh:
-        if fh.read(6) != b"\x93NUMPY":
+        if fh.read(6) != b"\x93NUMPY" or len(version := fh.read(2)) < 2:
             return None
-        major = fh.read(2)[0]
-        size = int.from_bytes(fh.read(2 if major == 1 else 4), "little")
+        size = int.from_bytes(fh.read(2 if version[0] == 1 else 4), "little")
+        if size > NPY_HEADER_MAX:
+            return None
         try:
             header = ast.literal_eval(fh.read(size).decode("latin-1"))
             return [int(n) for n in header["shape"]], str(header["descr"])
-        except (ValueError, SyntaxError, KeyError, TypeError):
+        except (ValueError, SyntaxError, KeyError, TypeError, RecursionError, MemoryError):
             return None
 
 
@@ -150,7 +159,7 @@ def _entry(path: Path) -> dict:
     elif path.suffix == ".json":
         try:
             shape = _json_shape(json.loads(path.read_text(encoding="utf-8")))
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):  # not JSON, or nested past Python's stack
             shape = False
         if shape is not False:
             entry.update(kind="json", shape=shape)
@@ -172,6 +181,8 @@ def collect(directory: Path, root: Path) -> tuple[dict, str | None]:
             why = f"more than {MAX_OUTPUTS} outputs"
         elif path.stat().st_size > MAX_BYTES:
             why = f"over {MAX_BYTES >> 20} MiB"
+        elif path.suffix == ".json" and path.stat().st_size > JSON_MAX_BYTES:
+            why = f"JSON over {JSON_MAX_BYTES >> 20} MiB: save a large array as .npy"
         else:
             entry = dict(_entry(path), hash=_hash(path))
             _keep(path, path_of(root, entry["hash"]))

@@ -15,6 +15,7 @@ import pytest
 from envbisect.cli_options import numerics_for
 from envbisect.compare import Reference, Tolerance, differences, judge_outputs, settled, to_compare
 from envbisect.errors import ConfigError, RecipeError
+from envbisect import outputs
 from envbisect.outputs import MAX_OUTPUTS, NOTE_NAMES, collect, path_of, prune, usage
 from envbisect.policy import RegressMode
 from envbisect.recipes import parse_recipe_text
@@ -169,6 +170,27 @@ def test_left_out_outputs_get_one_bounded_line_by_reason(tmp_path: Path):
     assert "a_dir, a_fifo, a_link, a_new\\nline (not a plain file)" in note, note
     assert "a.npy (a second file of one output name)" in note
     assert f"and {1000 + 1 - NOTE_NAMES} more (more than {MAX_OUTPUTS} outputs)" in note, note
+
+
+def test_malformed_outputs_are_opaque_bytes_never_a_crash(tmp_path: Path, monkeypatch):
+    """What a recipe writes is read without trusting it: JSON nested past Python's stack,
+    .npy files cut short or claiming a 1 GiB header are stored as opaque bytes (compared by
+    content), and a JSON output too big to parse here is left out with the fix named. Before,
+    the first three raised out of the probe (RecursionError, IndexError) and ended the run."""
+    monkeypatch.setattr(outputs, "JSON_MAX_BYTES", 300_000)  # deep.json is 200 kB, big.json 400 kB
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "deep.json").write_text("[" * 100_000 + "]" * 100_000)
+    (out / "cut.npy").write_bytes(b"\x93NUMPY")
+    (out / "cut2.npy").write_bytes(b"\x93NUMPY\x01")
+    (out / "claims.npy").write_bytes(b"\x93NUMPY\x02\x00" + struct.pack("<I", 1 << 30) + b"{}")
+    (out / "big.json").write_text(json.dumps(list(range(60_000))))
+    (out / "fine.json").write_text(json.dumps([[1.5, 2.5]]))
+    manifest, note = collect(out, tmp_path / "store")
+    assert {n: e["kind"] for n, e in manifest.items()} == {
+        "claims": "bytes", "cut": "bytes", "cut2": "bytes", "deep": "bytes", "fine": "json"}
+    assert manifest["fine"]["shape"] == [1, 2]
+    assert note == "left out: big.json (JSON over 0 MiB: save a large array as .npy)"
 
 
 def test_flags_and_recipe_table_give_the_reference_tolerances_and_signature(tmp_path: Path):
