@@ -170,26 +170,41 @@ def collect(directory: Path, root: Path) -> tuple[dict, str | None]:
     """Store every output file of ``directory`` under ``root``; (manifest, note on what was left out)."""
     manifest: dict[str, dict] = {}
     skipped: dict[str, list[str]] = {}
-    files = sorted(p for p in directory.iterdir()) if directory.is_dir() else []
+    if directory.is_symlink():  # the recipe replaced it: what it points to is not its output
+        return manifest, f"left out: ${OUTPUTS_ENV} was replaced by a symbolic link"
+    try:
+        files = sorted(p for p in directory.iterdir()) if directory.is_dir() else []
+    except PermissionError as exc:  # the recipe took its own read permission away
+        return manifest, f"left out: ${OUTPUTS_ENV} could not be listed ({exc.strerror})"
     for path in files:
         name = path.stem if path.suffix in (".npy", ".json") else path.name
-        if path.is_symlink() or not path.is_file():
-            why = "not a plain file"
-        elif name in manifest:
-            why = "a second file of one output name"
-        elif len(manifest) >= MAX_OUTPUTS:
-            why = f"more than {MAX_OUTPUTS} outputs"
-        elif path.stat().st_size > MAX_BYTES:
-            why = f"over {MAX_BYTES >> 20} MiB"
-        elif path.suffix == ".json" and path.stat().st_size > JSON_MAX_BYTES:
-            why = f"JSON over {JSON_MAX_BYTES >> 20} MiB: save a large array as .npy"
-        else:
-            entry = dict(_entry(path), hash=_hash(path))
-            _keep(path, path_of(root, entry["hash"]))
-            manifest[name] = entry
+        entry = None
+        try:
+            if (why := _left_out_why(path, name, manifest)) is None:
+                entry = dict(_entry(path), hash=_hash(path))
+        except (PermissionError, FileNotFoundError) as exc:  # made unreadable, or removed by a leftover child
+            why = f"unreadable: {exc.strerror}"
+        if entry is None:
+            skipped.setdefault(why, []).append(path.name)
             continue
-        skipped.setdefault(why, []).append(path.name)
+        _keep(path, path_of(root, entry["hash"]))  # a full disk here ends the run as one does anywhere
+        manifest[name] = entry
     return manifest, _left_out(skipped)
+
+
+def _left_out_why(path: Path, name: str, manifest: Mapping[str, dict]) -> str | None:
+    """Why :func:`collect` does not keep ``path`` (output ``name``), or None to keep it."""
+    if path.is_symlink() or not path.is_file():
+        return "not a plain file"
+    if name in manifest:
+        return "a second file of one output name"
+    if len(manifest) >= MAX_OUTPUTS:
+        return f"more than {MAX_OUTPUTS} outputs"
+    if path.stat().st_size > MAX_BYTES:
+        return f"over {MAX_BYTES >> 20} MiB"
+    if path.suffix == ".json" and path.stat().st_size > JSON_MAX_BYTES:
+        return f"JSON over {JSON_MAX_BYTES >> 20} MiB: save a large array as .npy"
+    return None
 
 
 #: A note on left-out files names at most this many of each kind (a recipe may write thousands).
@@ -277,7 +292,10 @@ def gather(directory: Path, root: Path, raw: dict, reference: Mapping | None, py
     try:
         manifest, note = collect(directory, root)
     finally:
-        shutil.rmtree(directory, ignore_errors=True)
+        if directory.is_symlink():
+            directory.unlink()
+        else:
+            shutil.rmtree(directory, ignore_errors=True)
     extra: dict = {"outputs": manifest or None, "outputs_note": note}
     if reference is None or raw.get("exit_code") not in (0, 1) or not manifest:
         return extra

@@ -8,6 +8,7 @@ import json
 import math
 import os
 import struct
+import sys
 from pathlib import Path
 
 import pytest
@@ -191,6 +192,36 @@ def test_malformed_outputs_are_opaque_bytes_never_a_crash(tmp_path: Path, monkey
         "claims": "bytes", "cut": "bytes", "cut2": "bytes", "deep": "bytes", "fine": "json"}
     assert manifest["fine"]["shape"] == [1, 2]
     assert note == "left out: big.json (JSON over 0 MiB: save a large array as .npy)"
+
+
+def test_an_outputs_directory_swapped_or_unreadable_is_noted_not_followed(tmp_path: Path, monkeypatch):
+    """The recipe owns $ENVBISECT_OUTPUTS: replaced by a link to elsewhere, nothing there is
+    taken for its outputs (and the link, not its target, is removed); a file it made
+    unreadable is left out by name. Root reads any file, so the permission error is raised
+    by a stand-in for ``_hash`` here (mocked: it cannot happen to this suite's user)."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "secret.json").write_text("1")
+    link = tmp_path / "out"
+    link.symlink_to(elsewhere)
+    extra = outputs.gather(link, tmp_path / "store", {"exit_code": 0}, None, Path(sys.executable), {})
+    assert extra == {"outputs": None, "outputs_note": "left out: $ENVBISECT_OUTPUTS was replaced by a symbolic link"}
+    assert not link.exists() and not link.is_symlink() and (elsewhere / "secret.json").exists()
+    assert not (tmp_path / "store").exists()
+
+    out = tmp_path / "out2"
+    out.mkdir()
+    (out / "a.json").write_text("1")
+    (out / "b.json").write_text("2")
+    real = outputs._hash
+
+    def denied(path: Path) -> str:
+        if path.name == "a.json":
+            raise PermissionError(13, "Permission denied", str(path))
+        return real(path)
+    monkeypatch.setattr(outputs, "_hash", denied)
+    manifest, note = collect(out, tmp_path / "store")
+    assert list(manifest) == ["b"] and note == "left out: a.json (unreadable: Permission denied)"
 
 
 def test_flags_and_recipe_table_give_the_reference_tolerances_and_signature(tmp_path: Path):
