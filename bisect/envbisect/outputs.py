@@ -200,9 +200,9 @@ def _left_out_why(path: Path, name: str, manifest: Mapping[str, dict]) -> str | 
         return "a second file of one output name"
     if len(manifest) >= MAX_OUTPUTS:
         return f"more than {MAX_OUTPUTS} outputs"
-    if path.stat().st_size > MAX_BYTES:
+    if (size := path.stat().st_size) > MAX_BYTES:
         return f"over {MAX_BYTES >> 20} MiB"
-    if path.suffix == ".json" and path.stat().st_size > JSON_MAX_BYTES:
+    if path.suffix == ".json" and size > JSON_MAX_BYTES:
         return f"JSON over {JSON_MAX_BYTES >> 20} MiB: save a large array as .npy"
     return None
 
