@@ -19,14 +19,17 @@ differences with the candidate environment's interpreter (:data:`COMPARE`, run w
 from __future__ import annotations
 
 import ast
+import errno
 import hashlib
 import json
 import os
 import shutil
+import stat
 import subprocess
 import threading
 from collections.abc import Mapping
 from pathlib import Path
+from typing import BinaryIO
 
 from envbisect import procs
 
@@ -114,21 +117,21 @@ def path_of(root: Path, digest: str) -> Path:
     return root / digest[:2] / digest
 
 
-def _npy_header(path: Path) -> tuple[list[int], str] | None:
+def _npy_header(fh: BinaryIO) -> tuple[list[int], str] | None:
     """(shape, dtype) from a ``.npy`` file's header (a Python literal), or None (then the
     file is opaque bytes): a truncated file, or a header longer than numpy itself reads
     (:data:`NPY_HEADER_MAX`) or that is no such literal."""
-    with open(path, "rb") as fh:
-        if fh.read(6) != b"\x93NUMPY" or len(version := fh.read(2)) < 2:
-            return None
-        size = int.from_bytes(fh.read(2 if version[0] == 1 else 4), "little")
-        if size > NPY_HEADER_MAX:
-            return None
-        try:
-            header = ast.literal_eval(fh.read(size).decode("latin-1"))
-            return [int(n) for n in header["shape"]], str(header["descr"])
-        except (ValueError, SyntaxError, KeyError, TypeError, RecursionError, MemoryError):
-            return None
+    fh.seek(0)
+    if fh.read(6) != b"\x93NUMPY" or len(version := fh.read(2)) < 2:
+        return None
+    size = int.from_bytes(fh.read(2 if version[0] == 1 else 4), "little")
+    if size > NPY_HEADER_MAX:
+        return None
+    try:
+        header = ast.literal_eval(fh.read(size).decode("latin-1"))
+        return [int(n) for n in header["shape"]], str(header["descr"])
+    except (ValueError, SyntaxError, KeyError, TypeError, RecursionError, MemoryError):
+        return None
 
 
 def _json_shape(value) -> list[int] | None | bool:
@@ -143,27 +146,46 @@ def _json_shape(value) -> list[int] | None | bool:
     return [len(value), *(shapes[0] or [])] if shapes else [0]
 
 
-def _hash(path: Path) -> str:
+def _hash(fh: BinaryIO) -> str:
+    fh.seek(0)
     digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 20):
-            digest.update(chunk)
+    while chunk := fh.read(1 << 20):
+        digest.update(chunk)
     return digest.hexdigest()
 
 
-def _entry(path: Path) -> dict:
-    """The manifest entry of one output file (kind, shape, dtype, size; hash added by the caller)."""
-    entry: dict = {"kind": "bytes", "bytes": path.stat().st_size}
-    if path.suffix == ".npy" and (header := _npy_header(path)) is not None:
+def _entry(fh: BinaryIO, suffix: str) -> dict:
+    """The manifest entry of one open output file (kind, shape, dtype, size, hash)."""
+    entry: dict = {"kind": "bytes", "bytes": os.fstat(fh.fileno()).st_size, "hash": _hash(fh)}
+    if suffix == ".npy" and (header := _npy_header(fh)) is not None:
         entry.update(kind="npy", shape=header[0], dtype=header[1])
-    elif path.suffix == ".json":
+    elif suffix == ".json":
+        fh.seek(0)
         try:
-            shape = _json_shape(json.loads(path.read_text(encoding="utf-8")))
+            shape = _json_shape(json.loads(fh.read().decode("utf-8")))
         except (ValueError, UnicodeDecodeError, RecursionError):  # not JSON, or nested past Python's stack
             shape = False
         if shape is not False:
             entry.update(kind="json", shape=shape)
     return entry
+
+
+def _open_plain(path: Path) -> BinaryIO | None:
+    """``path`` opened for reading when it is a plain file, else None. Opened non-blocking
+    without following a link and checked once open, as :func:`envbisect.metrics.read_metrics`
+    reads the metrics file: a FIFO or a link that a recipe's leftover child swaps in after
+    the listing can neither hang envbisect nor point the read elsewhere."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0))
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:  # a symbolic link now
+            return None
+        raise
+    fh = os.fdopen(fd, "rb")
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        fh.close()
+        return None
+    return fh
 
 
 def collect(directory: Path, root: Path) -> tuple[dict, str | None]:
@@ -178,16 +200,18 @@ def collect(directory: Path, root: Path) -> tuple[dict, str | None]:
         return manifest, f"left out: ${OUTPUTS_ENV} could not be listed ({exc.strerror})"
     for path in files:
         name = path.stem if path.suffix in (".npy", ".json") else path.name
-        entry = None
+        fh = None
         try:
-            if (why := _left_out_why(path, name, manifest)) is None:
-                entry = dict(_entry(path), hash=_hash(path))
+            if (why := _left_out_why(path, name, manifest)) is None and (fh := _open_plain(path)) is None:
+                why = "not a plain file"
         except (PermissionError, FileNotFoundError) as exc:  # made unreadable, or removed by a leftover child
             why = f"unreadable: {exc.strerror}"
-        if entry is None:
+        if fh is None:
             skipped.setdefault(why, []).append(path.name)
             continue
-        _keep(path, path_of(root, entry["hash"]))  # a full disk here ends the run as one does anywhere
+        with fh:
+            entry = _entry(fh, path.suffix)
+            _keep(fh, path_of(root, entry["hash"]))  # a full disk here ends the run as one does anywhere
         manifest[name] = entry
     return manifest, _left_out(skipped)
 
@@ -224,14 +248,21 @@ def _left_out(skipped: Mapping[str, list[str]]) -> str | None:
     return "left out: " + "; ".join(parts)
 
 
-def _keep(source: Path, target: Path) -> None:
-    """Copy ``source`` to its content address (atomically; an existing copy is the same bytes)."""
+def _keep(source: BinaryIO, target: Path) -> None:
+    """Copy the open ``source`` to its content address (atomically; an existing copy is the
+    same bytes)."""
     if target.exists():
         return
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}")
-    shutil.copyfile(source, tmp)
-    os.replace(tmp, target)
+    source.seek(0)
+    try:
+        with open(tmp, "wb") as out:
+            shutil.copyfileobj(source, out, 1 << 20)
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a full disk: no partial copy stays behind
+        raise
 
 
 def compare_in_env(python: Path, names: list[str], outputs: Mapping, reference: Mapping, root: Path,

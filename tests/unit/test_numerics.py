@@ -9,6 +9,7 @@ import math
 import os
 import struct
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -198,7 +199,7 @@ def test_an_outputs_directory_swapped_or_unreadable_is_noted_not_followed(tmp_pa
     """The recipe owns $ENVBISECT_OUTPUTS: replaced by a link to elsewhere, nothing there is
     taken for its outputs (and the link, not its target, is removed); a file it made
     unreadable is left out by name. Root reads any file, so the permission error is raised
-    by a stand-in for ``_hash`` here (mocked: it cannot happen to this suite's user)."""
+    by a stand-in for ``_open_plain`` here (mocked: it cannot happen to this suite's user)."""
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     (elsewhere / "secret.json").write_text("1")
@@ -213,15 +214,49 @@ def test_an_outputs_directory_swapped_or_unreadable_is_noted_not_followed(tmp_pa
     out.mkdir()
     (out / "a.json").write_text("1")
     (out / "b.json").write_text("2")
-    real = outputs._hash
+    real = outputs._open_plain
 
-    def denied(path: Path) -> str:
+    def denied(path: Path):
         if path.name == "a.json":
             raise PermissionError(13, "Permission denied", str(path))
         return real(path)
-    monkeypatch.setattr(outputs, "_hash", denied)
+    monkeypatch.setattr(outputs, "_open_plain", denied)
     manifest, note = collect(out, tmp_path / "store")
     assert list(manifest) == ["b"] and note == "left out: a.json (unreadable: Permission denied)"
+
+
+def test_a_fifo_or_link_swapped_in_after_the_listing_is_never_read(tmp_path: Path, monkeypatch):
+    """The race the metrics reader closes, closed here too: a recipe's leftover child (on
+    macOS an orphan can outlive the probe) swaps a FIFO or a link in for a file between the
+    check and the read. Opened blocking, the FIFO would wait for a writer for ever; followed,
+    the link would store another file as the output. The swap is made by a hook on the
+    check, exactly between the two steps; the collection runs in a thread with a deadline."""
+    out = tmp_path / "out"
+    out.mkdir()
+    for name in ("a.json", "b.json", "c.json"):
+        (out / name).write_text("1")
+    (tmp_path / "elsewhere.json").write_text("[9, 9]")
+    real = outputs._left_out_why
+
+    def swap(path: Path, name: str, manifest):
+        why = real(path, name, manifest)
+        if path.name == "a.json":
+            path.unlink()
+            os.mkfifo(path)
+        elif path.name == "b.json":
+            path.unlink()
+            path.symlink_to(tmp_path / "elsewhere.json")
+        return why
+    monkeypatch.setattr(outputs, "_left_out_why", swap)
+    done: list = []
+    worker = threading.Thread(target=lambda: done.append(collect(out, tmp_path / "store")), daemon=True)
+    worker.start()
+    worker.join(30)
+    if not done:
+        os.close(os.open(out / "a.json", os.O_WRONLY | os.O_NONBLOCK))  # let the blocked reader go
+        pytest.fail("collect blocked on a FIFO swapped in for an output file")
+    manifest, note = done[0]
+    assert list(manifest) == ["c"] and note == "left out: a.json, b.json (not a plain file)"
 
 
 def test_flags_and_recipe_table_give_the_reference_tolerances_and_signature(tmp_path: Path):
