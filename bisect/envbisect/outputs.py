@@ -202,11 +202,14 @@ def collect(directory: Path, root: Path) -> tuple[dict, str | None]:
         name = path.stem if path.suffix in (".npy", ".json") else path.name
         fh = None
         try:
-            if (why := _left_out_why(path, name, manifest)) is None and (fh := _open_plain(path)) is None:
-                why = "not a plain file"
+            if (why := _left_out_why(path, name, manifest)) is None:
+                fh = _open_plain(path)
+                why = "not a plain file" if fh is None else _too_big(os.fstat(fh.fileno()).st_size, path.suffix)
         except (PermissionError, FileNotFoundError) as exc:  # made unreadable, or removed by a leftover child
             why = f"unreadable: {exc.strerror}"
-        if fh is None:
+        if why is not None:
+            if fh is not None:
+                fh.close()
             skipped.setdefault(why, []).append(path.name)
             continue
         with fh:
@@ -224,9 +227,15 @@ def _left_out_why(path: Path, name: str, manifest: Mapping[str, dict]) -> str | 
         return "a second file of one output name"
     if len(manifest) >= MAX_OUTPUTS:
         return f"more than {MAX_OUTPUTS} outputs"
-    if (size := path.stat().st_size) > MAX_BYTES:
+    return None
+
+
+def _too_big(size: int, suffix: str) -> str | None:
+    """Why an output of ``size`` bytes is not kept (measured on the open file: a bigger one
+    swapped in after the listing is measured too), or None."""
+    if size > MAX_BYTES:
         return f"over {MAX_BYTES >> 20} MiB"
-    if path.suffix == ".json" and size > JSON_MAX_BYTES:
+    if suffix == ".json" and size > JSON_MAX_BYTES:
         return f"JSON over {JSON_MAX_BYTES >> 20} MiB: save a large array as .npy"
     return None
 

@@ -229,11 +229,13 @@ def test_a_fifo_or_link_swapped_in_after_the_listing_is_never_read(tmp_path: Pat
     """The race the metrics reader closes, closed here too: a recipe's leftover child (on
     macOS an orphan can outlive the probe) swaps a FIFO or a link in for a file between the
     check and the read. Opened blocking, the FIFO would wait for a writer for ever; followed,
-    the link would store another file as the output. The swap is made by a hook on the
-    check, exactly between the two steps; the collection runs in a thread with a deadline."""
+    the link would store another file as the output; a bigger file is measured as it is
+    read. The swap is made by a hook on the check, exactly between the two steps; the
+    collection runs in a thread with a deadline."""
+    monkeypatch.setattr(outputs, "JSON_MAX_BYTES", 300_000)
     out = tmp_path / "out"
     out.mkdir()
-    for name in ("a.json", "b.json", "c.json"):
+    for name in ("a.json", "b.json", "c.json", "d.json"):
         (out / name).write_text("1")
     (tmp_path / "elsewhere.json").write_text("[9, 9]")
     real = outputs._left_out_why
@@ -246,6 +248,8 @@ def test_a_fifo_or_link_swapped_in_after_the_listing_is_never_read(tmp_path: Pat
         elif path.name == "b.json":
             path.unlink()
             path.symlink_to(tmp_path / "elsewhere.json")
+        elif path.name == "d.json":
+            path.write_text(json.dumps(list(range(60_000))))  # 400 kB
         return why
     monkeypatch.setattr(outputs, "_left_out_why", swap)
     done: list = []
@@ -256,7 +260,8 @@ def test_a_fifo_or_link_swapped_in_after_the_listing_is_never_read(tmp_path: Pat
         os.close(os.open(out / "a.json", os.O_WRONLY | os.O_NONBLOCK))  # let the blocked reader go
         pytest.fail("collect blocked on a FIFO swapped in for an output file")
     manifest, note = done[0]
-    assert list(manifest) == ["c"] and note == "left out: a.json, b.json (not a plain file)"
+    assert list(manifest) == ["c"], manifest
+    assert note == "left out: a.json, b.json (not a plain file); d.json (JSON over 0 MiB: save a large array as .npy)"
 
 
 def test_flags_and_recipe_table_give_the_reference_tolerances_and_signature(tmp_path: Path):
