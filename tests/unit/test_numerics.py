@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
+from envbisect import outputs
 from envbisect.cli_options import numerics_for
 from envbisect.compare import Reference, Tolerance, differences, judge_outputs, settled, to_compare
 from envbisect.errors import ConfigError, RecipeError
-from envbisect import outputs
 from envbisect.outputs import MAX_OUTPUTS, NOTE_NAMES, collect, path_of, prune, usage
 from envbisect.policy import RegressMode
 from envbisect.recipes import parse_recipe_text
