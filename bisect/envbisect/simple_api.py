@@ -197,6 +197,8 @@ def parse_simple_json(payload: str | bytes | Mapping, *, page_url: str, index_ur
         data = payload if isinstance(payload, Mapping) else json.loads(payload)
     except ValueError as exc:  # JSONDecodeError, or bytes that are not UTF-8
         problem = f"it is not valid JSON ({exc})"
+    except RecursionError:  # arrays in arrays, past Python's stack
+        problem = "it is not valid JSON (nested too deeply)"
     else:
         problem = _page_problem(data)
     if problem is not None:

@@ -23,6 +23,7 @@ def page(*files: dict) -> str:
 @pytest.mark.parametrize(("body", "problem"), [
     ('{"files": [', "it is not valid JSON (Expecting value: line 1 column 12"),
     (b"\xff\xfe", "it is not valid JSON ("),
+    ('{"files": ' + "[" * 100_000 + "]" * 100_000 + "}", "it is not valid JSON (nested too deeply)"),
     ("[]", "the page is an array, not a JSON object"),
     ('{"name": "demo"}', 'it has no "files" array'),
     ('{"files": {}}', '"files" is an object, not an array'),
