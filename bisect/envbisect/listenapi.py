@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from envbisect.errors import TrackerError
 from envbisect.redact import redact
-from envbisect.trackers import PER_PAGE, GitHub, _origin
+from envbisect.trackers import PER_PAGE, GitHub, _origin, payload
 
 _ISSUE_NUMBER = re.compile(r"/issues/(?P<number>\d+)$")
 #: GitHub's reaction names for what the daemon says with them.
@@ -49,10 +49,12 @@ class Listing:
     not_modified: bool = False
 
 
-def _parse(data: dict) -> IssueComment | None:
+def _parse(data: object) -> IssueComment | None:
+    if not isinstance(data, dict) or not isinstance(data.get("id"), int):
+        return None  # not a comment (never listed by this endpoint)
     found = _ISSUE_NUMBER.search(str(data.get("issue_url") or ""))
     user = data.get("user") if isinstance(data.get("user"), dict) else {}
-    if found is None or "id" not in data:
+    if found is None:
         return None  # not an issue comment (never listed by this endpoint)
     return IssueComment(int(data["id"]), int(found["number"]), str(user.get("login") or ""),
                         str(data.get("author_association") or "NONE"), str(data.get("body") or ""),
@@ -76,7 +78,7 @@ class ListenGitHub(GitHub):
         first_etag = response.headers.get("ETag")
         found: list[IssueComment] = []
         while True:
-            found += [c for c in map(_parse, response.json()) if c is not None]
+            found += [c for c in map(_parse, payload(response, what, list)) if c is not None]
             url = response.links.get("next", {}).get("url")
             if not url:
                 return Listing(tuple(found), first_etag)
@@ -87,13 +89,14 @@ class ListenGitHub(GitHub):
 
     def login(self) -> str:
         """The login the token acts as (``GET /user``): only its comments are answers."""
-        return str(self._call("GET", f"{self.api_url}/user", "reading the token's login").json().get("login") or "")
+        what = "reading the token's login"
+        return str(payload(self._call("GET", f"{self.api_url}/user", what), what).get("login") or "")
 
     def issue_labels(self, repo: str, number: int) -> list[str]:
         """The names of the labels on issue ``number``."""
-        response = self._call("GET", f"{self.api_url}/repos/{repo}/issues/{number}",
-                              f"reading the labels of {repo}#{number}")
-        return [str(label.get("name")) for label in response.json().get("labels") or [] if isinstance(label, dict)]
+        what = f"reading the labels of {repo}#{number}"
+        labels = payload(self._call("GET", f"{self.api_url}/repos/{repo}/issues/{number}", what), what).get("labels")
+        return [str(label.get("name")) for label in labels if isinstance(label, dict)] if isinstance(labels, list) else []
 
     def react(self, repo: str, comment_id: int, content: str) -> None:
         """Add reaction ``content`` to a comment (already there: nothing changes)."""

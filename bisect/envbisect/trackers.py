@@ -185,6 +185,22 @@ def error_for(status: int, headers: Mapping[str, str], what: str, now: datetime 
     return TrackerError(f"GitHub answered HTTP {status} while {what}; check the issue reference and {API_URL_ENV}")
 
 
+def payload(response: requests.Response, what: str, kind: type = dict):
+    """The JSON body of a successful API response, checked to be an object (``kind`` dict)
+    or an array (list): a proxy's or captive portal's HTML page, or JSON of another shape,
+    is one :class:`TrackerError` line naming the request, never a traceback."""
+    try:
+        data = response.json()
+    except (ValueError, RecursionError):  # not JSON (requests' JSONDecodeError), or nested past the stack
+        data = None
+    if not isinstance(data, kind):
+        wanted = "array" if kind is list else "object"
+        got = (response.headers.get("Content-Type") or "no content type").split(";")[0]
+        raise TrackerError(f"GitHub's answer while {what} is not a JSON {wanted} "
+                           f"(HTTP {response.status_code}, {got}); check {API_URL_ENV}: something else answers there")
+    return data
+
+
 class GitHub:
     """A small client for the issue-comments endpoints of the GitHub REST API."""
 
@@ -257,15 +273,18 @@ class GitHub:
 
     def get(self, path: str, what: str) -> dict:
         """GET ``path`` under the API base (the token in the header); 404 is :class:`IssueNotFound`."""
-        return self._call("GET", f"{self.api_url}{path}", what).json()
+        return payload(self._call("GET", f"{self.api_url}{path}", what), what)
 
     def _issue_url(self, issue: IssueRef) -> str:
         return f"{self.api_url}/repos/{issue.owner}/{issue.repo}/issues/{issue.number}/comments"
 
     @staticmethod
-    def _comment(data: dict) -> Comment:
+    def _comment(data: object, what: str) -> Comment:
+        if not isinstance(data, dict) or not isinstance(data.get("id"), int):
+            raise TrackerError(f"GitHub's answer while {what} holds a comment without a numeric id; "
+                               f"check {API_URL_ENV}: something else answers there")
         user = data.get("user") if isinstance(data.get("user"), dict) else {}
-        return Comment(int(data["id"]), data.get("html_url") or data.get("url") or "", data.get("body") or "",
+        return Comment(data["id"], str(data.get("html_url") or data.get("url") or ""), str(data.get("body") or ""),
                        str(user.get("login") or ""))
 
     def comments(self, issue: IssueRef) -> list[Comment]:
@@ -284,22 +303,25 @@ class GitHub:
                     f"GitHub's next page of the comments of {issue} is on another host ({redact(url)}); "
                     f"not following it, so the token stays with {redact(self.api_url)} and nothing was posted; "
                     f"check {API_URL_ENV}")
-            response = self._call("GET", url, f"reading the comments of {issue}", params=params)
-            found += [self._comment(c) for c in response.json()]
+            what = f"reading the comments of {issue}"
+            response = self._call("GET", url, what, params=params)
+            found += [self._comment(c, what) for c in payload(response, what, list)]
             url, params = response.links.get("next", {}).get("url"), None  # the next link carries its query
         return found
 
     def create(self, issue: IssueRef, body: str) -> Comment:
-        response = self._call("POST", self._issue_url(issue), f"commenting on {issue}", json={"body": body})
-        return self._comment(response.json())
+        what = f"commenting on {issue}"
+        response = self._call("POST", self._issue_url(issue), what, json={"body": body})
+        return self._comment(payload(response, what), what)
 
     def _comment_url(self, issue: IssueRef, comment_id: int) -> str:
         return f"{self.api_url}/repos/{issue.owner}/{issue.repo}/issues/comments/{comment_id}"
 
     def update(self, issue: IssueRef, comment_id: int, body: str) -> Comment:
         url = self._comment_url(issue, comment_id)
-        response = self._call("PATCH", url, f"updating comment {comment_id} on {issue}", json={"body": body})
-        return self._comment(response.json())
+        what = f"updating comment {comment_id} on {issue}"
+        response = self._call("PATCH", url, what, json={"body": body})
+        return self._comment(payload(response, what), what)
 
     def delete(self, issue: IssueRef, comment_id: int) -> None:
         """Delete a comment; one already gone (404) is fine."""

@@ -106,6 +106,15 @@ def test_attach_errors_are_one_line_each(bisected, hub):
     hub.rate_limited = True
     _one_line_error(_attach(tmp, cache, run_id, "octo/demo#3", good), "rate limit", "2030-03-17 17:46:40 UTC")
     hub.rate_limited = False
+    # Something else answering at GITHUB_API_URL (a proxy's or captive portal's page, with
+    # 200), or GitHub-shaped JSON without what is needed: one line each, nothing posted.
+    hub.fail(200, method="GET", path_part="/comments", body=b"<html><body>Sign in to the Wi-Fi</body></html>")
+    _one_line_error(_attach(tmp, cache, run_id, "octo/demo#3", good),
+                    "reading the comments of octo/demo#3 is not a JSON array (HTTP 200, text/html)", "GITHUB_API_URL")
+    hub.fail(200, method="GET", path_part="/comments", body=b"[" * 100_000 + b"]" * 100_000)
+    _one_line_error(_attach(tmp, cache, run_id, "octo/demo#3", good), "is not a JSON array")
+    hub.fail(200, method="GET", path_part="/comments", body=b'[{"id": "x"}]')
+    _one_line_error(_attach(tmp, cache, run_id, "octo/demo#3", good), "holds a comment without a numeric id")
 
     with socket.socket() as sock:  # a port that was free a moment ago: nothing listens there
         sock.bind(("127.0.0.1", 0))

@@ -139,10 +139,12 @@ class FakeGitHub:
         owner, repo = slug.split("/")
         return self._add((owner, repo, number), body, user, association)
 
-    def fail(self, status: int, *, method: str | None = None, path_part: str = "", times: int = 1) -> None:
+    def fail(self, status: int, *, method: str | None = None, path_part: str = "", times: int = 1,
+             body: bytes | None = None) -> None:
         """Answer the next ``times`` requests (of ``method``, whose path contains
-        ``path_part``) with ``status``, whatever the token."""
-        self.faults.append([status, method, path_part, times])
+        ``path_part``) with ``status``, whatever the token; with ``body``, that body as it
+        is (``text/html``: a proxy or captive portal answering in GitHub's place)."""
+        self.faults.append([status, method, path_part, times, body])
 
     def reactions_on(self, comment_id: int) -> list[str]:
         with self._lock:
@@ -197,20 +199,21 @@ class FakeGitHub:
         scheme, _, given = (headers.get("Authorization") or "").partition(" ")
         return scheme.lower() in ("bearer", "token") and given == self.token
 
-    def _fault(self, method: str, path: str) -> int | None:
+    def _fault(self, method: str, path: str) -> tuple[int, bytes | None] | None:
         with self._lock:
             for fault in self.faults:
-                status, wanted, part, left = fault
+                status, wanted, part, left, body = fault
                 if left > 0 and (wanted is None or wanted == method) and part in path:
                     fault[3] -= 1
-                    return status
+                    return status, body
         return None
 
     def handle(self, method: str, target: str, headers: Any, body: bytes) -> tuple[int, dict, Any]:
         split = urlsplit(target)
         fault = self._fault(method, split.path)
         if fault is not None:
-            return fault, {}, {"message": "Bad credentials" if fault == 401 else "Server Error"}
+            status, raw = fault
+            return status, {}, raw if raw is not None else {"message": "Bad credentials" if status == 401 else "Server Error"}
         if not self.authorized(headers):
             return 401, {}, {"message": "Bad credentials"}
         if self.rate_limited:
@@ -328,9 +331,10 @@ class _Handler(BaseHTTPRequestHandler):
         status, headers, payload = self.hub.handle(self.command, self.path, self.headers, body)
         self.hub.hits.append(GitHubHit(self.command, urlsplit(self.path).path, status,
                                        self.hub.authorized(self.headers)))
-        data = b"" if status in (204, 304) else json.dumps(payload).encode()
+        raw = isinstance(payload, bytes)
+        data = b"" if status in (204, 304) else payload if raw else json.dumps(payload).encode()
         self.send_response(status)
-        self.send_header("Content-Type", "application/json; charset=utf-8")
+        self.send_header("Content-Type", "text/html; charset=utf-8" if raw else "application/json; charset=utf-8")
         self.send_header("Content-Length", str(len(data)))
         for key, value in headers.items():
             self.send_header(key, value)
