@@ -7,10 +7,11 @@ status: the answer is the JSON object, or ``None`` and a note saying why it was 
 
 from __future__ import annotations
 
-import json
 import os
 import stat
 from pathlib import Path
+
+from envbisect import foreignjson
 
 #: Metrics files larger than this are dropped (with a note), never read whole.
 METRICS_MAX_BYTES = 64 * 1024
@@ -43,9 +44,7 @@ def read_metrics(path: Path) -> tuple[dict | None, str | None]:
             f"over the {_human_size(METRICS_MAX_BYTES)} cap"
         )
     try:
-        value = json.loads(data)
-    except RecursionError:
-        return None, "metrics file is not valid JSON: nested too deeply"
+        value = foreignjson.loads(data)
     except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
         return None, f"metrics file is not valid JSON: {exc}"
     if not isinstance(value, dict):

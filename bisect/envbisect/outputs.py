@@ -31,7 +31,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import BinaryIO
 
-from envbisect import procs
+from envbisect import foreignjson, procs
 
 #: Environment variable naming the directory a recipe writes its outputs into.
 OUTPUTS_ENV = "ENVBISECT_OUTPUTS"
@@ -162,8 +162,8 @@ def _entry(fh: BinaryIO, suffix: str) -> dict:
     elif suffix == ".json":
         fh.seek(0)
         try:
-            shape = _json_shape(json.loads(fh.read().decode("utf-8")))
-        except (ValueError, UnicodeDecodeError, RecursionError):  # not JSON, or nested past Python's stack
+            shape = _json_shape(foreignjson.loads(fh.read()))
+        except (ValueError, RecursionError):  # not JSON; or nested so deep that measuring it overflows
             shape = False
         if shape is not False:
             entry.update(kind="json", shape=shape)

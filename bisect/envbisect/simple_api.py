@@ -29,6 +29,7 @@ from packaging.utils import (
 )
 from packaging.version import Version
 
+from envbisect import foreignjson
 from envbisect.errors import IndexInvalid
 from envbisect.redact import redact
 
@@ -194,11 +195,9 @@ def parse_simple_json(payload: str | bytes | Mapping, *, page_url: str, index_ur
     :class:`IndexInvalid` (an index failure, exit 6), one line naming the page and the
     first problem; it is never half read."""
     try:
-        data = payload if isinstance(payload, Mapping) else json.loads(payload)
-    except ValueError as exc:  # JSONDecodeError, or bytes that are not UTF-8
+        data = payload if isinstance(payload, Mapping) else foreignjson.loads(payload)
+    except ValueError as exc:  # JSONDecodeError, bytes that are not UTF-8, nested too deeply
         problem = f"it is not valid JSON ({exc})"
-    except RecursionError:  # arrays in arrays, past Python's stack
-        problem = "it is not valid JSON (nested too deeply)"
     else:
         problem = _page_problem(data)
     if problem is not None:

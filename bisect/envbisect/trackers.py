@@ -44,7 +44,7 @@ from filelock import Timeout as LockTimeout
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
-from envbisect import __version__, secrets
+from envbisect import __version__, foreignjson, secrets
 from envbisect.errors import ConfigError, TrackerError
 from envbisect.findings import Finding, finding_for_run, marker_key
 from envbisect.redact import redact
@@ -190,8 +190,8 @@ def payload(response: requests.Response, what: str, kind: type = dict):
     or an array (list): a proxy's or captive portal's HTML page, or JSON of another shape,
     is one :class:`TrackerError` line naming the request, never a traceback."""
     try:
-        data = response.json()
-    except (ValueError, RecursionError):  # not JSON (requests' JSONDecodeError), or nested past the stack
+        data = foreignjson.loads(response.content)
+    except ValueError:
         data = None
     if not isinstance(data, kind):
         wanted = "array" if kind is list else "object"
@@ -297,13 +297,13 @@ class GitHub:
         url: str | None = self._issue_url(issue)
         params: dict | None = {"per_page": PER_PAGE}
         found: list[Comment] = []
+        what = f"reading the comments of {issue}"
         while url:
             if _origin(url) != _origin(self.api_url):
                 raise UnsafeTrackerURL(
                     f"GitHub's next page of the comments of {issue} is on another host ({redact(url)}); "
                     f"not following it, so the token stays with {redact(self.api_url)} and nothing was posted; "
                     f"check {API_URL_ENV}")
-            what = f"reading the comments of {issue}"
             response = self._call("GET", url, what, params=params)
             found += [self._comment(c, what) for c in payload(response, what, list)]
             url, params = response.links.get("next", {}).get("url"), None  # the next link carries its query
