@@ -42,7 +42,7 @@ from filelock import FileLock, Timeout
 
 from packaging.utils import canonicalize_name
 
-from envbisect import procs
+from envbisect import procs, sourcescan
 from envbisect.config import CachePaths
 from envbisect.errors import InstallFailed
 from envbisect.index import IndexConfig
@@ -115,6 +115,9 @@ class Env:
     resolved: dict[str, str]
     build_s: float
     reused: bool
+    #: What the env's distributions were built from (:mod:`envbisect.sourceprobe`), read
+    #: when it was built; None for an env an earlier envbisect built (its probe reads it).
+    sources: dict | None = None
 
     @property
     def python(self) -> Path:
@@ -147,7 +150,8 @@ class EnvManager:
             data = json.loads(marker.read_text())
         except (OSError, ValueError):
             return None
-        return Env(key, path, data.get("resolved", {}), 0.0, True)
+        sources = data.get("sources")
+        return Env(key, path, data.get("resolved", {}), 0.0, True, sources if isinstance(sources, dict) else None)
 
     def ensure(self, spec: EnvSpec) -> Env:
         """Return the environment for ``spec``, building it if needed.
@@ -204,14 +208,15 @@ class EnvManager:
         start = time.perf_counter()
         try:
             resolved = self._install(spec, tmp)
-            marker = dict(spec.canonical(), resolved=resolved, key=spec.key,
+            sources = built_from(tmp)
+            marker = dict(spec.canonical(), resolved=resolved, key=spec.key, sources=sources,
                           built_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
             (tmp / MARKER).write_text(json.dumps(marker, indent=1, sort_keys=True))
             os.replace(tmp, self.path_for(spec))
         finally:
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
-        return Env(spec.key, self.path_for(spec), resolved, time.perf_counter() - start, False)
+        return Env(spec.key, self.path_for(spec), resolved, time.perf_counter() - start, False, sources)
 
     def _install(self, spec: EnvSpec, tmp: Path) -> dict[str, str]:
         """Create the venv in ``tmp`` and install exactly the lock into it; returns what
@@ -271,20 +276,39 @@ class EnvManager:
             mark.unlink(missing_ok=True)
 
 
+def site_packages(root: Path) -> Path | None:
+    """The one ``site-packages`` of the venv at ``root``; None when its layout is not one
+    this knows."""
+    sites = [*root.glob("lib/python*/site-packages"), *root.glob("Lib/site-packages")]
+    return sites[0] if len(sites) == 1 else None
+
+
 def installed(root: Path) -> dict[str, str] | None:
     """What a venv at ``root`` has installed (name -> version), read from its
     site-packages' ``.dist-info`` metadata as ``pip list`` reads it; None when the venv's
     layout is not one this knows (then the installer is asked)."""
     from importlib.metadata import distributions
 
-    sites = [*root.glob("lib/python*/site-packages"), *root.glob("Lib/site-packages")]
-    if len(sites) != 1:
+    if (site := site_packages(root)) is None:
         return None
     found = {}
-    for dist in distributions(path=[str(sites[0])]):
+    for dist in distributions(path=[str(site)]):
         if name := dist.metadata["Name"]:
             found[canonicalize_name(name)] = redact(dist.version)
     return found
+
+
+def built_from(root: Path) -> dict | None:
+    """What the distributions of the venv at ``root`` were built from (``{"dists": ...}``,
+    :mod:`envbisect.sourceprobe`), read in this process from its files: no interpreter
+    start, and no probe pays for it. None when the layout is unknown or the read fails
+    (the env is built all the same; its probe reads the sources itself)."""
+    if (site := site_packages(root)) is None:
+        return None
+    try:
+        return {"dists": sourcescan.scan([str(site)])}
+    except Exception:  # noqa: BLE001 - never fails a build: "nothing known" is read later
+        return None
 
 
 def parse_listing(text: str) -> dict[str, str]:

@@ -258,7 +258,8 @@ def run_in(task: ProbeTask, shop: Workshop, env, *, sources: bool = False,
         # After the recipe, so they never delay or disturb the measurement.
         raw.update(outputs.gather(Path(out_dir), outputs.store_root(shop.cache.root), raw, task.reference,
                                   env.python, environ))
-        source = read_sources(env.python, environ, task.timeout) if sources else None
+        # Read when the env was built (its marker); an env an earlier envbisect built is read now.
+        source = (env.sources or read_sources(env.python, environ, task.timeout)) if sources else None
     return TaskResult(shop.place, env.key, env.resolved, env.build_s if task.attempt == 0 else 0.0, raw,
                       source=source)
 

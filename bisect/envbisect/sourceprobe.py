@@ -1,8 +1,12 @@
-"""Read, inside a candidate's environment, where each installed distribution came from.
+"""What each installed distribution of a candidate's environment was built from.
 
-Probe layer. After the recipe ran (first attempt only), :func:`read_sources` starts the
-env's interpreter once more on :data:`SCRIPT`, which prints, for every installed
-distribution that says anything about its origin:
+Probe layer. An env is read once, when it is built: :mod:`envbisect.sourcescan` runs in
+this process over the new env's ``site-packages`` (:meth:`envbisect.envs.EnvManager`
+keeps the result in the env's marker), so a probe costs nothing for it; an env built by an
+earlier envbisect, whose marker lacks it, is read after its recipe (first attempt only) by
+:func:`read_sources`, which starts the env's interpreter once more on :func:`script`
+(before, every probe did, for 100–250 ms on its critical path). For every installed
+distribution that says anything about its origin the read gives:
 
 * ``version``;
 * ``urls``: its ``Project-URL`` entries (label -> URL), ``Home-page`` and ``Download-URL``
@@ -25,9 +29,9 @@ it describes the installed version. Anything else falls back to release tags
 
 The script runs with the recipe's scrubbed environment and a timeout, and can never fail
 a probe: any error (a crash, a timeout, output that is not JSON) yields an ``error`` and
-no distributions, which reads as "nothing known". The result is stored with the probe
-row (``source``), so a reused probe brings it along for free.
-"""
+no distributions, which reads as "nothing known"; so does a read at build time that fails
+(the env is built all the same). The result is stored with the probe row (``source``), so
+a reused probe brings it along for free."""
 
 from __future__ import annotations
 
@@ -36,107 +40,26 @@ import subprocess
 from collections.abc import Mapping
 from pathlib import Path
 
-from envbisect import procs
+from envbisect import procs, sourcescan
 
 #: Seconds the read may take at most (never more than the recipe's own timeout).
 TIMEOUT_S = 60.0
 #: Bytes of output kept (a huge environment still prints a few hundred kilobytes at most).
 MAX_OUTPUT = 2 << 20
 
-#: The script run with ``python -c`` in the candidate's env. Python 3.8+ syntax; only the
-#: standard library; prints one JSON object ``{"dists": {name: {...}}}``.
-SCRIPT = r'''
-import json, re, sys
-from importlib import metadata
 
-FILES = re.compile(r"^([A-Za-z_]\w*/(?:version|_version|git_version|_git_version|__about__|__init__)\.py),", re.M)
-REV = re.compile(r"""(?:\bgit_version|__git_version__|\bgit_revision|__git_revision__|full-revisionid)"""
-                 r"""["']?\s*[:=]\s*["']([0-9a-f]{7,40})["']""")
-SHA = re.compile(r"^[0-9a-f]{7,40}$")
-# Small compiled libraries known to embed their build's ``git describe`` (TensorFlow's
-# tf.version.GIT_VERSION, e.g. v2.21.0-rc1-5-ga481b10260d, lives in this 1 MB module).
-BINARIES = re.compile(r"^([\w/]*python/client/_pywrap_tf_session[^,/]*\.(?:so|pyd|dylib)),", re.M)
-
-
-def revision(dist):
-    try:
-        text = dist.read_text("direct_url.json")
-        commit = ((json.loads(text) or {}).get("vcs_info") or {}).get("commit_id") if text else None
-        if commit and SHA.match(commit):
-            return commit, "direct_url.json"
-    except Exception:
-        pass
-    # RECORD's text, not dist.files: building a path object per line of torch's RECORD
-    # costs more than the whole rest of the read.
-    for name in FILES.findall(dist.read_text("RECORD") or "")[:16]:
-        try:
-            located = dist.locate_file(name)
-            if located.stat().st_size > 262144:
-                continue
-            found = REV.search(located.read_text(encoding="utf-8", errors="replace"))
-        except Exception:
-            continue
-        if found:
-            return found.group(1), name
-    return described(dist)
-
-
-def described(dist):
-    """The commit of a ``git describe`` string for this very version (v<version>...-g<sha>)
-    embedded in one of the small libraries BINARIES names."""
-    base = re.match(r"\d+(?:\.\d+)*", dist.metadata.get("Version") or "")
-    if base is None:
-        return None, None
-    pattern = re.compile(rb"v" + re.escape(base.group().encode()) + rb"[\w.-]{0,40}?-g([0-9a-f]{7,40})\b")
-    for name in BINARIES.findall(dist.read_text("RECORD") or "")[:4]:
-        try:
-            located = dist.locate_file(name)
-            if located.stat().st_size > 16 << 20:
-                continue
-            found = pattern.search(located.read_bytes())
-        except Exception:
-            continue
-        if found:
-            return found.group(1).decode(), name
-    return None, None
-
-
-def describe(dist):
-    meta = dist.metadata
-    urls = {}
-    for entry in meta.get_all("Project-URL") or ():
-        label, _, url = entry.partition(",")
-        if url.strip():
-            urls[label.strip()] = url.strip()
-    for field in ("Home-page", "Download-URL"):
-        if meta.get(field) and meta.get(field) != "UNKNOWN":
-            urls.setdefault(field, meta.get(field).strip())
-    rev, where = revision(dist)
-    info = {"version": meta.get("Version")}
-    if urls:
-        info["urls"] = urls
-    if rev:
-        info["revision"], info["revision_from"] = rev, where
-    return meta.get("Name"), info
-
-
-out = {}
-for dist in metadata.distributions():
-    try:
-        name, info = describe(dist)
-    except Exception:
-        continue
-    if name and (info.get("urls") or info.get("revision")):
-        out[re.sub(r"[-_.]+", "-", name).lower()] = info
-sys.stdout.write(json.dumps({"dists": out}, sort_keys=True))
-'''
+def script() -> str:
+    """The script run with ``python -c`` in an env whose marker lacks what it was built
+    from (built by an earlier envbisect): :mod:`envbisect.sourcescan`'s text, printing one
+    JSON object ``{"dists": {name: {...}}}``."""
+    return Path(sourcescan.__file__).read_text(encoding="utf-8") + "\nmain()\n"
 
 
 def read_sources(python: Path, environ: Mapping[str, str], timeout: float) -> dict:
-    """Run :data:`SCRIPT` with ``python`` (the env's) and ``environ`` (the recipe's
+    """Run :func:`script` with ``python`` (the env's) and ``environ`` (the recipe's
     scrubbed one); ``{"dists": {...}}``, or ``{"dists": {}, "error": why}`` on any failure."""
     try:
-        proc = procs.run([str(python), "-c", SCRIPT], capture_output=True, timeout=min(timeout, TIMEOUT_S),
+        proc = procs.run([str(python), "-c", script()], capture_output=True, timeout=min(timeout, TIMEOUT_S),
                          env=dict(environ), stdin=subprocess.DEVNULL)
     except subprocess.TimeoutExpired:
         return {"dists": {}, "error": f"reading the sources timed out after {min(timeout, TIMEOUT_S):g} s"}

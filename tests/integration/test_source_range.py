@@ -19,12 +19,15 @@ cost a CLI start each.
 
 from __future__ import annotations
 
+import json
+import os
 import stat
 import sys
 from pathlib import Path
 
 import pytest
 
+from envbisect import sourcescan
 from envbisect.report import text_summary
 from envbisect.runner import scrubbed_environ
 from envbisect.sourceprobe import read_sources
@@ -156,6 +159,42 @@ def _fake_python(tmp_path: Path, body: str) -> Path:
     return path
 
 
+def _markers(cache: Path) -> dict[str, Path]:
+    """The bisected envs' markers by upa version."""
+    found = {}
+    for marker in (cache / "envs").glob("*/envbisect-env.json"):
+        found[json.loads(marker.read_text())["resolved"]["upa"]] = marker
+    return found
+
+
+def test_an_env_is_read_once_when_built_and_its_probes_take_the_read_from_its_marker(bisected, upstream_index):
+    """The build reads what the env was built from (in this process) and keeps it in the
+    env's marker; every probe in the env takes it from there instead of starting the env's
+    interpreter again after its recipe. An env whose marker lacks it (built by an earlier
+    envbisect) is read after its recipe, as before. Shown with a marker edited to name
+    another commit: the rerun's range names it, so the probe did not read the files."""
+    work, cache, recipe, _ = bisected
+    markers = _markers(cache)
+    assert set(markers) == {"1.0.0", "1.1.0"}
+    kept = json.loads(markers["1.1.0"].read_text())
+    assert kept["sources"]["dists"]["upa"]["revision"] == NEW_SHA
+    assert kept["sources"]["dists"]["upa"]["urls"]["Source"] == "https://github.com/octo/upa"
+    original = markers["1.1.0"].read_text()
+    try:
+        edited = json.loads(original)
+        edited["sources"]["dists"]["upa"]["revision"] = "3" * 40
+        markers["1.1.0"].write_text(json.dumps(edited))
+        res = _run(work, cache, recipe, upstream_index, "--no-reuse").json
+        assert res["executed"] == 2
+        assert res["source_range"]["to"] == "3" * 40, "the probe took the build's read from the marker"
+        del edited["sources"]
+        markers["1.1.0"].write_text(json.dumps(edited))
+        res = _run(work, cache, recipe, upstream_index, "--no-reuse").json
+        assert res["source_range"]["to"] == NEW_SHA, "a marker without the read: the probe reads the env itself"
+    finally:
+        markers["1.1.0"].write_text(original)
+
+
 @pytest.mark.parametrize("body, timeout, error", [
     ("exit 3", 30, "reading the sources exited 3"),
     ("echo not json", 30, "reading the sources printed no JSON"),
@@ -176,10 +215,37 @@ def test_the_source_probe_reads_metadata_with_a_real_interpreter(tmp_path) -> No
     ("2.21.0", b"v2.21.0-rc1-5-ga481b10260d", "a481b10260d"),
     ("2.20.0", b"v2.21.0-rc1-5-ga481b10260d", None),  # describes another version: not taken
 ])
-def test_tensorflows_git_version_is_read_from_its_small_library(tmp_path, version, expected, embedded) -> None:
+@pytest.mark.parametrize("where", ["at build time, in process", "in the env's interpreter"])
+def test_tensorflows_git_version_is_read_from_its_small_library(tmp_path, version, expected, embedded, where) -> None:
     """tf.version.GIT_VERSION is compiled into tensorflow/python/client/_pywrap_tf_session.so;
-    the probe reads it from the bytes (a laid-out distribution, found on the path like an
-    installed one), never by importing TensorFlow."""
+    the read takes it from the bytes (a laid-out distribution, found on the path like an
+    installed one), never by importing TensorFlow: the same read whether an env's build
+    runs it here or an older env's interpreter runs it after its recipe."""
+    site = _tensorflow_site(tmp_path, version, embedded)
+    found = _read(site, where)
+    assert found["dists"]["tensorflow"].get("revision") == expected, found
+
+
+def _read(site: Path, where: str) -> dict:
+    if where.startswith("at build time"):
+        return {"dists": sourcescan.scan([str(site)])}
+    return read_sources(Path(sys.executable), dict(scrubbed_environ(), PYTHONPATH=str(site)), 30)
+
+
+@pytest.mark.parametrize("where", ["at build time, in process", "in the env's interpreter"])
+def test_a_fifo_or_a_huge_file_where_a_version_file_should_be_is_skipped(tmp_path, where) -> None:
+    """A FIFO is never opened (reading it would wait for a writer for ever) and a file over
+    the size limit never read; the distribution is still described by its metadata."""
+    site = _tensorflow_site(tmp_path, "2.21.0", b"v2.21.0-rc1-5-ga481b10260d")
+    os.mkfifo(site / "tensorflow/version.py")
+    (site / "tensorflow/_version.py").write_text("git_version = '" + "a" * 40 + "'\n" + "#" * 300_000)
+    record = site / "tensorflow-2.21.0.dist-info/RECORD"
+    record.write_text("tensorflow/version.py,,\ntensorflow/_version.py,,\n" + record.read_text())
+    found = _read(site, where)
+    assert found["dists"]["tensorflow"]["revision"] == "a481b10260d", found  # from the library, not the FIFO
+
+
+def _tensorflow_site(tmp_path: Path, version: str, embedded: bytes) -> Path:
     site = tmp_path / "site"
     library = site / "tensorflow/python/client/_pywrap_tf_session.so"
     library.parent.mkdir(parents=True)
@@ -190,5 +256,4 @@ def test_tensorflows_git_version_is_read_from_its_small_library(tmp_path, versio
     (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: tensorflow\nVersion: {version}\n"
                                    "Download-URL: https://github.com/tensorflow/tensorflow/tags\n")
     (info / "RECORD").write_text("tensorflow/__init__.py,,\ntensorflow/python/client/_pywrap_tf_session.so,,\n")
-    found = read_sources(Path(sys.executable), dict(scrubbed_environ(), PYTHONPATH=str(site)), 30)
-    assert found["dists"]["tensorflow"].get("revision") == expected, found
+    return site

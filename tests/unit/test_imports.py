@@ -67,9 +67,21 @@ def test_the_pure_core_imports_nothing_that_does_io(module: str) -> None:
 
 
 @pytest.mark.parametrize("module", ["session", "envs", "plan", "installer", "runner", "probetree", "metrics", "procs",
-                                    "host", "index", "sourceprobe"])
+                                    "host", "index", "sourceprobe", "sourcescan"])
 def test_the_probe_layer_never_imports_the_layers_above(module: str) -> None:
     assert not GRAPH[module] & ABOVE_PROBES, GRAPH[module] & ABOVE_PROBES
+
+
+def test_the_source_scan_runs_in_any_env_interpreter() -> None:
+    """sourcescan's text is also run by a candidate env's own Python (3.8 or later, nothing
+    but the standard library): it imports no envbisect module, nothing from outside the
+    standard library, and no ``from __future__`` (the script appends a call after it)."""
+    import sys
+
+    tree = ast.parse((PACKAGE / "sourcescan.py").read_text(), feature_version=(3, 8))
+    names = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    names |= {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+    assert names <= set(sys.stdlib_module_names), names
 
 
 def test_only_the_store_imports_sqlite_utils() -> None:
