@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from envbisect.errors import TrackerError
 from envbisect.redact import redact
-from envbisect.trackers import PER_PAGE, GitHub, _origin, payload
+from envbisect.trackers import PER_PAGE, GitHub, _origin, numeric_id, payload
 
 _ISSUE_NUMBER = re.compile(r"/issues/(?P<number>\d+)$")
 #: GitHub's reaction names for what the daemon says with them.
@@ -50,7 +50,7 @@ class Listing:
 
 
 def _parse(data: object) -> IssueComment | None:
-    if not isinstance(data, dict) or not isinstance(data.get("id"), int):
+    if numeric_id(data) is None:
         return None  # not a comment (never listed by this endpoint)
     found = _ISSUE_NUMBER.search(str(data.get("issue_url") or ""))
     user = data.get("user") if isinstance(data.get("user"), dict) else {}

@@ -185,6 +185,13 @@ def error_for(status: int, headers: Mapping[str, str], what: str, now: datetime 
     return TrackerError(f"GitHub answered HTTP {status} while {what}; check the issue reference and {API_URL_ENV}")
 
 
+def numeric_id(data: object) -> int | None:
+    """The positive integer ``id`` of a JSON object from the API, or None (a JSON ``true``
+    is a Python int too, and must not become comment 1)."""
+    found = data.get("id") if isinstance(data, dict) else None
+    return found if type(found) is int and found > 0 else None
+
+
 def payload(response: requests.Response, what: str, kind: type = dict):
     """The JSON body of a successful API response, checked to be an object (``kind`` dict)
     or an array (list): a proxy's or captive portal's HTML page, or JSON of another shape,
@@ -280,7 +287,7 @@ class GitHub:
 
     @staticmethod
     def _comment(data: object, what: str) -> Comment:
-        if not isinstance(data, dict) or not isinstance(data.get("id"), int):
+        if numeric_id(data) is None:
             raise TrackerError(f"GitHub's answer while {what} holds a comment without a numeric id; "
                                f"check {API_URL_ENV}: something else answers there")
         user = data.get("user") if isinstance(data.get("user"), dict) else {}

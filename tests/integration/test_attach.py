@@ -113,8 +113,9 @@ def test_attach_errors_are_one_line_each(bisected, hub):
                     "reading the comments of octo/demo#3 is not a JSON array (HTTP 200, text/html)", "GITHUB_API_URL")
     hub.fail(200, method="GET", path_part="/comments", body=b"[" * 100_000 + b"]" * 100_000)
     _one_line_error(_attach(tmp, cache, run_id, "octo/demo#3", good), "is not a JSON array")
-    hub.fail(200, method="GET", path_part="/comments", body=b'[{"id": "x"}]')
-    _one_line_error(_attach(tmp, cache, run_id, "octo/demo#3", good), "holds a comment without a numeric id")
+    for body in (b'[{"id": "x"}]', b'[{"id": true}]', b'[{"id": -4}]'):
+        hub.fail(200, method="GET", path_part="/comments", body=body)
+        _one_line_error(_attach(tmp, cache, run_id, "octo/demo#3", good), "holds a comment without a numeric id")
 
     with socket.socket() as sock:  # a port that was free a moment ago: nothing listens there
         sock.bind(("127.0.0.1", 0))
