@@ -151,7 +151,9 @@ class EnvManager:
         except (OSError, ValueError):
             return None
         sources = data.get("sources")
-        return Env(key, path, data.get("resolved", {}), 0.0, True, sources if isinstance(sources, dict) else None)
+        if not (isinstance(sources, dict) and isinstance(sources.get("dists"), dict)):
+            sources = None  # an earlier envbisect's marker (or a damaged one): the probe reads the env
+        return Env(key, path, data.get("resolved", {}), 0.0, True, sources)
 
     def ensure(self, spec: EnvSpec) -> Env:
         """Return the environment for ``spec``, building it if needed.

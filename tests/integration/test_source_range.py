@@ -171,8 +171,9 @@ def test_an_env_is_read_once_when_built_and_its_probes_take_the_read_from_its_ma
     """The build reads what the env was built from (in this process) and keeps it in the
     env's marker; every probe in the env takes it from there instead of starting the env's
     interpreter again after its recipe. An env whose marker lacks it (built by an earlier
-    envbisect) is read after its recipe, as before. Shown with a marker edited to name
-    another commit: the rerun's range names it, so the probe did not read the files."""
+    envbisect), or whose read is damaged, is read after its recipe, as before. Shown with a
+    marker edited to name another commit: the rerun's range names it, so the probe did not
+    read the files."""
     work, cache, recipe, _ = bisected
     markers = _markers(cache)
     assert set(markers) == {"1.0.0", "1.1.0"}
@@ -187,10 +188,14 @@ def test_an_env_is_read_once_when_built_and_its_probes_take_the_read_from_its_ma
         res = _run(work, cache, recipe, upstream_index, "--no-reuse").json
         assert res["executed"] == 2
         assert res["source_range"]["to"] == "3" * 40, "the probe took the build's read from the marker"
-        del edited["sources"]
-        markers["1.1.0"].write_text(json.dumps(edited))
-        res = _run(work, cache, recipe, upstream_index, "--no-reuse").json
-        assert res["source_range"]["to"] == NEW_SHA, "a marker without the read: the probe reads the env itself"
+        for damaged in (None, {"dists": "not a mapping"}):  # an earlier envbisect's marker; a damaged one
+            if damaged is None:
+                del edited["sources"]
+            else:
+                edited["sources"] = damaged
+            markers["1.1.0"].write_text(json.dumps(edited))
+            res = _run(work, cache, recipe, upstream_index, "--no-reuse").json
+            assert res["source_range"]["to"] == NEW_SHA, f"marker sources {damaged}: the probe reads the env itself"
     finally:
         markers["1.1.0"].write_text(original)
 
