@@ -4,11 +4,11 @@ Probe layer, standard library only, in the Python 3.8 syntax of the oldest inter
 candidate's env may have: this file is run in two ways, with one text.
 
 * In envbisect's own process, on a freshly built env's ``site-packages``
-  (:func:`envbisect.sourceprobe.scan_env`, called by the env build before its rename into
+  (:func:`envbisect.envs.built_from`, called by the env's build before its rename into
   place): the result is kept in the env's marker, so a probe costs no read at all.
 * As the script an older env's interpreter runs after its recipe
-  (:data:`envbisect.sourceprobe.SCRIPT`: this text plus a line that prints
-  :func:`scan`'s result), for envs built before the marker kept it.
+  (:func:`envbisect.sourceprobe.script`: this text plus a call of :func:`main`, which
+  prints :func:`scan`'s result), for envs built before the marker kept it.
 
 For every distribution that says anything about its origin, :func:`scan` gives
 ``version``, ``urls`` (its ``Project-URL`` entries, ``Home-page`` and ``Download-URL``:
