@@ -35,6 +35,7 @@ a reused probe brings it along for free."""
 
 from __future__ import annotations
 
+import inspect
 import json
 import subprocess
 from collections.abc import Mapping
@@ -51,8 +52,9 @@ MAX_OUTPUT = 2 << 20
 def script() -> str:
     """The script run with ``python -c`` in an env whose marker lacks what it was built
     from (built by an earlier envbisect): :mod:`envbisect.sourcescan`'s text, printing one
-    JSON object ``{"dists": {name: {...}}}``."""
-    return Path(sourcescan.__file__).read_text(encoding="utf-8") + "\nmain()\n"
+    JSON object ``{"dists": {name: {...}}}`` (the text comes through the module's loader, so
+    an installed copy inside a zip serves it too)."""
+    return inspect.getsource(sourcescan) + "\nmain()\n"
 
 
 def read_sources(python: Path, environ: Mapping[str, str], timeout: float) -> dict:
