@@ -14,7 +14,8 @@ For every distribution that says anything about its origin, :func:`scan` gives
 ``version``, ``urls`` (its ``Project-URL`` entries, ``Home-page`` and ``Download-URL``:
 the only places a repository may be taken from) and, when the distribution records one,
 ``revision`` / ``revision_from`` (see :mod:`envbisect.sourceprobe`). Only regular files
-are read (a FIFO or device where a ``version.py`` should be is skipped, never waited on).
+are read (a FIFO or device where a ``version.py`` or a ``RECORD`` should be is skipped,
+never waited on), and only up to a size.
 """
 
 import json
@@ -31,6 +32,23 @@ SHA = re.compile(r"^[0-9a-f]{7,40}$")
 # Small compiled libraries known to embed their build's ``git describe`` (TensorFlow's
 # tf.version.GIT_VERSION, e.g. v2.21.0-rc1-5-ga481b10260d, lives in this 1 MB module).
 BINARIES = re.compile(r"^([\w/]*python/client/_pywrap_tf_session[^,/]*\.(?:so|pyd|dylib)),", re.M)
+# The largest RECORD read (torch's is about 3 MB): a bigger one, or one that is no regular
+# file, reads as empty, so a strange wheel costs a build neither its memory nor its time.
+RECORD_MAX = 64 << 20
+
+
+def _record(dist):
+    """The text of ``dist``'s RECORD, or "" when it is missing, no regular file or larger
+    than RECORD_MAX (checked where the distribution's directory is known)."""
+    base = getattr(dist, "_path", None)
+    if base is not None:
+        try:
+            info = os.stat(os.path.join(str(base), "RECORD"))
+        except OSError:
+            return ""
+        if not stat.S_ISREG(info.st_mode) or info.st_size > RECORD_MAX:
+            return ""
+    return dist.read_text("RECORD") or ""
 
 
 def _small_file(dist, name, limit):
@@ -51,7 +69,7 @@ def revision(dist):
         pass
     # RECORD's text, not dist.files: building a path object per line of torch's RECORD
     # costs more than the whole rest of the read.
-    for name in FILES.findall(dist.read_text("RECORD") or "")[:16]:
+    for name in FILES.findall(_record(dist))[:16]:
         try:
             located = _small_file(dist, name, 262144)
             found = located and REV.search(located.read_text(encoding="utf-8", errors="replace"))
@@ -69,7 +87,7 @@ def described(dist):
     if base is None:
         return None, None
     pattern = re.compile(rb"v" + re.escape(base.group().encode()) + rb"[\w.-]{0,40}?-g([0-9a-f]{7,40})\b")
-    for name in BINARIES.findall(dist.read_text("RECORD") or "")[:4]:
+    for name in BINARIES.findall(_record(dist))[:4]:
         try:
             located = _small_file(dist, name, 16 << 20)
             found = located and pattern.search(located.read_bytes())

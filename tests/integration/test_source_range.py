@@ -23,6 +23,7 @@ import json
 import os
 import stat
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -248,6 +249,25 @@ def test_a_fifo_or_a_huge_file_where_a_version_file_should_be_is_skipped(tmp_pat
     record.write_text("tensorflow/version.py,,\ntensorflow/_version.py,,\n" + record.read_text())
     found = _read(site, where)
     assert found["dists"]["tensorflow"]["revision"] == "a481b10260d", found  # from the library, not the FIFO
+
+
+@pytest.mark.parametrize("where", ["at build time, in process", "in the env's interpreter"])
+def test_a_record_that_is_a_fifo_is_never_opened(tmp_path, where) -> None:
+    """A RECORD that is no regular file reads as empty: the distribution is still described
+    by its metadata, without a revision, and the read does not wait on the FIFO."""
+    site = _tensorflow_site(tmp_path, "2.21.0", b"v2.21.0-rc1-5-ga481b10260d")
+    record = site / "tensorflow-2.21.0.dist-info/RECORD"
+    record.unlink()
+    os.mkfifo(record)
+    result: list[dict] = []
+    reader = threading.Thread(target=lambda: result.append(_read(site, where)), daemon=True)
+    reader.start()
+    reader.join(30)  # a read that opened the FIFO would wait for a writer for ever
+    assert result, "the read waited on the FIFO"
+    found = result[0]
+    assert "error" not in found, found
+    tf = found["dists"]["tensorflow"]
+    assert tf["urls"] == {"Download-URL": "https://github.com/tensorflow/tensorflow/tags"} and "revision" not in tf
 
 
 def _tensorflow_site(tmp_path: Path, version: str, embedded: bytes) -> Path:
