@@ -4,7 +4,7 @@ Sizes count each hardlinked file once (:mod:`envbisect.cacheusage`). ``prune`` r
 leftover scratch directories, then least-recently-used environments, then the installer
 cache (with the empty venv builds copy, :mod:`envbisect.venvtemplate`) when environments
 alone cannot reach the size, and reports each. Environments are
-evicted through :class:`envbisect.envs.EnvCache`, which never removes one that a live
+evicted through :class:`envbisect.envcache.EnvCache`, which never removes one that a live
 process has marked in use. The results database is kept by ``clear`` unless asked: it is
 the record of every probe. ``info`` only reads: it never creates the cache directory.
 """
@@ -16,7 +16,7 @@ import shutil
 
 from envbisect import cacheusage, outputs, procs
 from envbisect.config import CachePaths
-from envbisect.envs import EnvCache
+from envbisect.envcache import EnvCache
 from envbisect.errors import ConfigError, DiskFull
 from envbisect.installer import uv_bin
 from envbisect.runner import SCRATCH_PREFIX

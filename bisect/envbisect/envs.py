@@ -20,7 +20,7 @@ cache inside the envbisect cache so installs hardlink; ``--installer pip`` uses
 virtualenv + ``pip install --no-deps --require-hashes`` of the same pins instead. An
 installer that cannot reach the index raises :class:`~envbisect.errors.IndexUnreachable`
 (the run stops, resumable); any other failure is :class:`~envbisect.errors.InstallFailed`
-(the candidate is untestable).
+(the candidate is untestable). Listing and eviction are :mod:`envbisect.envcache`'s.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ from envbisect.config import CachePaths
 from envbisect.errors import InstallFailed
 from envbisect.index import IndexConfig
 from envbisect.installer import Interpreter, install_reason, installer_environ, run_tool, uv_bin
-from envbisect.venvtemplate import PREFIX as TEMPLATE_PREFIX, copy_empty_venv, lock_path, template_tag
+from envbisect.venvtemplate import copy_empty_venv, template_tag
 from envbisect.plan import Lock, failure_reason
 from envbisect.redact import redact
 
@@ -125,7 +125,7 @@ class Env:
 
 
 class EnvManager:
-    """Builds, finds, marks in-use and evicts environments under ``<cache>/envs``."""
+    """Builds, finds and marks in-use environments under ``<cache>/envs``."""
 
     def __init__(self, paths: CachePaths) -> None:
         self.paths = paths
@@ -186,8 +186,8 @@ class EnvManager:
         part of a small build) serves every build after the first; the venv is relocatable,
         so the rename is as safe as from a fresh name. What a killed build left there is
         removed by the next build in that slot, or swept under the slot's lock
-        (:meth:`EnvCache.sweep_temporaries`: never while a build holds it). With every slot
-        busy, a fresh directory named after this process (pid and start time, which the
+        (:meth:`envbisect.envcache.EnvCache.sweep_temporaries`: never while a build holds
+        it). With every slot busy, a fresh directory named after this process (pid and start time, which the
         sweep keeps while we run)."""
         tag = hashlib.sha256(spec.interpreter.path.encode()).hexdigest()[:8]
         for n in range(STAGE_SLOTS):
@@ -321,139 +321,3 @@ def parse_listing(text: str) -> dict[str, str]:
         raise InstallFailed(f"the installer's package list is not JSON ({exc})") from exc
     return {canonicalize_name(str(r["name"])): redact(str(r["version"])) for r in rows
             if isinstance(r, dict) and "name" in r and "version" in r}
-
-
-# --- eviction ---------------------------------------------------------------------------
-
-
-def dir_size(path: Path) -> int:
-    """Bytes under ``path``, counting each hardlinked inode once (uv hardlinks from its
-    cache, so apparent sizes would double-count)."""
-    seen: set[tuple[int, int]] = set()
-    total = 0
-    for root, _dirs, files in os.walk(path):
-        for name in files:
-            try:
-                st = os.lstat(os.path.join(root, name))
-            except OSError:
-                continue
-            if (st.st_dev, st.st_ino) in seen:
-                continue
-            seen.add((st.st_dev, st.st_ino))
-            total += st.st_size
-    return total
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-@dataclass(frozen=True)
-class EnvEntry:
-    key: str
-    path: Path
-    size: int
-    last_used: float
-    in_use: bool
-
-
-class EnvCache:
-    """Listing and least-recently-used eviction of built environments."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-
-    def entries(self, *, sizes: bool = True) -> list[EnvEntry]:
-        out = []
-        if not self.root.is_dir():
-            return out
-        for path in self.root.iterdir():
-            marker = path / MARKER
-            if path.name.startswith(".") or not marker.is_file():
-                continue
-            users = [p for p in (path / IN_USE).glob("*") if p.name.isdigit()]
-            in_use = any(_pid_alive(int(p.name)) for p in users)
-            out.append(EnvEntry(path.name, path, dir_size(path) if sizes else 0,
-                                marker.stat().st_mtime, in_use))
-        return sorted(out, key=lambda e: e.last_used)
-
-    def remove(self, entry: EnvEntry) -> bool:
-        """Delete one environment unless a live process uses it; the per-key lock keeps a
-        concurrent build of the same key out while it goes."""
-        locks = self.root / ".locks"
-        locks.mkdir(parents=True, exist_ok=True)
-        with FileLock(str(locks / f"{entry.key}.lock")):
-            users = [p for p in (entry.path / IN_USE).glob("*") if p.name.isdigit()]
-            if any(_pid_alive(int(p.name)) for p in users):
-                return False
-            self._discard(entry.path, entry.key)
-        return True
-
-    def remove_templates(self) -> int:
-        """Delete the empty-venv templates (:mod:`envbisect.venvtemplate`), each under its
-        lock; the next build makes its template again."""
-        removed = 0
-        for path in sorted(self.root.glob(f".{TEMPLATE_PREFIX}*")) if self.root.is_dir() else []:
-            tag = path.name[1:]
-            with FileLock(str(lock_path(self.root, tag))):
-                removed += self._discard(path, tag)
-        return removed
-
-    def _discard(self, path: Path, key: str) -> bool:
-        """Rename ``path`` away (atomic: it vanishes at once), then delete it."""
-        trash = self.root / f".trash-{key}-{uuid.uuid4().hex[:6]}"
-        try:
-            os.replace(path, trash)
-        except FileNotFoundError:
-            return False
-        shutil.rmtree(trash, ignore_errors=True)
-        return True
-
-    def sweep_temporaries(self, *, wait: bool = True) -> int:
-        """Remove leftovers of builds and removals that were killed half-way.
-
-        A build directory ``.tmp-<key>-<pid>-<start>-<random>`` is kept while the process
-        it names runs (same pid *and* start time: :func:`envbisect.procs.is_leftover`); any
-        other one (its builder died, or an older envbisect named it without a start time)
-        and every ``.trash-<key>-…`` is removed under its key's lock, so never under a
-        build of that key. Without ``wait`` (the sweep at the start of a run) a leftover
-        whose lock is busy is skipped: that key's builder removes it itself."""
-        removed = 0
-        locks = self.root / ".locks"
-        for tmp in list(self.root.glob(".tmp-*")) + list(self.root.glob(".trash-*")):
-            key = tmp.name.split("-")[1]
-            if procs.is_leftover(tmp.name, f".tmp-{key}-") is False:
-                continue  # its builder is alive
-            locks.mkdir(parents=True, exist_ok=True)
-            try:
-                with FileLock(str(locks / f"{key}.lock"), timeout=-1 if wait else 0):
-                    if tmp.exists():
-                        shutil.rmtree(tmp, ignore_errors=True)
-                        removed += 1
-            except Timeout:
-                continue
-        return removed
-
-    def prune(self, max_bytes: int) -> tuple[list[EnvEntry], int]:
-        """Evict least-recently-used environments until they fit in ``max_bytes``.
-        Returns (removed entries, bytes left)."""
-        (self.root / ".locks").mkdir(parents=True, exist_ok=True)
-        self.sweep_temporaries()
-        entries = self.entries()
-        total = sum(e.size for e in entries)
-        removed = []
-        for entry in entries:
-            if total <= max_bytes:
-                break
-            if entry.in_use:
-                continue
-            if self.remove(entry):
-                removed.append(entry)
-                total -= entry.size
-        return removed, total

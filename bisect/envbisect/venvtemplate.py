@@ -15,7 +15,7 @@ into place under ``.locks/template<tag>.lock``, so it is complete or absent; a k
 making leaves a ``.tmp-`` directory the sweep removes like any build's. Its name starts
 with a dot, so it is never listed, reused or pruned as an env; it counts with the
 installer cache and goes with it (``cache prune`` when environments alone cannot reach the
-size, ``cache clear``: :meth:`envbisect.envs.EnvCache.remove_templates`).
+size, ``cache clear``: :meth:`envbisect.envcache.EnvCache.remove_templates`).
 """
 
 from __future__ import annotations

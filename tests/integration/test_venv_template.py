@@ -73,7 +73,7 @@ def test_a_failed_making_leaves_no_template_and_propagates(tmp_path):
 
 def test_a_removed_template_is_made_again_and_counts_with_the_installer_cache(tmp_path):
     from envbisect.cacheusage import owner_of
-    from envbisect.envs import EnvCache
+    from envbisect.envcache import EnvCache
 
     envs = tmp_path / "envs"
     envs.mkdir()
