@@ -8,10 +8,10 @@ status: the answer is the JSON object, or ``None`` and a note saying why it was 
 from __future__ import annotations
 
 import os
-import stat
 from pathlib import Path
 
 from envbisect import foreignjson
+from envbisect.plainfile import open_plain
 
 #: Metrics files larger than this are dropped (with a note), never read whole.
 METRICS_MAX_BYTES = 64 * 1024
@@ -22,21 +22,19 @@ def read_metrics(path: Path) -> tuple[dict | None, str | None]:
     dropped). A missing file is (None, None). Never reads more than the cap plus one
     byte and never raises: bad metrics must not cost the probe its exit status.
 
-    Only a regular file is read: the path is checked with ``lstat`` (a symlink or a FIFO
-    the recipe put there is refused) and opened non-blocking without following links, so
-    a FIFO swapped in between the check and the open cannot hang envbisect either."""
+    Only a regular file is read (:func:`envbisect.plainfile.open_plain`: a symlink or a
+    FIFO the recipe put there, or swapped in between the check and the open, is refused
+    and cannot hang envbisect)."""
     try:
-        if not stat.S_ISREG(os.lstat(path).st_mode):
-            return None, "metrics path is not a regular file"
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0))
+        fh = open_plain(path)
     except FileNotFoundError:
         return None, None
     except OSError as exc:
         return None, f"metrics file cannot be read: {exc.strerror or exc}"
-    with os.fdopen(fd, "rb") as fh:
+    if fh is None:
+        return None, "metrics path is not a regular file"
+    with fh:
         info = os.fstat(fh.fileno())
-        if not stat.S_ISREG(info.st_mode):
-            return None, "metrics path is not a regular file"
         data = fh.read(METRICS_MAX_BYTES + 1)
     if len(data) > METRICS_MAX_BYTES:
         return None, (

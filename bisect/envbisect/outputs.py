@@ -19,12 +19,10 @@ differences with the candidate environment's interpreter (:data:`COMPARE`, run w
 from __future__ import annotations
 
 import ast
-import errno
 import hashlib
 import json
 import os
 import shutil
-import stat
 import subprocess
 import threading
 from collections.abc import Mapping
@@ -32,6 +30,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from envbisect import foreignjson, procs
+from envbisect.plainfile import open_plain
 
 #: Environment variable naming the directory a recipe writes its outputs into.
 OUTPUTS_ENV = "ENVBISECT_OUTPUTS"
@@ -170,24 +169,6 @@ def _entry(fh: BinaryIO, suffix: str) -> dict:
     return entry
 
 
-def _open_plain(path: Path) -> BinaryIO | None:
-    """``path`` opened for reading when it is a plain file, else None. Opened non-blocking
-    without following a link and checked once open, as :func:`envbisect.metrics.read_metrics`
-    reads the metrics file: a FIFO or a link that a recipe's leftover child swaps in after
-    the listing can neither hang envbisect nor point the read elsewhere."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0))
-    except OSError as exc:
-        if exc.errno == errno.ELOOP:  # a symbolic link now
-            return None
-        raise
-    fh = os.fdopen(fd, "rb")
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
-        fh.close()
-        return None
-    return fh
-
-
 def collect(directory: Path, root: Path) -> tuple[dict, str | None]:
     """Store every output file of ``directory`` under ``root``; (manifest, note on what was left out)."""
     manifest: dict[str, dict] = {}
@@ -203,7 +184,7 @@ def collect(directory: Path, root: Path) -> tuple[dict, str | None]:
         fh = None
         try:
             if (why := _left_out_why(path, name, manifest)) is None:
-                fh = _open_plain(path)
+                fh = open_plain(path)
                 why = "not a plain file" if fh is None else _too_big(os.fstat(fh.fileno()).st_size, path.suffix)
         except (PermissionError, FileNotFoundError) as exc:  # made unreadable, or removed by a leftover child
             why = f"unreadable: {exc.strerror}"

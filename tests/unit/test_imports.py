@@ -68,7 +68,7 @@ def test_the_pure_core_imports_nothing_that_does_io(module: str) -> None:
 
 
 @pytest.mark.parametrize("module", ["session", "envs", "envcache", "plan", "installer", "runner", "probetree", "metrics", "procs",
-                                    "host", "index", "sourceprobe", "sourcescan"])
+                                    "host", "index", "sourceprobe", "sourcescan", "plainfile"])
 def test_the_probe_layer_never_imports_the_layers_above(module: str) -> None:
     assert not GRAPH[module] & ABOVE_PROBES, GRAPH[module] & ABOVE_PROBES
 

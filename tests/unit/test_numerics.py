@@ -199,7 +199,7 @@ def test_an_outputs_directory_swapped_or_unreadable_is_noted_not_followed(tmp_pa
     """The recipe owns $ENVBISECT_OUTPUTS: replaced by a link to elsewhere, nothing there is
     taken for its outputs (and the link, not its target, is removed); a file it made
     unreadable is left out by name. Root reads any file, so the permission error is raised
-    by a stand-in for ``_open_plain`` here (mocked: it cannot happen to this suite's user)."""
+    by a stand-in for ``open_plain`` here (mocked: it cannot happen to this suite's user)."""
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     (elsewhere / "secret.json").write_text("1")
@@ -214,13 +214,13 @@ def test_an_outputs_directory_swapped_or_unreadable_is_noted_not_followed(tmp_pa
     out.mkdir()
     (out / "a.json").write_text("1")
     (out / "b.json").write_text("2")
-    real = outputs._open_plain
+    real = outputs.open_plain
 
     def denied(path: Path):
         if path.name == "a.json":
             raise PermissionError(13, "Permission denied", str(path))
         return real(path)
-    monkeypatch.setattr(outputs, "_open_plain", denied)
+    monkeypatch.setattr(outputs, "open_plain", denied)
     manifest, note = collect(out, tmp_path / "store")
     assert list(manifest) == ["b"] and note == "left out: a.json (unreadable: Permission denied)"
 
