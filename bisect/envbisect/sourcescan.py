@@ -37,26 +37,23 @@ BINARIES = re.compile(r"^([\w/]*python/client/_pywrap_tf_session[^,/]*\.(?:so|py
 RECORD_MAX = 64 << 20
 
 
+def _small(path, limit):
+    """Whether ``path`` is a regular file of at most ``limit`` bytes (a FIFO or a device is
+    never opened)."""
+    info = os.stat(str(path))
+    return stat.S_ISREG(info.st_mode) and info.st_size <= limit
+
+
 def _record(dist):
     """The text of ``dist``'s RECORD, or "" when it is missing, no regular file or larger
     than RECORD_MAX (checked where the distribution's directory is known)."""
     base = getattr(dist, "_path", None)
-    if base is not None:
-        try:
-            info = os.stat(os.path.join(str(base), "RECORD"))
-        except OSError:
+    try:
+        if base is not None and not _small(os.path.join(str(base), "RECORD"), RECORD_MAX):
             return ""
-        if not stat.S_ISREG(info.st_mode) or info.st_size > RECORD_MAX:
-            return ""
+    except OSError:
+        return ""
     return dist.read_text("RECORD") or ""
-
-
-def _small_file(dist, name, limit):
-    """The path of ``name`` in ``dist`` when it is a regular file of at most ``limit``
-    bytes, else None."""
-    located = dist.locate_file(name)
-    info = os.stat(str(located))
-    return located if stat.S_ISREG(info.st_mode) and info.st_size <= limit else None
 
 
 def revision(dist):
@@ -68,29 +65,30 @@ def revision(dist):
     except Exception:
         pass
     # RECORD's text, not dist.files: building a path object per line of torch's RECORD
-    # costs more than the whole rest of the read.
-    for name in FILES.findall(_record(dist))[:16]:
+    # costs more than the whole rest of the read. Read once for both searches.
+    record = _record(dist)
+    for name in FILES.findall(record)[:16]:
         try:
-            located = _small_file(dist, name, 262144)
-            found = located and REV.search(located.read_text(encoding="utf-8", errors="replace"))
+            located = dist.locate_file(name)
+            found = _small(located, 262144) and REV.search(located.read_text(encoding="utf-8", errors="replace"))
         except Exception:
             continue
         if found:
             return found.group(1), name
-    return described(dist)
+    return described(dist, record)
 
 
-def described(dist):
+def described(dist, record):
     """The commit of a ``git describe`` string for this very version (v<version>...-g<sha>)
-    embedded in one of the small libraries BINARIES names."""
+    embedded in one of the small libraries BINARIES names (listed in ``record``)."""
     base = re.match(r"\d+(?:\.\d+)*", dist.metadata.get("Version") or "")
     if base is None:
         return None, None
     pattern = re.compile(rb"v" + re.escape(base.group().encode()) + rb"[\w.-]{0,40}?-g([0-9a-f]{7,40})\b")
-    for name in BINARIES.findall(_record(dist))[:4]:
+    for name in BINARIES.findall(record)[:4]:
         try:
-            located = _small_file(dist, name, 16 << 20)
-            found = located and pattern.search(located.read_bytes())
+            located = dist.locate_file(name)
+            found = _small(located, 16 << 20) and pattern.search(located.read_bytes())
         except Exception:
             continue
         if found:
