@@ -50,13 +50,13 @@ class Listing:
 
 
 def _parse(data: object) -> IssueComment | None:
-    if numeric_id(data) is None:
+    if (comment_id := numeric_id(data)) is None:
         return None  # not a comment (never listed by this endpoint)
     found = _ISSUE_NUMBER.search(str(data.get("issue_url") or ""))
     user = data.get("user") if isinstance(data.get("user"), dict) else {}
     if found is None:
         return None  # not an issue comment (never listed by this endpoint)
-    return IssueComment(int(data["id"]), int(found["number"]), str(user.get("login") or ""),
+    return IssueComment(comment_id, int(found["number"]), str(user.get("login") or ""),
                         str(data.get("author_association") or "NONE"), str(data.get("body") or ""),
                         str(data.get("updated_at") or data.get("created_at") or ""), str(data.get("html_url") or ""))
 

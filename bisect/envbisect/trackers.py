@@ -287,11 +287,11 @@ class GitHub:
 
     @staticmethod
     def _comment(data: object, what: str) -> Comment:
-        if numeric_id(data) is None:
+        if (comment_id := numeric_id(data)) is None:
             raise TrackerError(f"GitHub's answer while {what} holds a comment without a numeric id; "
                                f"check {API_URL_ENV}: something else answers there")
         user = data.get("user") if isinstance(data.get("user"), dict) else {}
-        return Comment(data["id"], str(data.get("html_url") or data.get("url") or ""), str(data.get("body") or ""),
+        return Comment(comment_id, str(data.get("html_url") or data.get("url") or ""), str(data.get("body") or ""),
                        str(user.get("login") or ""))
 
     def comments(self, issue: IssueRef) -> list[Comment]:
