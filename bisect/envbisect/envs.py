@@ -42,7 +42,7 @@ from filelock import FileLock, Timeout
 
 from packaging.utils import canonicalize_name
 
-from envbisect import procs, sourcescan
+from envbisect import envguard, procs, sourcescan
 from envbisect.config import CachePaths
 from envbisect.errors import InstallFailed
 from envbisect.index import IndexConfig
@@ -118,6 +118,9 @@ class Env:
     #: What the env's distributions were built from (:mod:`envbisect.sourceprobe`), read
     #: when it was built; None for an env an earlier envbisect built (its probe reads it).
     sources: dict | None = None
+    #: The names in its site-packages and scripts directory when it was built
+    #: (:mod:`envbisect.envguard`); None for an env an earlier envbisect built.
+    entries: tuple[str, ...] | None = None
 
     @property
     def python(self) -> Path:
@@ -141,10 +144,11 @@ class EnvManager:
         return self.lookup_key(spec.key)
 
     def lookup_key(self, key: str) -> Env | None:
-        """The finished environment stored under ``key`` (a probe's ``env_key``), if any."""
+        """The finished environment stored under ``key`` (a probe's ``env_key``), if any: not
+        one that was changed after its build (:mod:`envbisect.envguard`)."""
         path = self.root / key
         marker = path / MARKER
-        if not marker.is_file():
+        if not marker.is_file() or envguard.is_tainted(path):
             return None
         try:
             data = json.loads(marker.read_text())
@@ -153,7 +157,9 @@ class EnvManager:
         sources = data.get("sources")
         if not (isinstance(sources, dict) and isinstance(sources.get("dists"), dict)):
             sources = None  # an earlier envbisect's marker (or a damaged one): the probe reads the env
-        return Env(key, path, data.get("resolved", {}), 0.0, True, sources)
+        listed = data.get("entries")
+        listed = tuple(listed) if isinstance(listed, list) and all(isinstance(e, str) for e in listed) else None
+        return Env(key, path, data.get("resolved", {}), 0.0, True, sources, listed)
 
     def ensure(self, spec: EnvSpec) -> Env:
         """Return the environment for ``spec``, building it if needed.
@@ -173,6 +179,10 @@ class EnvManager:
     def _build(self, spec: EnvSpec) -> Env:
         for stale in self.root.glob(f".tmp-{spec.key}-*"):
             shutil.rmtree(stale, ignore_errors=True)
+        if self.path_for(spec).exists():  # a tainted env of this key: moved aside, then removed
+            aside = self.root / f".tmp-{spec.key}-{procs.owner_stamp()}-{uuid.uuid4().hex[:6]}"
+            os.replace(self.path_for(spec), aside)
+            shutil.rmtree(aside, ignore_errors=True)
         with self._staging(spec) as tmp:
             return self._build_in(spec, tmp)
 
@@ -211,14 +221,16 @@ class EnvManager:
         try:
             resolved = self._install(spec, tmp)
             sources = built_from(tmp)
-            marker = dict(spec.canonical(), resolved=resolved, key=spec.key, sources=sources,
+            listing = entries(tmp)
+            marker = dict(spec.canonical(), resolved=resolved, key=spec.key, sources=sources, entries=listing,
                           built_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
             (tmp / MARKER).write_text(json.dumps(marker, indent=1, sort_keys=True))
             os.replace(tmp, self.path_for(spec))
         finally:
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
-        return Env(spec.key, self.path_for(spec), resolved, time.perf_counter() - start, False, sources)
+        return Env(spec.key, self.path_for(spec), resolved, time.perf_counter() - start, False, sources,
+                   None if listing is None else tuple(listing))
 
     def _install(self, spec: EnvSpec, tmp: Path) -> dict[str, str]:
         """Create the venv in ``tmp`` and install exactly the lock into it; returns what
@@ -283,6 +295,21 @@ def site_packages(root: Path) -> Path | None:
     this knows."""
     sites = [*root.glob("lib/python*/site-packages"), *root.glob("Lib/site-packages")]
     return sites[0] if len(sites) == 1 else None
+
+
+def entries(root: Path) -> list[str] | None:
+    """The names in the env's site-packages and (as ``bin/NAME``) its scripts directory,
+    sorted, without ``__pycache__`` (the interpreter writes it when a recipe imports a
+    top-level module); None when the venv's layout is not one this knows
+    (:mod:`envbisect.envguard`)."""
+    if (site := site_packages(root)) is None:
+        return None
+    scripts = bin_dir(root)
+    try:
+        names = [n for n in os.listdir(site) if n != "__pycache__"]
+        return sorted([*names, *(f"{scripts.name}/{n}" for n in os.listdir(scripts))])
+    except OSError:
+        return None
 
 
 def installed(root: Path) -> dict[str, str] | None:

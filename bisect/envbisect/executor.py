@@ -36,9 +36,9 @@ from pathlib import Path
 
 from filelock import FileLock
 
-from envbisect import outputs
+from envbisect import envguard, outputs
 from envbisect.config import CachePaths, default_cache_dir
-from envbisect.envs import EnvManager, EnvSpec, env_key, host_platform
+from envbisect.envs import EnvManager, EnvSpec, entries, env_key, host_platform
 from envbisect.errors import CacheError, InstallFailed
 from envbisect.host import fingerprint, fingerprint_id
 from envbisect.index import INDEX_VARIABLES, IndexConfig
@@ -233,6 +233,9 @@ def execute(task: ProbeTask, shop: Workshop, settled: Callable[[], None] | None 
         settled()
     try:
         env = shop.envs.ensure(spec) if env is None else env
+        if env.reused and (why := envguard.describe(env.entries, entries(env.path))):
+            envguard.taint(env.path, why)  # changed since its build: built again before the recipe runs
+            env = shop.envs.ensure(spec)
     except InstallFailed as exc:
         return TaskResult(shop.place, spec.key, install_failed=str(exc))
     return run_in(task, shop, env, sources=task.attempt == 0, started=settled)
@@ -248,6 +251,7 @@ def run_in(task: ProbeTask, shop: Workshop, env, *, sources: bool = False,
     environ = dict(recipe_environ(env.python.parent, task.env_values), **{SAMPLE_ENV: str(task.attempt)})
     out_dir = environ[OUTPUTS_ENV] = str(outputs.scratch_dir(shop.cache.scratch))
     with shop.envs.in_use(env), host_locks(task):
+        before = entries(env.path)
         try:
             raw = run_recipe(env.python, shop.recipe_file(task), timeout=task.timeout, log_path=log,
                              scratch_dir=shop.cache.scratch, env=environ, on_start=started).to_dict()
@@ -255,6 +259,9 @@ def run_in(task: ProbeTask, shop: Workshop, env, *, sources: bool = False,
             return TaskResult(shop.place, env.key, install_failed=str(exc))
         finally:
             environ.pop(OUTPUTS_ENV)
+        if (changed := envguard.describe(before, entries(env.path))) is not None:
+            envguard.taint(env.path, changed)  # never run in again; this probe is untestable
+            raw["env_changed"] = changed
         # After the recipe, so they never delay or disturb the measurement.
         raw.update(outputs.gather(Path(out_dir), outputs.store_root(shop.cache.root), raw, task.reference,
                                   env.python, environ))

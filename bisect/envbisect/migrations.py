@@ -135,9 +135,16 @@ def _migration_recipe_texts(db: Database) -> None:
 
 
 #: Migration N is ``MIGRATIONS[N - 1]``; each runs once, in its own transaction.
+def _migration_env_changed(db: Database) -> None:
+    """``probes.env_changed``: what a recipe changed in its own env (:mod:`envbisect.envguard`),
+    which makes its probe untestable, in this run and whenever the row is judged again."""
+    db["probes"].add_column("env_changed", str)
+
+
 MIGRATIONS: list[Callable[[Database], None]] = [_migration_1, _migration_2, _migration_source_revisions,
                                                _migration_watch_releases, _migration_listen,
-                                               _migration_outputs, _migration_recipe_texts]
+                                               _migration_outputs, _migration_recipe_texts,
+                                               _migration_env_changed]
 
 #: The schema version this code writes (``PRAGMA user_version`` after migrating).
 SCHEMA_VERSION: int = len(MIGRATIONS)

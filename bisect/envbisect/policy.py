@@ -119,6 +119,10 @@ def judge(
     if not isinstance(raw, RawResult):
         raw = RawResult.from_dict(raw)
     mode = RegressMode(mode)
+    if raw.env_changed:
+        return Judgement(Outcome.ERROR, Verdict.UNTESTABLE,
+                         f"the recipe changed its environment ({raw.env_changed}); a recipe must not install into "
+                         "its env: list what it needs in its dependencies")
     if raw.timed_out:
         return _error(f"timed out after {_seconds(raw.duration_s)} s", mode, crash=True)
     if raw.signal is not None:

@@ -126,6 +126,9 @@ class RawResult:
     log_path: str | None
     metrics: dict | None
     metrics_note: str | None
+    #: What the recipe changed in its env (:mod:`envbisect.envguard`): set by the executor
+    #: after the run, which then says nothing about the candidate.
+    env_changed: str | None = None
 
     def to_dict(self) -> dict:
         """A JSON-ready dict (the form the store keeps)."""

@@ -36,7 +36,7 @@ from envbisect.versions import Candidate, Excluded, Target, select
 #: Columns of a raw recipe run that a reused probe copies from the row it reuses.
 _RAW_FIELDS = ("exit_code", "signal", "timed_out", "duration_s", "stdout_tail", "stderr_tail", "log_path",
                "metrics", "metrics_note", "resolved", "env_build_s", "timeout_s", "source", "outputs", "outputs_note",
-               "comparison")
+               "comparison", "env_changed")
 
 
 class Handler(Protocol):
