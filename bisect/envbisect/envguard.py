@@ -6,10 +6,10 @@ ones; a recipe that installs into its own env (``pip install`` in a repro script
 ``.pth`` file, a ``sitecustomize.py``) would make every later probe there run in a world
 its key does not describe. So the build records the env's *entries*
 (:func:`envbisect.envs.entries`: the names in its ``site-packages`` and its scripts
-directory, ``bin/``) in the env's marker. A probe looks again before its recipe (an env unlike its build is tainted and built anew) and after it (a
-recipe that changed the entries taints the env, and its probe is untestable: it broke the
-recipe contract, "the environment under test must contain only what the recipe asked
-for"). A tainted env carries :data:`TAINTED` (its reason) beside its marker: lookups treat
+directory, ``bin/``) in the env's marker. A probe looks again before its recipe (an env
+unlike its build is tainted and built anew) and after it (a recipe that changed the
+entries taints the env, and its probe is untestable: it broke the recipe contract, "the
+environment under test must contain only what the recipe asked for"). A tainted env carries :data:`TAINTED` (its reason) beside its marker: lookups treat
 it as absent, and the next build of its key moves it aside.
 
 What this sees: a package installed, upgraded (its ``.dist-info`` is renamed) or removed, a

@@ -179,7 +179,7 @@ class EnvManager:
     def _build(self, spec: EnvSpec) -> Env:
         for stale in self.root.glob(f".tmp-{spec.key}-*"):
             shutil.rmtree(stale, ignore_errors=True)
-        if self.path_for(spec).exists():  # a tainted env of this key: moved aside, then removed
+        if self.path_for(spec).exists():  # tainted (or its marker unreadable): moved aside, then removed
             aside = self.root / f".tmp-{spec.key}-{procs.owner_stamp()}-{uuid.uuid4().hex[:6]}"
             os.replace(self.path_for(spec), aside)
             shutil.rmtree(aside, ignore_errors=True)
