@@ -9,8 +9,9 @@ its key does not describe. So the build records the env's *entries*
 directory, ``bin/``) in the env's marker. A probe looks again before its recipe (an env
 unlike its build is tainted and built anew) and after it (a recipe that changed the
 entries taints the env, and its probe is untestable: it broke the recipe contract, "the
-environment under test must contain only what the recipe asked for"). A tainted env carries :data:`TAINTED` (its reason) beside its marker: lookups treat
-it as absent, and the next build of its key moves it aside.
+environment under test must contain only what the recipe asked for"). A tainted env
+carries :data:`TAINTED` (its reason) beside its marker: lookups treat it as absent, and
+the next build of its key moves it aside.
 
 What this sees: a package installed, upgraded (its ``.dist-info`` is renamed) or removed, a
 module, ``.pth`` file or script added or removed. What it does not: a file edited in place
@@ -35,7 +36,8 @@ def describe(before: Sequence[str] | None, after: Sequence[str] | None) -> str |
     if before is None or after is None or list(before) == list(after):
         return None
     old, new = set(before), set(after)
-    parts = [f"{word} {_names(sorted(names))}" for word, names in (("added", new - old), ("removed", old - new)) if names]
+    changes = (("added", new - old), ("removed", old - new))
+    parts = [f"{word} {_names(sorted(names))}" for word, names in changes if names]
     return "; ".join(parts) or None
 
 
