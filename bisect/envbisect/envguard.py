@@ -6,10 +6,12 @@ ones; a recipe that installs into its own env (``pip install`` in a repro script
 ``.pth`` file, a ``sitecustomize.py``) would make every later probe there run in a world
 its key does not describe. So the build records the env's *entries*
 (:func:`envbisect.envs.entries`: the names in its ``site-packages`` and its scripts
-directory, ``bin/``) in the env's marker. A probe looks again before its recipe (an env
-unlike its build is tainted and built anew) and after it (a recipe that changed the
-entries taints the env, and its probe is untestable: it broke the recipe contract, "the
-environment under test must contain only what the recipe asked for"). A tainted env
+directory, ``bin/``) in the env's marker. Every lookup of a built env looks again
+(:meth:`envbisect.envs.EnvManager.lookup_key`: an env unlike its build is tainted, so the
+probe, a build ahead or ``show --rerun`` gets it built anew), and so does a probe after its
+recipe (a recipe that changed the entries taints the env, and its probe is untestable: it
+broke the recipe contract, "the environment under test must contain only what the recipe
+asked for"). A tainted env
 carries :data:`TAINTED` (its reason) beside its marker: lookups treat it as absent, and
 the next build of its key moves it aside.
 

@@ -145,7 +145,8 @@ class EnvManager:
 
     def lookup_key(self, key: str) -> Env | None:
         """The finished environment stored under ``key`` (a probe's ``env_key``), if any: not
-        one that was changed after its build (:mod:`envbisect.envguard`)."""
+        one that was changed after its build, which is tainted here so that the next build
+        of its key replaces it (:mod:`envbisect.envguard`)."""
         path = self.root / key
         marker = path / MARKER
         if not marker.is_file() or envguard.is_tainted(path):
@@ -159,6 +160,9 @@ class EnvManager:
             sources = None  # an earlier envbisect's marker (or a damaged one): the probe reads the env
         listed = data.get("entries")
         listed = tuple(listed) if isinstance(listed, list) and all(isinstance(e, str) for e in listed) else None
+        if (why := envguard.describe(listed, entries(path))) is not None:
+            envguard.taint(path, why)
+            return None
         return Env(key, path, data.get("resolved", {}), 0.0, True, sources, listed)
 
     def ensure(self, spec: EnvSpec) -> Env:

@@ -233,9 +233,6 @@ def execute(task: ProbeTask, shop: Workshop, settled: Callable[[], None] | None 
         settled()
     try:
         env = shop.envs.ensure(spec) if env is None else env
-        if env.reused and (why := envguard.describe(env.entries, entries(env.path))):
-            envguard.taint(env.path, why)  # changed since its build: built again before the recipe runs
-            env = shop.envs.ensure(spec)
     except InstallFailed as exc:
         return TaskResult(shop.place, spec.key, install_failed=str(exc))
     return run_in(task, shop, env, sources=task.attempt == 0, started=settled)
@@ -251,7 +248,8 @@ def run_in(task: ProbeTask, shop: Workshop, env, *, sources: bool = False,
     environ = dict(recipe_environ(env.python.parent, task.env_values), **{SAMPLE_ENV: str(task.attempt)})
     out_dir = environ[OUTPUTS_ENV] = str(outputs.scratch_dir(shop.cache.scratch))
     with shop.envs.in_use(env), host_locks(task):
-        before = entries(env.path)
+        # As built (a found env was checked against its build when looked up), or read now.
+        before = env.entries if env.entries is not None else entries(env.path)
         try:
             raw = run_recipe(env.python, shop.recipe_file(task), timeout=task.timeout, log_path=log,
                              scratch_dir=shop.cache.scratch, env=environ, on_start=started).to_dict()
