@@ -18,6 +18,7 @@ from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
 
 from envbisect.errors import RecipeError
+from envbisect.plainfile import what_is
 from envbisect.schema import DEFAULT_TIMEOUT, EnvbisectTable, ScriptBlock
 from envbisect.schema_issues import Issue, KeyLines, did_you_mean, keys_of, validate
 
@@ -219,8 +220,9 @@ def shown_path(path: Path, cwd: Path | None = None) -> str:
 def load_recipe(path: str | Path) -> Recipe:
     """Read and validate the recipe at ``path``; :class:`RecipeError` says what is wrong."""
     path = Path(path)
-    if not path.is_file():
-        raise RecipeError(f"recipe file {path} does not exist; pass the path of a recipe script such as recipes/fused_dense_relu.py")
+    if not path.is_file():  # never opened: a FIFO would wait for a writer for ever
+        raise RecipeError(f"recipe file {path} {what_is(path)}; pass the path of a recipe script such as "
+                          "recipes/fused_dense_relu.py")
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:

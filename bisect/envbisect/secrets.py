@@ -19,8 +19,13 @@ from collections import ChainMap
 from collections.abc import Mapping
 from pathlib import Path
 
+from envbisect.plainfile import read_named
+
 #: systemd's ``LoadCredential=`` directory (``$CREDENTIALS_DIRECTORY/<name>``).
 CREDENTIALS_DIRECTORY = "CREDENTIALS_DIRECTORY"
+
+#: The largest token file read: a token is a line; anything longer is the wrong file.
+TOKEN_FILE_MAX = 64 * 1024
 
 _hidden: dict[str, str] = {}
 
@@ -44,7 +49,9 @@ def read_token(name: str, source: Mapping[str, str] | None = None) -> str:
     ``$CREDENTIALS_DIRECTORY/<name in lower case>``; ``""`` when none is set.
 
     Read at each call, so a rotated file is picked up without a restart. Raises
-    :class:`TokenFileError` when a named file cannot be read or is empty.
+    :class:`TokenFileError` when a named file cannot be read, is no regular file (links
+    are followed; a FIFO or device is never read: it could hang every call), is over
+    :data:`TOKEN_FILE_MAX` or is empty.
     """
     env = environ() if source is None else source
     value = (env.get(name) or "").strip()
@@ -57,7 +64,7 @@ def read_token(name: str, source: Mapping[str, str] | None = None) -> str:
     if not path:
         return ""
     try:
-        value = Path(path).read_text(encoding="utf-8").strip()
+        value = read_named(Path(path), TOKEN_FILE_MAX).decode("utf-8").strip()
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
         raise TokenFileError(f"cannot read the token file {path} ({reason})") from None

@@ -47,6 +47,7 @@ from packaging.requirements import Requirement
 
 from envbisect.errors import ConfigError, EnvbisectError
 from envbisect.listenconfig import ListenSpec, check_listens
+from envbisect.plainfile import read_named
 from envbisect.recipes import load_recipe
 from envbisect.schema import DEFAULT_EVERY_S, ExecutorTable, WatchTable, parse_duration
 from envbisect.schema_issues import KeyLines, did_you_mean, keys_of, validate
@@ -62,6 +63,8 @@ __all__ = ["DEFAULT_CONFIG", "DEFAULT_EVERY_S", "WATCH_KEYS", "Problem", "WatchS
            "parse_config", "parse_duration"]
 
 DEFAULT_CONFIG = "bisect.toml"
+#: The largest configuration read (a FIFO or device named by --config is never read).
+CONFIG_MAX = 1024 * 1024
 WATCH_KEYS = keys_of(WatchTable)
 
 
@@ -260,9 +263,10 @@ def load_file(path: Path) -> tuple[list[WatchSpec], ExecutorTable]:
 def load_daemon(path: Path) -> tuple[list[WatchSpec], ExecutorTable, list[ListenSpec]]:
     """Read and validate ``path``: its watches, ``[executor]`` and ``[[listen]]`` tables."""
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_named(path, CONFIG_MAX).decode("utf-8")
     except FileNotFoundError:
         raise ConfigError(f"no watch configuration at {path}; create it (see docs/watch.md) or pass --config") from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read {path}: {exc}; check the file or pass --config") from None
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ConfigError(f"cannot read {path}: {reason}; check the file or pass --config") from None
     return parse_daemon(text, base=path.parent.absolute(), source=str(path))

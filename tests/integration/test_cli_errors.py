@@ -45,6 +45,18 @@ def test_missing_recipe(tmp_path):
     assert_one_line_error(proc, "nope.py does not exist")
 
 
+@pytest.mark.parametrize("make, what", [
+    (lambda p: p.mkdir(), "is a directory"),
+    (os.mkfifo, "is a FIFO"),  # never opened: the run would wait for a writer for ever
+    (lambda p: p.symlink_to(p.parent / "gone.py"), "is a symbolic link to nothing"),
+])
+def test_a_recipe_path_that_is_no_file_says_what_it_is(tmp_path, make, what):
+    make(tmp_path / "recipe.py")
+    proc = bisect_cli("run", "recipe.py", "--cache-dir", str(tmp_path / "c"), cwd=tmp_path, timeout=60)
+    assert_one_line_error(proc, f"recipe.py {what}", "pass the path of a recipe script")
+    _nothing_recorded(tmp_path / "c")
+
+
 def test_recipe_without_pep723_block(tmp_path):
     path = tmp_path / "plain.py"
     path.write_text("print('hi')\n")

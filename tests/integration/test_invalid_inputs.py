@@ -5,6 +5,7 @@ index-failure (6) exit status, no traceback, nothing recorded."""
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 
 import pytest
@@ -73,6 +74,20 @@ def test_watch_reports_wrong_types_in_bisect_toml_and_in_its_recipes(tmp_path):
                      f"{config}:6: watch[2].pre: must be true or false, not 'false' (a string)",
                      f"{config}:7: watch[2].with: must be a list of requirement strings"):
         assert expected in proc.stderr, proc.stderr
+    assert not (tmp_path / "cache" / "results.db").exists()
+
+
+@pytest.mark.parametrize("make, what", [
+    (os.mkfifo, "it is a FIFO, not a regular file"),  # read, it would wait for a writer for ever
+    (lambda p: p.mkdir(), "it is a directory, not a regular file"),
+    (lambda p: p.write_text("#" * (1024 * 1024 + 1)), "larger than 1024 KiB"),
+])
+def test_a_watch_configuration_that_is_no_plain_file_is_one_error_line(tmp_path, make, what):
+    config = tmp_path / "bisect.toml"
+    make(config)
+    proc = bisect_cli("watch", "--once", "--config", str(config), "--cache-dir", str(tmp_path / "cache"),
+                      cwd=tmp_path, timeout=60)
+    assert_one_line_error(proc, f"cannot read {config}: {what}", "pass --config", code=2)
     assert not (tmp_path / "cache" / "results.db").exists()
 
 

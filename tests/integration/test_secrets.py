@@ -10,6 +10,7 @@ test running at the same time on this machine can never be mistaken for a leak.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import subprocess
 import sys
@@ -212,17 +213,44 @@ def test_the_token_may_come_from_a_file(tmp_path, bisected, hub):
     cache, run_id = bisected
     token_file = tmp_path / "token"
     token_file.write_text(TOKEN + "\n")
+    linked = tmp_path / "mounted-secret"  # a Kubernetes secret volume: the file is a link
+    linked.symlink_to(token_file)
     creds = tmp_path / "credentials"
     creds.mkdir()
     (creds / "github_token").write_text(TOKEN)
+    hub.add_issue("octo/demo", 5)
     for issue, env in (("octo/demo#3", cli_env(GITHUB_TOKEN_FILE=str(token_file), GITHUB_API_URL=hub.url)),
-                       ("octo/demo#4", cli_env(CREDENTIALS_DIRECTORY=str(creds), GITHUB_API_URL=hub.url))):
+                       ("octo/demo#4", cli_env(CREDENTIALS_DIRECTORY=str(creds), GITHUB_API_URL=hub.url)),
+                       ("octo/demo#5", cli_env(GITHUB_TOKEN_FILE=str(linked), GITHUB_API_URL=hub.url))):
         proc = bisect_cli("attach", str(run_id), "--issue", issue, "--cache-dir", str(cache), cwd=tmp_path, env=env)
         assert proc.returncode == 0 and proc.stdout.startswith("created comment"), proc.stdout + proc.stderr
-    assert len(_ours(hub, 3)) == len(_ours(hub, 4)) == 1
+    assert len(_ours(hub, 3)) == len(_ours(hub, 4)) == len(_ours(hub, 5)) == 1
     missing = bisect_cli("attach", str(run_id), "--issue", "octo/demo#3", "--cache-dir", str(cache), cwd=tmp_path,
                          env=cli_env(GITHUB_TOKEN_FILE=str(tmp_path / "nope"), GITHUB_API_URL=hub.url))
     _one_line_error(missing, "cannot read the token file", "GITHUB_TOKEN_FILE")
+
+
+def test_a_token_file_that_is_no_plain_file_is_refused_without_waiting(tmp_path, bisected, hub):
+    """A FIFO with no writer would block the read for ever, /dev/zero never ends, and an
+    oversized file is the wrong one: each is one error line, at once (the test's timeout
+    would catch a hang), and nothing is posted."""
+    cache, run_id = bisected
+    fifo = tmp_path / "token.fifo"
+    os.mkfifo(fifo)
+    big = tmp_path / "big"
+    big.write_text(TOKEN + "x" * (64 * 1024))
+    creds = tmp_path / "credentials"
+    creds.mkdir()
+    os.mkfifo(creds / "github_token")
+    for env, why in ((dict(GITHUB_TOKEN_FILE=str(fifo)), "it is a FIFO, not a regular file"),
+                     (dict(GITHUB_TOKEN_FILE="/dev/zero"), "it is a device, not a regular file"),
+                     (dict(GITHUB_TOKEN_FILE=str(tmp_path)), "it is a directory, not a regular file"),
+                     (dict(GITHUB_TOKEN_FILE=str(big)), "larger than 64 KiB"),
+                     (dict(CREDENTIALS_DIRECTORY=str(creds)), "it is a FIFO, not a regular file")):
+        proc = bisect_cli("attach", str(run_id), "--issue", "octo/demo#3", "--cache-dir", str(cache), cwd=tmp_path,
+                          env=cli_env(GITHUB_API_URL=hub.url, **env), timeout=60)
+        _one_line_error(proc, "cannot read the token file", why, "GITHUB_TOKEN_FILE")
+    assert not _ours(hub, 3) and not hub.count("POST", 201)
 
 
 def _one_line_error(proc: subprocess.CompletedProcess, *needles: str) -> str:
