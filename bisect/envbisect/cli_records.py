@@ -27,8 +27,9 @@ FORMATS = ("md", "json", "html")
 
 
 def cache_paths(cache_dir: Path | None) -> CachePaths:
-    """The cache directory's paths, without creating anything."""
-    return CachePaths((Path(cache_dir) if cache_dir else default_cache_dir()).absolute())
+    """The cache directory's paths, without creating anything (:class:`CacheError` when
+    something other than a directory is there)."""
+    return CachePaths((Path(cache_dir) if cache_dir else default_cache_dir()).absolute()).usable()
 
 
 def read_store(cache_dir: Path | None) -> Store | None:

@@ -15,7 +15,8 @@ from typing import Optional
 import typer
 
 from envbisect.cli_options import AsJson, out, print_json, run_id_argument, settings_for
-from envbisect.config import CACHE_ENV, CachePaths, default_cache_dir
+from envbisect.cli_records import cache_paths
+from envbisect.config import CACHE_ENV
 
 # The daemon, the tracker client, the store and rich's tables are imported by the
 # commands that use them: `bisect --help` must not pay for them. The default config
@@ -72,7 +73,7 @@ def status(
     from envbisect.watchconfig import load_file
 
     specs, _ = load_file(config)
-    db = CachePaths((Path(cache_dir) if cache_dir else default_cache_dir()).absolute()).db
+    db = cache_paths(cache_dir).db
     rows = []
     if db.exists():  # a read: never create the database
         with Store(db) as store:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from envbisect.errors import CacheError, ConfigError
+from envbisect.plainfile import what_is
 
 if TYPE_CHECKING:
     from envbisect.index import IndexConfig
@@ -66,8 +67,17 @@ class CachePaths:
     def db(self) -> Path:
         return self.root / "results.db"
 
+    def usable(self) -> CachePaths:
+        """These paths, when the root is a directory or not there yet; :class:`CacheError`
+        naming what is there instead (a file, a FIFO, a dangling link) otherwise."""
+        if os.path.lexists(self.root) and not self.root.is_dir():
+            raise CacheError(f"cache directory {self.root} {what_is(self.root)}, not a directory; "
+                             f"pass --cache-dir or set {CACHE_ENV} to a directory")
+        return self
+
     def ensure(self) -> CachePaths:
         """Create the directories; :class:`CacheError` when the location is not writable."""
+        self.usable()
         try:
             for d in (self.root, self.envs, self.uv_cache, self.http, self.logs, self.scratch):
                 d.mkdir(parents=True, exist_ok=True)

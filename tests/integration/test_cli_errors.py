@@ -134,6 +134,21 @@ def test_cache_dir_that_is_a_file(tmp_path, recipe):
     assert_one_line_error(proc, "not writable", "--cache-dir", code=6)
 
 
+@pytest.mark.parametrize("command", [("run", "RECIPE"), ("show", "1"), ("history",), ("report", "1"), ("cache", "info"),
+                                     ("cache", "prune", "--max-size", "1GB")])
+@pytest.mark.parametrize("make, what", [(lambda p: p.write_text(""), "is a regular file"), (os.mkfifo, "is a FIFO"),
+                                        (lambda p: p.symlink_to(p.parent / "gone"), "is a symbolic link to nothing")])
+def test_a_cache_dir_that_is_no_directory_is_named_as_what_it_is(tmp_path, recipe, command, make, what):
+    """Every command that reads or writes the cache says what is there instead of a
+    directory (before: run said "not writable (File exists)", cache info "does not exist",
+    history "no runs recorded" with exit 0)."""
+    cache = tmp_path / "cache"
+    make(cache)
+    args = [str(recipe) if a == "RECIPE" else a for a in command]
+    proc = bisect_cli(*args, "--cache-dir", str(cache), cwd=tmp_path, timeout=60)
+    assert_one_line_error(proc, f"cache directory {cache} {what}, not a directory", "--cache-dir", code=6)
+
+
 def test_no_verify_needs_both_ends(tmp_path, planted_index, recipe):
     proc = bisect_cli("run", str(recipe), "--good", "1.0", "--no-verify", "--index-url", planted_index.url,
                       "--cache-dir", str(tmp_path / "c"), cwd=tmp_path)
