@@ -39,7 +39,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from envbisect import remote_ahead
-from envbisect.errors import ConfigError, EnvbisectError, ExecutorError
+from envbisect.errors import ConfigError, EnvbisectError, ExecutorError, first_line
 from envbisect.executor import Place, ProbeTask, TaskResult, execute_remote, worker_place
 from envbisect.outputs_transfer import receive, reference_files
 from envbisect.plan import Lock
@@ -220,5 +220,4 @@ def _translate(exc: BaseException, task: ProbeTask) -> BaseException:
 
 
 def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return redact(text[0] if text else type(exc).__name__)[:200]
+    return redact(first_line(exc))[:200]

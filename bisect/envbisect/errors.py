@@ -16,6 +16,13 @@ EXIT_ENVIRONMENT = 6
 EXIT_TRACKER = 7
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of ``exc``'s message (packaging's parser errors add a line with a
+    caret under the input; a server error may add a traceback), else its type's name."""
+    text = str(exc).strip().splitlines()
+    return text[0].strip() if text else type(exc).__name__
+
+
 class EnvbisectError(Exception):
     """Base class: ``str(err)`` is the one-line message shown to the user."""
 

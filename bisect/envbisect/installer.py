@@ -20,6 +20,7 @@ from pathlib import Path
 from envbisect import procs
 from envbisect.errors import ConfigError
 from envbisect.index import IndexConfig
+from envbisect.plainfile import what_is
 from envbisect.redact import redact
 
 _REASON_MAX = 600
@@ -111,6 +112,10 @@ def find_interpreter(request: str | None, *, download: bool = False) -> Interpre
         run_tool([uv_bin(), "python", "install", request], env)
         proc = run_tool(find, env)
     path = proc.stdout.strip()
+    if (proc.returncode != 0 or not path) and (os.sep in request or request.startswith((".", "~"))):
+        given = Path(request).expanduser()
+        why = "is no Python interpreter uv can use" if given.is_file() else what_is(given)
+        raise ConfigError(f"--python {request} {why}; pass the path of a python executable, or a version such as 3.11")
     if proc.returncode != 0 or not path:
         raise ConfigError(
             f"no Python {request} interpreter found on this machine; install it "

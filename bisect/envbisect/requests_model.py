@@ -17,7 +17,7 @@ from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from envbisect.compare import Reference, Tolerance, settled
-from envbisect.errors import ConfigError
+from envbisect.errors import ConfigError, first_line
 from envbisect.policy import Judgement, RegressMode, Threshold
 from envbisect.recipes import Recipe
 from envbisect.sampling import SamplingPlan
@@ -161,7 +161,8 @@ def parse_with(items: tuple[str, ...] | list[str]) -> list[Requirement]:
         try:
             out.append(Requirement(item))
         except InvalidRequirement as exc:
-            raise ConfigError(f"--with {item!r} is not a requirement ({exc}); use e.g. --with numpy==1.26.4") from exc
+            raise ConfigError(f"--with {item!r} is not a requirement ({first_line(exc)}); "
+                              "use e.g. --with numpy==1.26.4") from exc
     return out
 
 

@@ -31,6 +31,7 @@ from pydantic import (
     StringConstraints,
 )
 
+from envbisect.errors import first_line
 from envbisect.policy import RegressMode
 from envbisect.schema_knobs import KnobsField
 from envbisect.watchplan import DEFAULT_BATCH_PROBES
@@ -46,11 +47,6 @@ _DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw])")
 
 
 # ------------------------------------------------------------------ value checks
-
-
-def _first_line(exc: Exception) -> str:
-    """packaging's parser errors span several lines (a caret under the input)."""
-    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 
 def _specifier(value: str) -> str:
@@ -76,7 +72,7 @@ def _requirement(value: str) -> str:
     try:
         Requirement(value)
     except InvalidRequirement as exc:
-        raise ValueError(f"{value!r} is not a requirement ({_first_line(exc)}); "
+        raise ValueError(f"{value!r} is not a requirement ({first_line(exc)}); "
                          "write e.g. \"numpy==1.26.4\"") from None
     return value
 

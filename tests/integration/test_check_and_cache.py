@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
-from support.cli import PLANTED_BODY, bisect_cli, cli_env, write_recipe
+from support.cli import PLANTED_BODY, assert_one_line_error, bisect_cli, cli_env, write_recipe
 
 
 def _check(recipe, index, cache, *extra):
@@ -153,6 +154,20 @@ def test_python_option_finds_an_installed_interpreter_and_never_downloads(tmp_pa
     missing = bisect_cli("check", str(recipe), "--python", "3.4", "--index-url", planted_index.url,
                          "--cache-dir", str(tmp_path / "cache"), cwd=tmp_path)
     assert missing.returncode == 2 and "no Python 3.4 interpreter found" in missing.stderr
+
+
+def test_a_python_path_that_is_no_interpreter_says_what_it_is(tmp_path, planted_index):
+    """A path is not something to `uv python install`: the error says what is there."""
+    recipe = write_recipe(tmp_path / "r.py", "pass\n")
+    fake = tmp_path / "fakepy"
+    fake.write_text("#!/bin/sh\nexit 0\n")
+    fake.chmod(0o755)
+    os.mkfifo(tmp_path / "fifo")
+    for given, why in ((str(fake), "is no Python interpreter uv can use"), (str(tmp_path / "fifo"), "is a FIFO"),
+                       ("./nopy", "does not exist")):
+        proc = bisect_cli("check", str(recipe), "--python", given, "--index-url", planted_index.url,
+                          "--cache-dir", str(tmp_path / "cache"), cwd=tmp_path)
+        assert_one_line_error(proc, f"--python {given} {why}", "a version such as 3.11")
 
 
 def test_stray_uv_settings_in_the_environment_do_not_change_what_is_installed(tmp_path, planted_index):

@@ -87,6 +87,16 @@ def test_invalid_specifier(tmp_path, planted_index, recipe):
     _nothing_recorded(cache)
 
 
+def test_an_invalid_with_requirement_is_one_line(tmp_path, planted_index, recipe):
+    """packaging's message has a second line with a caret under the input: only its first
+    line is quoted."""
+    cache = tmp_path / "c"
+    proc = bisect_cli("run", str(recipe), "--with", "numpy==abc", "--index-url", planted_index.url,
+                      "--cache-dir", str(cache), cwd=tmp_path)
+    assert_one_line_error(proc, "--with 'numpy==abc' is not a requirement", "use e.g. --with numpy==1.26.4")
+    _nothing_recorded(cache)
+
+
 def test_good_newer_than_bad(tmp_path, planted_index, recipe):
     cache = tmp_path / "c"
     proc = bisect_cli("run", str(recipe), "--good", "1.8", "--bad", "1.2", "--index-url", planted_index.url,
