@@ -10,6 +10,7 @@ need when called.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -123,7 +124,7 @@ def judging_for(timeout: float | None, regress: str, thresholds: list[str], retr
     from envbisect.requests_model import Judging
 
     mode = regress if regress != "exit" else (recipe.settings.regress or "exit")
-    if timeout is not None and not timeout > 0:
+    if timeout is not None and not 0 < timeout < math.inf:  # inf, as a recipe's timeout: a hang would never end
         raise ConfigError(f"--timeout {timeout:g} is not a positive number of seconds; pass e.g. --timeout 600")
     return Judging(timeout or recipe.settings.timeout, regress_mode(mode), tuple(Threshold.parse(t) for t in thresholds),
                    retries)

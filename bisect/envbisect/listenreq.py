@@ -24,6 +24,7 @@ daemon operator's choice, made in ``[[listen]]``. Every mistake is one
 
 from __future__ import annotations
 
+import math
 import re
 import shlex
 from dataclasses import dataclass
@@ -153,7 +154,7 @@ def parse_request(body: str, path: Path) -> RunRequest:
         _check(values["range"], SpecifierSet, "--range")
     _check(list(values["with_"]), parse_with, "--with")
     timeout = values["timeout"]
-    if timeout is not None and not timeout > 0:
+    if timeout is not None and not 0 < timeout < math.inf:
         raise RequestInvalid(f"--timeout {timeout:g} is not a positive number of seconds")
     regress = values["regress"]
     return RunRequest(

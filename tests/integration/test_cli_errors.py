@@ -225,7 +225,7 @@ def test_an_unexpected_exception_is_one_line_and_a_log_or_the_traceback_with_deb
     assert "hunter2secret" not in proc.stderr + text
 
 
-@pytest.mark.parametrize("value", ["0", "-5"])
+@pytest.mark.parametrize("value", ["0", "-5", "inf"])  # inf: a hung recipe would never end (a recipe's own timeout refuses it too)
 def test_a_timeout_that_is_not_positive_is_refused_not_replaced(tmp_path, recipe, value):
     # `--timeout 0` used to be silently replaced by the recipe's timeout.
     proc = bisect_cli("run", str(recipe), f"--timeout={value}", "--cache-dir", str(tmp_path / "c"), cwd=tmp_path)

@@ -72,6 +72,7 @@ def test_options_and_recipe_are_parsed_with_the_recipe_defaults() -> None:
     ("--regress maybe", "use one of: exit, error, crash"),
     ("--threshold nonsense", "nonsense"),
     ("--timeout -1", "--timeout -1 is not a positive number"),
+    ("--timeout inf", "--timeout inf is not a positive number"),
     ("--retries 9", "--retries"),
     ("--good 'unclosed", "close every quote"),
     ("stray", "unexpected extra argument"),
