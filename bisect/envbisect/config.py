@@ -18,8 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from envbisect.errors import CacheError, ConfigError
+from envbisect.errors import CacheError, ConfigError, first_line
 from envbisect.plainfile import what_is
+from envbisect.redact import redact
 
 if TYPE_CHECKING:
     from envbisect.index import IndexConfig
@@ -92,6 +93,26 @@ class CachePaths:
         return self
 
 
+def dask_address_problem(scheduler: str) -> str | None:
+    """Why ``scheduler`` is no Dask scheduler address (an unknown scheme, no port), or None
+    (also without Dask installed: the executor says that when it starts). Checked before
+    any run or client exists: a Dask client that fails on a malformed address in its
+    constructor lingers until exit, where it printed a traceback after waiting 20 s."""
+    try:
+        from distributed.comm.addressing import parse_address, parse_host_port
+        from distributed.comm.registry import get_backend
+    except ImportError:
+        return None
+    try:
+        scheme, location = parse_address(scheduler, strict=False)
+        get_backend(scheme)
+        if scheme in ("tcp", "tls", "ws", "wss"):
+            parse_host_port(location)
+    except ValueError as exc:
+        return first_line(exc)
+    return None
+
+
 def _default_index() -> IndexConfig:
     # Imported here: the index module pulls in requests, and the CLI reads this module's
     # names at start-up (`bisect --help` must stay fast).
@@ -132,6 +153,9 @@ class Settings:
         if self.executor == "dask" and not self.scheduler:
             raise ConfigError("--executor dask needs a scheduler: pass --scheduler tcp://HOST:8786 or set "
                               "ENVBISECT_SCHEDULER")
+        if self.executor == "dask" and (problem := dask_address_problem(self.scheduler)) is not None:
+            raise ConfigError(f"--scheduler {redact(self.scheduler)} is not a Dask scheduler address ({problem}); "
+                              "write e.g. tcp://HOST:8786 (--scheduler or ENVBISECT_SCHEDULER)")
         if self.installer not in INSTALLERS:
             raise ConfigError(
                 f"unknown installer {self.installer!r}; use one of: {', '.join(INSTALLERS)}"

@@ -67,7 +67,7 @@ class DaskExecutor:
                 from None
         self.scheduler = scheduler
         self.python = python
-        try:
+        try:  # the address's form was checked with the settings (config.dask_address_problem)
             self.client = Client(scheduler, timeout=CONNECT_TIMEOUT_S, set_as_default=False)
         except (OSError, TimeoutError, ValueError) as exc:
             raise ExecutorError(f"cannot reach the Dask scheduler at {redact(scheduler)} ({_first_line(exc)}); "

@@ -217,6 +217,14 @@ def test_no_scheduler_is_one_line(tmp_path, index):
     assert_one_line_error(proc, "cannot reach the Dask scheduler at tcp://127.0.0.1:9", "dask scheduler", code=6)
     proc, _ = _run(tmp_path, index, BODIES["regression"], ("--executor", "dask"), name="noaddr")
     assert_one_line_error(proc, "--scheduler", "ENVBISECT_SCHEDULER", code=2)
+    # A malformed address: one line, exit 2 and no run recorded, where the half-built client
+    # used to print a traceback at exit (and hold the exit for 20 s) after claiming a run.
+    for address in ("garbage", "http://127.0.0.1:8786"):
+        proc, work = _run(tmp_path, index, BODIES["regression"], ("--executor", "dask", "--scheduler", address),
+                          name=f"badaddr-{address.partition(':')[0]}")
+        assert_one_line_error(proc, f"--scheduler {address} is not a Dask scheduler address", "tcp://HOST:8786",
+                              code=2)
+        assert not (work / "cache" / "results.db").exists()
 
 
 EXCLUSIVE_BODY = """
