@@ -12,12 +12,15 @@ of the probes either side of the boundary, the recipe's source, the host, and a
 
 from __future__ import annotations
 
+import errno
 import json
 import math
+import os
 from pathlib import Path
 
 from envbisect import report_knobs, report_matrix, report_sampling, sourcerange
 from envbisect.compare import Reference, brief, differences
+from envbisect.errors import EXIT_ENVIRONMENT, ConfigError, EnvbisectError
 from envbisect.signatures import Signature
 from envbisect import report_parts as parts
 from envbisect.host import describe as describe_host
@@ -378,7 +381,29 @@ def as_json(run: dict, probes: list[dict]) -> str:
     return dumps(payload, indent=2, sort_keys=True)
 
 
-def write(text: str, path: Path | None) -> None:
-    """Write a rendering to ``path`` (the only file I/O this module does)."""
-    if path is not None:
-        path.write_text(text, encoding="utf-8")
+def write(text: str, path: Path) -> None:
+    """Write a rendering to ``path`` (the only file I/O this module does), whole or not at
+    all: a regular file (or a new one) is written beside it under a temporary name and
+    renamed over it, so a full disk or a kill leaves what was there as it was; anything
+    else (``/dev/stdout``, a FIFO a reader holds open) is written directly. A path that
+    cannot be written is one error line: :class:`ConfigError` (a directory, a missing
+    folder, no permission), or exit 6 for a full disk."""
+    data = text.encode("utf-8")
+    try:
+        if os.path.isdir(path):
+            raise IsADirectoryError(errno.EISDIR, "it is a directory")
+        if os.path.exists(path) and not os.path.isfile(path):
+            with open(path, "wb") as fh:
+                fh.write(data)
+            return
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        try:
+            tmp.write_bytes(data)
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise EnvbisectError(f"no space left to write {path}; free some space or pass another --output",
+                                 exit_code=EXIT_ENVIRONMENT) from None
+        raise ConfigError(f"cannot write {path} ({exc.strerror or exc}); pass another --output") from None
