@@ -24,6 +24,7 @@ time, probes and rounds per mode, the share of env-build time prefetching hid
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import sys
@@ -44,14 +45,17 @@ MODES = {
 
 def cluster(root: Path):
     """Three single-threaded worker processes, each with its own cache (as three machines:
-    an env one worker built ahead helps only the probe sent to that worker)."""
+    an env one worker built ahead helps only the probe sent to that worker). Logs below
+    CRITICAL are silenced: at the cluster's close a worker's last heartbeat can meet the
+    scheduler already gone, and its traceback interleaved with the figures."""
     from distributed import Nanny, Scheduler, SpecCluster
 
     workers = {f"worker-{n}": {"cls": Nanny, "options": {
-        "nthreads": 1, "silence_logs": 40, "env": {"ENVBISECT_CACHE_DIR": str(root / f"worker-cache-{n}")}}}
+        "nthreads": 1, "silence_logs": logging.CRITICAL,
+        "env": {"ENVBISECT_CACHE_DIR": str(root / f"worker-cache-{n}")}}}
         for n in range(3)}
     return SpecCluster(workers=workers, scheduler={"cls": Scheduler, "options": {"dashboard_address": ":0"}},
-                       silence_logs=40)
+                       silence_logs=logging.CRITICAL)
 
 
 def trial(n: int, delay: float, sleep: float, seed: int) -> dict[str, tuple]:
