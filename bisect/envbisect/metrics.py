@@ -12,6 +12,7 @@ from pathlib import Path
 
 from envbisect import foreignjson
 from envbisect.plainfile import open_plain
+from envbisect.printable import printable_json
 
 #: Metrics files larger than this are dropped (with a note), never read whole.
 METRICS_MAX_BYTES = 64 * 1024
@@ -47,7 +48,7 @@ def read_metrics(path: Path) -> tuple[dict | None, str | None]:
         return None, f"metrics file is not valid JSON: {exc}"
     if not isinstance(value, dict):
         return None, f"metrics file holds {_json_kind(value)}, not a JSON object"
-    return value, None
+    return printable_json(value), None  # names and strings are shown: no control characters
 
 
 def _json_kind(value: object) -> str:

@@ -56,6 +56,7 @@ from envbisect import procs
 from envbisect.errors import ConfigError, InstallFailed
 from envbisect.knobs import install_startup
 from envbisect.metrics import read_metrics
+from envbisect.printable import printable
 from envbisect.probetree import wait_and_stop
 from envbisect.redact import CREDENTIAL_URL, SECRET_NAME, redact
 
@@ -291,8 +292,8 @@ def _run_in(
         signal=sig,
         timed_out=timed_out,
         duration_s=duration,
-        stdout_tail=redact(_tail(out_file, tail_bytes)),  # tails are stored and reported
-        stderr_tail=redact(_tail(err_file, tail_bytes)),
+        stdout_tail=redact(printable(_tail(out_file, tail_bytes))),  # tails are stored and shown
+        stderr_tail=redact(printable(_tail(err_file, tail_bytes))),
         log_path=str(log_path),
         metrics=metrics,
         metrics_note=note,

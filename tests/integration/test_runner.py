@@ -214,6 +214,17 @@ def test_bad_metrics_are_dropped_with_a_note_and_keep_the_exit_status(tmp_path, 
     assert judge(result).outcome is Outcome.GOOD
 
 
+def test_control_characters_in_output_and_metrics_are_kept_printable(tmp_path):
+    """Tails and metrics are shown on terminals and in issue comments: escape sequences
+    are dropped, carriage returns become line breaks, other controls and bidi overrides
+    are escaped; the log keeps the output as written."""
+    result = run(tmp_path, "terminal_escapes.py")
+    assert result.stdout_tail == "progress 1\nprogress 2\ndone\nbell\\x07 c1\\x9b2J rlo\\u202eevil tab\tkept\n"
+    assert result.stderr_tail == "FAILED ValueError: boom\n"
+    assert result.metrics == {"loss": 1.5, "note": "xy\\u202e"}
+    assert "\x1b]0;pwned\x07" in Path(result.log_path).read_text()
+
+
 def test_huge_stdout_is_captured_bounded_and_logged_whole(tmp_path):
     result = run(tmp_path, "huge_stdout.py", tail_bytes=4096)
     assert result.exit_code == 0
