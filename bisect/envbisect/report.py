@@ -390,9 +390,7 @@ def write(text: str, path: Path) -> None:
     folder, no permission), or exit 6 for a full disk."""
     data = text.encode("utf-8")
     try:
-        if os.path.isdir(path):
-            raise IsADirectoryError(errno.EISDIR, "it is a directory")
-        if os.path.exists(path) and not os.path.isfile(path):
+        if os.path.exists(path) and not os.path.isfile(path) and not os.path.isdir(path):
             with open(path, "wb") as fh:
                 fh.write(data)
             return

@@ -68,7 +68,7 @@ def test_a_report_is_written_whole_or_not_at_all(tmp_path, planted_index, small_
         except OSError:
             pass
     for output, code, needle in ((kept, 6, f"no space left to write {kept}"),
-                                 (tmp_path, 2, f"cannot write {tmp_path} (it is a directory)"),
+                                 (tmp_path, 2, f"cannot write {tmp_path} (Is a directory)"),
                                  (tmp_path / "no" / "r.md", 2, "(No such file or directory)")):
         proc = bisect_cli("report", "1", "--format", "html", "--output", str(output), "--cache-dir", str(cache),
                           cwd=tmp_path)
