@@ -68,9 +68,18 @@ def _rank(label: str) -> int:
     return _REPO_LABELS.index(key) if key in _REPO_LABELS else len(_REPO_LABELS)
 
 
+#: A URL shown as it is, in a terminal summary and in a Markdown comment: http(s), and no
+#: space, control character, quote or bracket (nothing that could end a Markdown link or
+#: start a new one, or act on a terminal).
+_PLAIN_URL = re.compile(r"https?://[^\s\x00-\x1f\x7f-\x9f<>()\[\]{}`\"'\\]+", re.IGNORECASE)
+
+
 def changelog(urls: dict[str, str] | None) -> str | None:
-    """The changelog URL of the metadata, or None."""
-    return next((url for label, url in (urls or {}).items() if _CHANGELOG.search(label)), None)
+    """The changelog URL of the metadata, or None. Metadata is the package author's text,
+    shown in reports and issue comments: a URL that is not plain (:data:`_PLAIN_URL`) is
+    left out rather than shown."""
+    return next((url.strip() for label, url in (urls or {}).items()
+                 if _CHANGELOG.search(label) and _PLAIN_URL.fullmatch(url.strip())), None)
 
 
 def tag_prefix(version: str, urls: dict[str, str] | None) -> str:

@@ -65,6 +65,18 @@ def test_releases_without_revisions_give_an_unconfirmed_tag_range_and_the_change
     assert sourcerange.describe(r).endswith("(release tags, unconfirmed)")
 
 
+@pytest.mark.parametrize("url", [
+    "https://x.example/changes) [claim your prize](https://evil.example",  # a second Markdown link
+    "https://x.example/\x1b]52;c;ZXZpbA==\x07",                              # a terminal escape
+    "javascript:alert(1)", "https://x.example/a b",
+])
+def test_a_changelog_url_that_is_not_plain_is_left_out(url: str) -> None:
+    new = src(x={"urls": {"Source": "https://github.com/o/x", "Changelog": url}})
+    assert derive("x", "1.0", "1.1", src(x={}), new)["changelog"] is None
+    assert sourcerange.changelog({"Release notes": "https://x.example/notes?v=1.1#top"}) == \
+        "https://x.example/notes?v=1.1#top"
+
+
 @pytest.mark.parametrize("old_v, new_v, old, new, reason", [
     ("1.0", "1.1", src(x={"version": "1.0"}), src(x={"version": "1.1"}), "x's metadata names no GitHub repository"),
     ("1.0", "1.1", {"dists": {}, "error": "reading the sources timed out after 60 s"}, src(),
