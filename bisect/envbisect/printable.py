@@ -12,7 +12,8 @@ line break (a progress bar's frames become lines), and any other control or bidi
 formatting character is written as its escape (``\\x07``, ``\\u202e``). Tab and newline
 stay. The full output stays in the probe's log as the recipe wrote it. The names and
 strings of the metrics a recipe writes are kept printable the same way
-(:mod:`envbisect.metrics`).
+(:mod:`envbisect.metrics`), and so is the text an index serves that envbisect shows: a
+yanked reason, a Requires-Python, a filename it cannot parse (:mod:`envbisect.simple_api`).
 """
 
 from __future__ import annotations

@@ -31,6 +31,7 @@ from packaging.version import Version
 
 from envbisect import foreignjson
 from envbisect.errors import IndexInvalid
+from envbisect.printable import printable
 from envbisect.redact import redact
 
 JSON_TYPE = "application/vnd.pypi.simple.v1+json"
@@ -109,15 +110,15 @@ def dist_file(
             name, version = canonicalize_name(stem), None
     else:
         return None
-    return DistFile(
-        filename=filename,
+    return DistFile(  # the index's text is shown (versions, reasons): kept printable
+        filename=printable(filename),
         url=url,
         project=str(name),
         version=version,
         kind=kind,
         tags=tags,
-        requires_python=(requires_python or "").strip() or None,
-        yanked=yanked,
+        requires_python=printable((requires_python or "").strip()) or None,
+        yanked=None if yanked is None else printable(yanked),
         upload_time=upload_time,
         sha256=sha256,
         index_url=index_url,

@@ -162,6 +162,19 @@ def test_unparseable_versions_are_kept_without_version():
     assert dist_file("demo-1.0.tar.bz2", "https://x/demo-1.0.tar.bz2", index_url=INDEX) is None
 
 
+def test_the_index_text_that_is_shown_is_kept_printable():
+    """A yanked reason, a Requires-Python and an unparseable filename come from the index
+    and are shown by `bisect versions` and in reasons: no control character of theirs
+    reaches a terminal or a comment."""
+    page = {"meta": {"api-version": "1.1"}, "name": "demo", "files": [
+        {"filename": "demo-1.0-py3-none-any.whl", "url": "https://x/demo-1.0-py3-none-any.whl", "hashes": {},
+         "yanked": "use 1.1\x1b]52;c;ZXZpbA==\x07 now\u202e", "requires-python": ">=3.8\x1b[2J"},
+        {"filename": "demo-1.0.x\x1b[2J-py3-none-any.whl", "url": "https://x/odd.whl", "hashes": {}}]}
+    good, odd = parse_simple_json(json.dumps(page), page_url=PAGE, index_url=INDEX)
+    assert (good.yanked, good.requires_python) == ("use 1.1 now\\u202e", ">=3.8")
+    assert odd.version is None and odd.filename == "demo-1.0.x-py3-none-any.whl"
+
+
 def test_parse_timestamp():
     assert parse_timestamp("2024-01-02T03:04:05+02:00") == datetime(2024, 1, 2, 1, 4, 5, tzinfo=timezone.utc)
     assert parse_timestamp("2024-01-02T03:04:05") == datetime(2024, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
