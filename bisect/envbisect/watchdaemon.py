@@ -23,6 +23,7 @@ from envbisect import secrets
 from envbisect.config import CachePaths
 from envbisect.errors import AlreadyRunning
 from envbisect.policy import Judgement
+from envbisect.printable import printable
 from envbisect.redact import redact
 from envbisect.trackers import TOKEN_ENV
 
@@ -44,9 +45,11 @@ class Shutdown(BaseException):
 
 
 def scrub(text: str) -> str:
-    """``text`` on one line with URL credentials and the tracker token masked: for log
+    """``text`` on one line with URL credentials and the tracker token masked, and no
+    control character (an issue comment's text reaches the log through a request's error,
+    and an escape sequence must not act on the terminal that tails the log): for log
     records and for the errors stored in a watch's row."""
-    text = redact(text)
+    text = printable(redact(text))
     try:
         token = secrets.read_token(TOKEN_ENV)  # from the environment, the CLI's memory or a file
     except OSError:

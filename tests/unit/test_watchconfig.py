@@ -160,6 +160,14 @@ def test_log_filter_masks_the_token_and_url_credentials(monkeypatch):
     assert record.getMessage() == "posting with *** via https://***@idx/simple second line"
 
 
+def test_log_filter_keeps_a_commenters_escape_sequences_off_the_terminal():
+    # A request's error quotes the comment that asked: any GitHub user can write one.
+    record = logging.LogRecord("envbisect.watch", logging.WARNING, __file__, 1, "[listen o/r] cannot run: %s",
+                               ("--good '1.0\x1b[2J\x1b]52;c;ZXZpbA==\x07' is not a version\u202e",), None)
+    assert _MaskSecrets().filter(record)
+    assert record.getMessage() == "[listen o/r] cannot run: --good '1.0' is not a version\\u202e"
+
+
 WATCH = '[[watch]]\nrecipe = "recipes/with_pkg.py"\n'
 
 
