@@ -10,12 +10,13 @@ character is a control to some terminals, and U+202E displays the rest of a line
 ``FAILED`` reads, and matches a signature, as ``FAILED``), a carriage return becomes a
 line break (a progress bar's frames become lines), and any other control or bidirectional
 formatting character is written as its escape (``\\x07``, ``\\u202e``). Tab and newline
-stay. The full output stays in the probe's log as the recipe wrote it. The names and
-strings of the metrics a recipe writes are kept printable the same way
-(:mod:`envbisect.metrics`), and so is the text an index serves that envbisect shows: a
-yanked reason, a Requires-Python, a filename it cannot parse (:mod:`envbisect.simple_api`), and every line of the watch
-daemon's log (:func:`envbisect.watchdaemon.scrub`: a request's error quotes the issue
-comment that asked, which anyone may write).
+stay. The full output stays in the probe's log as the recipe wrote it.
+
+The same holds for the names and strings of the metrics a recipe writes
+(:mod:`envbisect.metrics`), for the text an index serves that envbisect shows (a yanked
+reason, a Requires-Python, a filename it cannot parse: :mod:`envbisect.simple_api`), and
+for every line of the watch daemon's log (:func:`envbisect.watchdaemon.scrub`: a
+request's error quotes the issue comment that asked, which anyone may write).
 """
 
 from __future__ import annotations
