@@ -34,6 +34,8 @@ _CONTROLS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2
 def printable(text: str) -> str:
     """``text`` with escape sequences dropped, carriage returns as line breaks, and every
     other control or bidirectional formatting character written as its escape."""
+    if text.isprintable():  # none of them (the usual case: an index's file names, per file)
+        return text
     text = _ESCAPES.sub("", text).replace("\r\n", "\n").replace("\r", "\n")
     return _CONTROLS.sub(lambda m: f"\\x{ord(m.group()):02x}" if ord(m.group()) < 0x100
                          else f"\\u{ord(m.group()):04x}", text)
