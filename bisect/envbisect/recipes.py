@@ -18,7 +18,7 @@ from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
 
 from envbisect.errors import RecipeError
-from envbisect.plainfile import what_is
+from envbisect.plainfile import read_named, what_is
 from envbisect.schema import DEFAULT_TIMEOUT, EnvbisectTable, ScriptBlock
 from envbisect.schema_issues import Issue, KeyLines, did_you_mean, keys_of, validate
 
@@ -32,6 +32,8 @@ _BLOCK = re.compile(r"(?m)^# /// (?P<type>[a-zA-Z0-9-]+)$\s(?P<content>(^#(| .*)
 
 #: Keys allowed in ``[tool.envbisect]`` (the schema's); anything else is a typo worth reporting.
 _KNOWN_KEYS = frozenset(keys_of(EnvbisectTable))
+#: The largest recipe read (a repro script; anything larger is the wrong file).
+RECIPE_MAX = 16 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -223,8 +225,8 @@ def load_recipe(path: str | Path) -> Recipe:
     if not path.is_file():  # never opened: a FIFO would wait for a writer for ever
         raise RecipeError(f"recipe file {path} {what_is(path)}; pass the path of a recipe script such as "
                           "recipes/fused_dense_relu.py")
-    try:
-        text = path.read_text(encoding="utf-8")
+    try:  # read as every file a user names is (nor can one swapped in since the check hang it)
+        text = read_named(path, RECIPE_MAX).decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise RecipeError(f"cannot read recipe {path}: {exc}") from exc
     # Printed relative to the current directory when under it (see reproduce.shown_path).
