@@ -134,13 +134,13 @@ def _migration_recipe_texts(db: Database) -> None:
     db["recipes"].create({"hash": str, "text": str, "created_at": str}, pk="hash", not_null=["text", "created_at"])
 
 
-#: Migration N is ``MIGRATIONS[N - 1]``; each runs once, in its own transaction.
 def _migration_env_changed(db: Database) -> None:
     """``probes.env_changed``: what a recipe changed in its own env (:mod:`envbisect.envguard`),
     which makes its probe untestable, in this run and whenever the row is judged again."""
     db["probes"].add_column("env_changed", str)
 
 
+#: Migration N is ``MIGRATIONS[N - 1]``; each runs once, in its own transaction.
 MIGRATIONS: list[Callable[[Database], None]] = [_migration_1, _migration_2, _migration_source_revisions,
                                                _migration_watch_releases, _migration_listen,
                                                _migration_outputs, _migration_recipe_texts,
