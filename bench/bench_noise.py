@@ -12,6 +12,11 @@ d/2) and combine them as envbisect does (runs that disagree make the probe flaky
 untestable), and, for comparison, by a majority vote. "halfway" is the share of trials
 in which a release drawing from N(d/2, 1), planted at the change, is reported ambiguous.
 
+Then, per d, fixed retries at the same accuracy: the fewest ``--retries R`` whose majority
+vote finds at least as many boundaries as ``--samples auto`` at 0.99, and the share of
+its runs that auto takes (``--retries 4`` finds fewer at small d; a share of its runs
+compares unequal answers).
+
 Then, at d = 2, two oracles bound what any sampling of this search could save: the same
 search whose posterior knows sigma (only the two means unknown), and one that knows both
 levels (N(0, 1) and N(2, 1)); the gap to them is the price of learning the levels.
@@ -45,6 +50,8 @@ from envbisect.sampling import SamplingPlan
 PLAN = SamplingPlan("loss")
 #: The second confidence the tables show (``--loose``).
 LOOSE = SamplingPlan("loss", confidence=0.85)
+#: The most retries :func:`matched` tries.
+MATCH_RETRIES = 20
 
 
 class _Oracle(ChangePoint):
@@ -129,7 +136,9 @@ def halfway_share(d: float, seeds: range, releases: int) -> float:
     return ambiguous / len(seeds)
 
 
-def table(seeds: range, releases: int, ds: list[float], loose: SamplingPlan = LOOSE) -> list[str]:
+def table(seeds: range, releases: int, ds: list[float], loose: SamplingPlan = LOOSE,
+          autos: dict[float, list[Trial]] | None = None) -> list[str]:
+    """The side-by-side table; ``autos`` collects each d's ``--samples auto`` trials."""
     lines = [f"{len(seeds)} seeded trials per d (seeds {seeds.start}-{seeds.stop - 1}), {releases} releases, "
              "planted at a random release (pure core; runs: mean ± standard error):", "",
              f"| d | auto: found | auto: runs (endpoints) | auto, --confidence {loose.confidence:g}: found | runs "
@@ -148,6 +157,8 @@ def table(seeds: range, releases: int, ds: list[float], loose: SamplingPlan = LO
                                 ("fixed", fixed(releases, first_bad, draw(), d, 4)),
                                 ("majority", fixed(releases, first_bad, draw(), d, 4, majority=True))):
                 stats[name].append(trial)
+        if autos is not None:
+            autos[d] = stats["auto"]
         cells = [f"{100 * fmean(t.found for t in trials):.0f}% | {mean_se([t.runs for t in trials])}"
                  for trials in stats.values()]
         cells[0] += f" ({fmean(t.end_runs for t in stats['auto']):.1f})"
@@ -155,6 +166,25 @@ def table(seeds: range, releases: int, ds: list[float], loose: SamplingPlan = LO
         lines.append(f"| {d:g} | {' | '.join(cells)} | {ratios[0]:.0f}%, {ratios[1]:.0f}% "
                      f"| {100 * halfway_share(d, seeds, releases):.0f}% |")
     return lines
+
+
+def matched(seeds: range, releases: int, d: float, auto: list[Trial]) -> list[str]:
+    """Fixed retries at the accuracy of ``--samples auto`` (0.99; ``auto``: its trials on
+    ``seeds``): the fewest retries whose majority vote finds at least as many boundaries,
+    and what they cost. ``--retries 4`` finds fewer at small d, so comparing runs with it
+    alone compares unequal answers."""
+    found = fmean(t.found for t in auto)
+    for retries in range(4, MATCH_RETRIES + 1):
+        trials = [fixed(releases, first_bad, draws(releases, first_bad, d, seed), d, retries, majority=True)
+                  for seed in seeds for first_bad in [planted(seed, releases)]]
+        if fmean(t.found for t in trials) >= found:
+            share = 100 * sum(t.runs for t in auto) / sum(t.runs for t in trials)
+            return [f"- d = {d:g}: auto (0.99) finds {100 * found:.0f}% with {mean_se([t.runs for t in auto])} runs; "
+                    f"a majority vote first finds as many at `--retries {retries}` "
+                    f"({100 * fmean(t.found for t in trials):.0f}%, {mean_se([t.runs for t in trials])} runs): "
+                    f"auto takes {share:.0f}% of its runs"]
+    return [f"- d = {d:g}: auto (0.99) finds {100 * found:.0f}%; no majority vote up to `--retries "
+            f"{MATCH_RETRIES}` finds as many"]
 
 
 def end_to_end(d: float) -> list[str]:
@@ -196,8 +226,13 @@ def main() -> None:
     args = parser.parse_args()
     seeds = range(args.first_seed, args.first_seed + args.trials)
     loose = SamplingPlan("loss", confidence=args.loose)
-    for line in table(seeds, args.releases, args.ds, loose):
+    autos: dict[float, list[Trial]] = {}
+    for line in table(seeds, args.releases, args.ds, loose, autos):
         print(line)
+    print("\nFixed retries at the same accuracy (majority vote):\n")
+    for d in args.ds:
+        for line in matched(seeds, args.releases, d, autos[d]):
+            print(line)
     if not args.no_oracles:
         print()
         for line in oracles(seeds, args.releases, loose):
