@@ -136,9 +136,10 @@ def halfway_share(d: float, seeds: range, releases: int) -> float:
     return ambiguous / len(seeds)
 
 
-def table(seeds: range, releases: int, ds: list[float], loose: SamplingPlan = LOOSE,
-          autos: dict[float, list[Trial]] | None = None) -> list[str]:
-    """The side-by-side table; ``autos`` collects each d's ``--samples auto`` trials."""
+def table(seeds: range, releases: int, ds: list[float],
+          loose: SamplingPlan = LOOSE) -> tuple[list[str], dict[float, list[Trial]]]:
+    """The side-by-side table, and each d's ``--samples auto`` trials (for :func:`matched`)."""
+    autos: dict[float, list[Trial]] = {}
     lines = [f"{len(seeds)} seeded trials per d (seeds {seeds.start}-{seeds.stop - 1}), {releases} releases, "
              "planted at a random release (pure core; runs: mean ± standard error):", "",
              f"| d | auto: found | auto: runs (endpoints) | auto, --confidence {loose.confidence:g}: found | runs "
@@ -157,15 +158,14 @@ def table(seeds: range, releases: int, ds: list[float], loose: SamplingPlan = LO
                                 ("fixed", fixed(releases, first_bad, draw(), d, 4)),
                                 ("majority", fixed(releases, first_bad, draw(), d, 4, majority=True))):
                 stats[name].append(trial)
-        if autos is not None:
-            autos[d] = stats["auto"]
+        autos[d] = stats["auto"]
         cells = [f"{100 * fmean(t.found for t in trials):.0f}% | {mean_se([t.runs for t in trials])}"
                  for trials in stats.values()]
         cells[0] += f" ({fmean(t.end_runs for t in stats['auto']):.1f})"
         ratios = [100 * sum(t.runs for t in stats[m]) / sum(t.runs for t in stats["fixed"]) for m in ("auto", "loose")]
         lines.append(f"| {d:g} | {' | '.join(cells)} | {ratios[0]:.0f}%, {ratios[1]:.0f}% "
                      f"| {100 * halfway_share(d, seeds, releases):.0f}% |")
-    return lines
+    return lines, autos
 
 
 def matched(seeds: range, releases: int, d: float, auto: list[Trial]) -> list[str]:
@@ -175,8 +175,10 @@ def matched(seeds: range, releases: int, d: float, auto: list[Trial]) -> list[st
     alone compares unequal answers."""
     found = fmean(t.found for t in auto)
     for retries in range(4, MATCH_RETRIES + 1):
-        trials = [fixed(releases, first_bad, draws(releases, first_bad, d, seed), d, retries, majority=True)
-                  for seed in seeds for first_bad in [planted(seed, releases)]]
+        trials = []
+        for seed in seeds:
+            first_bad = planted(seed, releases)
+            trials.append(fixed(releases, first_bad, draws(releases, first_bad, d, seed), d, retries, majority=True))
         if fmean(t.found for t in trials) >= found:
             share = 100 * sum(t.runs for t in auto) / sum(t.runs for t in trials)
             return [f"- d = {d:g}: auto (0.99) finds {100 * found:.0f}% with {mean_se([t.runs for t in auto])} runs; "
@@ -226,8 +228,8 @@ def main() -> None:
     args = parser.parse_args()
     seeds = range(args.first_seed, args.first_seed + args.trials)
     loose = SamplingPlan("loss", confidence=args.loose)
-    autos: dict[float, list[Trial]] = {}
-    for line in table(seeds, args.releases, args.ds, loose, autos):
+    lines, autos = table(seeds, args.releases, args.ds, loose)
+    for line in lines:
         print(line)
     print("\nFixed retries at the same accuracy (majority vote):\n")
     for d in args.ds:
