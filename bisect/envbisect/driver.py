@@ -40,7 +40,7 @@ import psutil
 
 from envbisect import procs
 from envbisect.cachemgr import disk_full, sweep
-from envbisect.errors import CacheError, DiskFull, EnvbisectError, RecipeError
+from envbisect.errors import CacheError, DiskFull, EnvbisectError, RecipeError, error_reason
 from envbisect.noisy import Sampler
 from envbisect.plan import Cutoff, iso, keep_visible
 from envbisect.policy import Judgement, Outcome, combine
@@ -372,4 +372,4 @@ def is_disk_full(exc: BaseException) -> bool:
 
 
 def _short(exc: BaseException) -> str:
-    return (exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc))[:160]
+    return error_reason(exc)[:160]

@@ -23,6 +23,12 @@ def first_line(exc: BaseException) -> str:
     return text[0].strip() if text else type(exc).__name__
 
 
+def error_reason(exc: BaseException) -> str:
+    """What went wrong, for an error line: an :class:`OSError`'s ``strerror`` ("No space
+    left on device", without the errno and path), else the message."""
+    return exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+
+
 class EnvbisectError(Exception):
     """Base class: ``str(err)`` is the one-line message shown to the user."""
 

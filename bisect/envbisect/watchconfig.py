@@ -45,7 +45,7 @@ from pathlib import Path
 
 from packaging.requirements import Requirement
 
-from envbisect.errors import ConfigError, EnvbisectError
+from envbisect.errors import ConfigError, EnvbisectError, error_reason
 from envbisect.listenconfig import ListenSpec, check_listens
 from envbisect.plainfile import read_named
 from envbisect.recipes import load_recipe
@@ -267,6 +267,5 @@ def load_daemon(path: Path) -> tuple[list[WatchSpec], ExecutorTable, list[Listen
     except FileNotFoundError:
         raise ConfigError(f"no watch configuration at {path}; create it (see docs/watch.md) or pass --config") from None
     except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        raise ConfigError(f"cannot read {path}: {reason}; check the file or pass --config") from None
+        raise ConfigError(f"cannot read {path}: {error_reason(exc)}; check the file or pass --config") from None
     return parse_daemon(text, base=path.parent.absolute(), source=str(path))
