@@ -222,12 +222,12 @@ def shown_path(path: Path, cwd: Path | None = None) -> str:
 def load_recipe(path: str | Path) -> Recipe:
     """Read and validate the recipe at ``path``; :class:`RecipeError` says what is wrong."""
     path = Path(path)
-    if not path.is_file():  # never opened: a FIFO would wait for a writer for ever
-        raise RecipeError(f"recipe file {path} {what_is(path)}; pass the path of a recipe script such as "
-                          "recipes/fused_dense_relu.py")
-    try:  # read as every file a user names is (nor can one swapped in since the check hang it)
+    try:  # read as every file a user names is: a FIFO or device is refused, never waited on
         text = read_named(path, RECIPE_MAX).decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
+        if not path.is_file():  # say what is there instead
+            raise RecipeError(f"recipe file {path} {what_is(path)}; pass the path of a recipe script such as "
+                              "recipes/fused_dense_relu.py") from None
         raise RecipeError(f"cannot read recipe {path}: {exc}") from exc
     # Printed relative to the current directory when under it (see reproduce.shown_path).
     return replace(parse_recipe_text(text, path.resolve()), given=shown_path(path))
