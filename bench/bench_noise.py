@@ -137,9 +137,10 @@ def halfway_share(d: float, seeds: range, releases: int) -> float:
 
 
 def table(seeds: range, releases: int, ds: list[float],
-          loose: SamplingPlan = LOOSE) -> tuple[list[str], dict[float, list[Trial]]]:
-    """The side-by-side table, and each d's ``--samples auto`` trials (for :func:`matched`)."""
-    autos: dict[float, list[Trial]] = {}
+          loose: SamplingPlan = LOOSE) -> tuple[list[str], dict[float, dict[str, list[Trial]]]]:
+    """The side-by-side table, and each d's trials by mode ("auto", "loose", "fixed",
+    "majority"; for :func:`matched` and :func:`target`)."""
+    by_d: dict[float, dict[str, list[Trial]]] = {}
     lines = [f"{len(seeds)} seeded trials per d (seeds {seeds.start}-{seeds.stop - 1}), {releases} releases, "
              "planted at a random release (pure core; runs: mean ± standard error):", "",
              f"| d | auto: found | auto: runs (endpoints) | auto, --confidence {loose.confidence:g}: found | runs "
@@ -158,21 +159,22 @@ def table(seeds: range, releases: int, ds: list[float],
                                 ("fixed", fixed(releases, first_bad, draw(), d, 4)),
                                 ("majority", fixed(releases, first_bad, draw(), d, 4, majority=True))):
                 stats[name].append(trial)
-        autos[d] = stats["auto"]
+        by_d[d] = stats
         cells = [f"{100 * fmean(t.found for t in trials):.0f}% | {mean_se([t.runs for t in trials])}"
                  for trials in stats.values()]
         cells[0] += f" ({fmean(t.end_runs for t in stats['auto']):.1f})"
         ratios = [100 * sum(t.runs for t in stats[m]) / sum(t.runs for t in stats["fixed"]) for m in ("auto", "loose")]
         lines.append(f"| {d:g} | {' | '.join(cells)} | {ratios[0]:.0f}%, {ratios[1]:.0f}% "
                      f"| {100 * halfway_share(d, seeds, releases):.0f}% |")
-    return lines, autos
+    return lines, by_d
 
 
-def matched(seeds: range, releases: int, d: float, auto: list[Trial]) -> list[str]:
+def matched(seeds: range, releases: int, d: float, auto: list[Trial]) -> tuple[str, float | None]:
     """Fixed retries at the accuracy of ``--samples auto`` (0.99; ``auto``: its trials on
     ``seeds``): the fewest retries whose majority vote finds at least as many boundaries,
-    and what they cost. ``--retries 4`` finds fewer at small d, so comparing runs with it
-    alone compares unequal answers."""
+    what they cost, and the share of their runs auto takes (None when no vote up to
+    :data:`MATCH_RETRIES` finds as many). ``--retries 4`` finds fewer at small d, so
+    comparing runs with it alone compares unequal answers."""
     found = fmean(t.found for t in auto)
     for retries in range(4, MATCH_RETRIES + 1):
         trials = []
@@ -181,12 +183,28 @@ def matched(seeds: range, releases: int, d: float, auto: list[Trial]) -> list[st
             trials.append(fixed(releases, first_bad, draws(releases, first_bad, d, seed), d, retries, majority=True))
         if fmean(t.found for t in trials) >= found:
             share = 100 * sum(t.runs for t in auto) / sum(t.runs for t in trials)
-            return [f"- d = {d:g}: auto (0.99) finds {100 * found:.0f}% with {mean_se([t.runs for t in auto])} runs; "
+            return (f"- d = {d:g}: auto (0.99) finds {100 * found:.0f}% with {mean_se([t.runs for t in auto])} runs; "
                     f"a majority vote first finds as many at `--retries {retries}` "
                     f"({100 * fmean(t.found for t in trials):.0f}%, {mean_se([t.runs for t in trials])} runs): "
-                    f"auto takes {share:.0f}% of its runs"]
-    return [f"- d = {d:g}: auto (0.99) finds {100 * found:.0f}%; no majority vote up to `--retries "
-            f"{MATCH_RETRIES}` finds as many"]
+                    f"auto takes {share:.1f}% of its runs"), share
+    return (f"- d = {d:g}: auto (0.99) finds {100 * found:.0f}%; no majority vote up to `--retries "
+            f"{MATCH_RETRIES}` finds as many"), None
+
+
+def target(trials: dict[str, list[Trial]], share: float | None) -> list[str]:
+    """The issue's target at d = 2 (at least 95% found, with at most 60% of the runs of
+    fixed retries), read as envbisect reads it, at the same accuracy (``share``: from
+    :func:`matched`), and, beside it, against ``--retries 4`` as such (whose answers are
+    fewer: its share compares unequal answers)."""
+    found = 100 * fmean(t.found for t in trials["auto"])
+    literal = 100 * sum(t.runs for t in trials["auto"]) / sum(t.runs for t in trials["fixed"])
+    met = found >= 95 and share is not None and share <= 60
+    same = "no vote finds as many" if share is None else f"{share:.1f}% of the runs of fixed retries at the same accuracy"
+    return [f"Target at d = 2 (>= 95% found, <= 60% of the runs of fixed retries, at the same accuracy): "
+            f"{'met' if met else 'NOT met'}: {found:.0f}% found, {same}",
+            f"(against `--retries 4` as such, which finds {100 * fmean(t.found for t in trials['fixed']):.0f}% "
+            f"as envbisect combines runs and {100 * fmean(t.found for t in trials['majority']):.0f}% by majority: "
+            f"{literal:.0f}% of its runs)"]
 
 
 def end_to_end(d: float) -> list[str]:
@@ -228,12 +246,17 @@ def main() -> None:
     args = parser.parse_args()
     seeds = range(args.first_seed, args.first_seed + args.trials)
     loose = SamplingPlan("loss", confidence=args.loose)
-    lines, autos = table(seeds, args.releases, args.ds, loose)
+    lines, by_d = table(seeds, args.releases, args.ds, loose)
     for line in lines:
         print(line)
     print("\nFixed retries at the same accuracy (majority vote):\n")
+    shares = {}
     for d in args.ds:
-        for line in matched(seeds, args.releases, d, autos[d]):
+        line, shares[d] = matched(seeds, args.releases, d, by_d[d]["auto"])
+        print(line)
+    if 2 in by_d:
+        print()
+        for line in target(by_d[2], shares[2]):
             print(line)
     if not args.no_oracles:
         print()
