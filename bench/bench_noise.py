@@ -125,6 +125,11 @@ def oracles(seeds: range, releases: int, loose: SamplingPlan = LOOSE) -> list[st
     return lines
 
 
+def run_share(trials: list[Trial], baseline: list[Trial]) -> float:
+    """The runs of ``trials`` as a percentage of ``baseline``'s (the same seeds)."""
+    return 100 * sum(t.runs for t in trials) / sum(t.runs for t in baseline)
+
+
 def halfway_share(d: float, seeds: range, releases: int) -> float:
     """Share of trials whose release at the change draws from N(d/2, 1) and is reported
     ambiguous (excluded from the answer, named untestable)."""
@@ -163,7 +168,7 @@ def table(seeds: range, releases: int, ds: list[float],
         cells = [f"{100 * fmean(t.found for t in trials):.0f}% | {mean_se([t.runs for t in trials])}"
                  for trials in stats.values()]
         cells[0] += f" ({fmean(t.end_runs for t in stats['auto']):.1f})"
-        ratios = [100 * sum(t.runs for t in stats[m]) / sum(t.runs for t in stats["fixed"]) for m in ("auto", "loose")]
+        ratios = [run_share(stats[m], stats["fixed"]) for m in ("auto", "loose")]
         lines.append(f"| {d:g} | {' | '.join(cells)} | {ratios[0]:.0f}%, {ratios[1]:.0f}% "
                      f"| {100 * halfway_share(d, seeds, releases):.0f}% |")
     return lines, by_d
@@ -182,7 +187,7 @@ def matched(seeds: range, releases: int, d: float, auto: list[Trial]) -> tuple[s
             first_bad = planted(seed, releases)
             trials.append(fixed(releases, first_bad, draws(releases, first_bad, d, seed), d, retries, majority=True))
         if fmean(t.found for t in trials) >= found:
-            share = 100 * sum(t.runs for t in auto) / sum(t.runs for t in trials)
+            share = run_share(auto, trials)
             return (f"- d = {d:g}: auto (0.99) finds {100 * found:.0f}% with {mean_se([t.runs for t in auto])} runs; "
                     f"a majority vote first finds as many at `--retries {retries}` "
                     f"({100 * fmean(t.found for t in trials):.0f}%, {mean_se([t.runs for t in trials])} runs): "
@@ -197,7 +202,7 @@ def target(trials: dict[str, list[Trial]], share: float | None) -> list[str]:
     :func:`matched`), and, beside it, against ``--retries 4`` as such (whose answers are
     fewer: its share compares unequal answers)."""
     found = 100 * fmean(t.found for t in trials["auto"])
-    literal = 100 * sum(t.runs for t in trials["auto"]) / sum(t.runs for t in trials["fixed"])
+    literal = run_share(trials["auto"], trials["fixed"])
     met = found >= 95 and share is not None and share <= 60
     same = "no vote finds as many" if share is None else f"{share:.1f}% of the runs of fixed retries at the same accuracy"
     return [f"Target at d = 2 (>= 95% found, <= 60% of the runs of fixed retries, at the same accuracy): "
