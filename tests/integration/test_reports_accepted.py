@@ -15,6 +15,7 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -148,6 +149,39 @@ def test_html_page_loads_in_a_real_browser_with_one_point_per_probe(recorded, tm
     broken = tmp_path / "broken.html"
     broken.write_text(html.replace("</body>", "<script>undefinedFunction()</script></body>"))
     assert _dump_dom(browser, broken, tmp_path)[1]
+
+
+def test_a_fifo_output_is_written_to_its_reader_and_refused_at_once_without_one(recorded, tmp_path):
+    """``report -o FIFO`` writes the report to whoever reads the FIFO; with nothing reading,
+    the open would wait for a reader for ever: it is one error line (exit 2) instead."""
+    file = tmp_path / "report.md"
+    assert recorded.cli("report", "1", "-o", str(file)).returncode == 0
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    # The timeout only turns the old hang into a failure; nothing here measures time.
+    alone = recorded.cli("report", "1", "-o", str(fifo), timeout=60)
+    assert alone.returncode == 2, alone.stderr
+    assert alone.stderr.strip() == f"error: nothing reads {fifo}; start its reader first or pass another --output"
+    # A reader, and a writer of the test's own so the reader waits instead of seeing EOF
+    # before the report opens the FIFO.
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    keep_open = os.open(fifo, os.O_WRONLY)
+    os.set_blocking(reader, True)
+    received = bytearray()
+
+    def take_all():
+        while chunk := os.read(reader, 65536):
+            received.extend(chunk)
+    drain = threading.Thread(target=take_all)
+    drain.start()
+    try:
+        written = recorded.cli("report", "1", "-o", str(fifo), timeout=60)
+    finally:
+        os.close(keep_open)
+        drain.join(timeout=60)
+        os.close(reader)
+    assert written.returncode == 0, written.stderr
+    assert bytes(received) == file.read_bytes() and b"planted" in received
 
 
 def test_progress_is_one_plain_line_per_probe_and_q_silences_it(recorded):
