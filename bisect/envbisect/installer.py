@@ -21,6 +21,7 @@ from envbisect import procs
 from envbisect.errors import ConfigError
 from envbisect.index import IndexConfig
 from envbisect.plainfile import what_is
+from envbisect.printable import printable
 from envbisect.redact import redact
 
 _REASON_MAX = 600
@@ -70,12 +71,13 @@ def installer_environ(cache: Path | None, index: IndexConfig | None = None, *,
 
 
 def install_reason(stderr: str) -> str:
-    """Condense an installer's error output to the lines a user needs."""
+    """Condense an installer's error output to the lines a user needs, kept printable (it
+    may quote what an index served: a name, a metadata line; :mod:`envbisect.printable`)."""
     lines = [ln.rstrip() for ln in stderr.splitlines() if ln.strip()]
     keep = [ln for ln in lines if not ln.lstrip().startswith(("Using ", "Resolved ", "Prepared ",
                                                               "Installed ", "Audited ", "warning: The `--pylock`"))]
     text = " ".join(ln.strip() for ln in (keep or lines)[-8:])
-    return redact(text)[:_REASON_MAX] or "installer failed without a message"
+    return redact(printable(text))[:_REASON_MAX] or "installer failed without a message"
 
 
 def run_tool(cmd: list[str], env: dict[str, str], cwd: Path | None = None) -> subprocess.CompletedProcess:

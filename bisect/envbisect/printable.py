@@ -14,7 +14,8 @@ stay. The full output stays in the probe's log as the recipe wrote it.
 
 The same holds for the names and strings of the metrics a recipe writes
 (:mod:`envbisect.metrics`), for the text an index serves that envbisect shows (a yanked
-reason, a Requires-Python, a filename it cannot parse: :mod:`envbisect.simple_api`), and
+reason, a Requires-Python, a filename it cannot parse: :mod:`envbisect.simple_api`; an
+install failure's reason, which quotes uv quoting the index: :func:`envbisect.installer.install_reason`), and
 for every line of the watch daemon's log (:func:`envbisect.watchdaemon.scrub`: a
 request's error quotes the issue comment that asked, which anyone may write).
 """

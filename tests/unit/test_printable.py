@@ -1,9 +1,11 @@
-"""What a recipe printed, made safe to show (envbisect.printable): pure, no processes."""
+"""What a recipe printed, made safe to show (envbisect.printable, and the installer reasons
+that quote an index): pure, no processes."""
 
 from __future__ import annotations
 
 import pytest
 
+from envbisect.installer import install_reason
 from envbisect.printable import printable, printable_json
 
 
@@ -25,3 +27,13 @@ def test_printable(raw: str, shown: str) -> None:
 def test_printable_json_cleans_names_and_strings_and_keeps_numbers() -> None:
     assert printable_json({"lo\x1b[2Jss": 1.5, "n": {"k\u202e": ["a\x07", 2, None, True]}}) == \
         {"loss": 1.5, "n": {"k\\u202e": ["a\\x07", 2, None, True]}}
+
+
+def test_an_installer_message_is_kept_printable() -> None:
+    """An install failure's reason quotes uv, which may quote what an index served (a
+    project name, a metadata line): shown in `show`, reports and comments, no control
+    character of it acts."""
+    stderr = ("Using CPython 3.11\n  x No solution found when resolving dependencies:\n"
+              "  `-> Because evil\x1b]52;c;ZXZpbA==\x07 depends on a\u202eb\x1b[2J and you require evil, fail.\n")
+    assert install_reason(stderr) == ("x No solution found when resolving dependencies: `-> Because evil "
+                                      "depends on a\\u202eb and you require evil, fail.")
