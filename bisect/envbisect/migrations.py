@@ -10,8 +10,11 @@ already ran it).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
+
+from envbisect.printable import printable, printable_json
 
 #: The open database a migration changes (the store's sqlite-utils ``Database``).
 Database = Any
@@ -140,11 +143,34 @@ def _migration_env_changed(db: Database) -> None:
     db["probes"].add_column("env_changed", str)
 
 
+def _migration_printable_text(db: Database) -> None:
+    """What older versions stored raw, made printable as it is captured today
+    (:mod:`envbisect.printable`): the output tails, the reasons that quote them, and the
+    names and strings of the metrics. They are shown (``check``, ``show``, reports,
+    comments), where a recipe's escape sequences would act on a terminal, and matched by
+    signatures and thresholds when a row is judged again, as a new row's are."""
+    updates = []  # only the rows that change are held, not every tail of a large database
+    for probe_id, out, err, reason, metrics in db.execute("SELECT id, stdout_tail, stderr_tail, reason, metrics "
+                                                          "FROM probes"):
+        changed = {}
+        for column, text in (("stdout_tail", out), ("stderr_tail", err), ("reason", reason)):
+            if text is not None and (clean := printable(text)) != text:
+                changed[column] = clean
+        if metrics is not None:
+            value = json.loads(metrics)
+            if (clean := json.dumps(printable_json(value), sort_keys=True)) != json.dumps(value, sort_keys=True):
+                changed["metrics"] = clean
+        if changed:
+            updates.append((probe_id, changed))
+    for probe_id, changed in updates:
+        db["probes"].update(probe_id, changed)
+
+
 #: Migration N is ``MIGRATIONS[N - 1]``; each runs once, in its own transaction.
 MIGRATIONS: list[Callable[[Database], None]] = [_migration_1, _migration_2, _migration_source_revisions,
                                                _migration_watch_releases, _migration_listen,
                                                _migration_outputs, _migration_recipe_texts,
-                                               _migration_env_changed]
+                                               _migration_env_changed, _migration_printable_text]
 
 #: The schema version this code writes (``PRAGMA user_version`` after migrating).
 SCHEMA_VERSION: int = len(MIGRATIONS)

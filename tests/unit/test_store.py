@@ -350,6 +350,39 @@ def test_a_schema_2_watch_keeps_its_row_and_gains_a_release_set(tmp_path: Path) 
     assert _user_version(db) == SCHEMA_VERSION
 
 
+def test_raw_text_stored_by_older_versions_is_made_printable_once(tmp_path: Path) -> None:
+    """Tails, reasons and metric names and strings stored before they were kept printable
+    at capture: shown, their escape sequences would act on the terminal; judged again, a
+    signature would meet them raw. Migrated as a run captures them today; a row that was
+    printable already is left as it was (a NaN metric included)."""
+    from sqlite_utils import Database
+
+    from envbisect.store import MIGRATIONS
+
+    db = tmp_path / "results.db"
+    old = Database(db)
+    for migration in MIGRATIONS[:-1]:
+        migration(old)
+    old["runs"].insert({"id": 1, "kind": "bisect", "recipe_path": "r.py", "recipe_hash": "rh", "signature": "s",
+                        "status": "done", "started_at": "2026-01-01T00:00:00Z"})
+    common = {"run_id": 1, "attempt": 0, "timed_out": 0, "flaky": 0, "created_at": "2026-01-01T00:00:00Z"}
+    old["probes"].insert({**common, "id": 1, "seq": 1, "stdout_tail": "\x1b[2J\x1b]0;title\x07cleared\r\n",
+                          "stderr_tail": "\x1b[31mFAILED\x1b[0m ValueError: x\u202e", "reason": "crashed: \x1b]52;c;ZXZpbA==\x07x",
+                          "metrics": '{"lo\\u001b[2Jss": 1.5, "device": "GPU\\u0007"}'})
+    old["probes"].insert({**common, "id": 2, "seq": 2, "stdout_tail": "ok\n\ttab", "stderr_tail": "",
+                          "reason": "exit 0", "metrics": '{"loss": NaN, "name": "caf\u00e9"}'})
+    old.execute(f"PRAGMA user_version = {len(MIGRATIONS) - 1}")
+    old.close()
+    with Store(db) as s:
+        raw, clean = s.probes_for_run(1)
+    assert raw["stdout_tail"] == "cleared\n" and raw["stderr_tail"] == "FAILED ValueError: x\\u202e"
+    assert raw["reason"] == "crashed: x" and raw["metrics"] == {"loss": 1.5, "device": "GPU\\x07"}
+    assert (clean["stdout_tail"], clean["stderr_tail"], clean["reason"]) == ("ok\n\ttab", "", "exit 0")
+    assert sqlite3.connect(db).execute("SELECT metrics FROM probes WHERE id = 2").fetchone()[0] == \
+        '{"loss": NaN, "name": "caf\u00e9"}'
+    assert _user_version(db) == SCHEMA_VERSION
+
+
 def test_newer_schema_is_refused(tmp_path: Path) -> None:
     db = tmp_path / "results.db"
     conn = sqlite3.connect(db)
