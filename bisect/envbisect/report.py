@@ -385,16 +385,13 @@ def write(text: str, path: Path) -> None:
     """Write a rendering to ``path`` (the only file I/O this module does), whole or not at
     all: a regular file (or a new one) is written beside it under a temporary name and
     renamed over it, so a full disk or a kill leaves what was there as it was; anything
-    else (``/dev/stdout``, a FIFO a reader holds open) is written directly, opened without
-    waiting: a FIFO that nothing reads is refused at once instead of hanging the command.
-    A path that cannot be written is one error line: :class:`ConfigError` (a directory, a
-    missing folder, no permission, a FIFO without a reader), or exit 6 for a full disk."""
+    else (``/dev/stdout``, a FIFO a reader holds open) is written directly. A path that
+    cannot be written is one error line: :class:`ConfigError` (a directory, a missing
+    folder, no permission), or exit 6 for a full disk."""
     data = text.encode("utf-8")
     try:
         if os.path.exists(path) and not os.path.isfile(path) and not os.path.isdir(path):
-            fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)  # ENXIO at once for a FIFO nothing reads
-            os.set_blocking(fd, True)  # then write as a reader takes it
-            with open(fd, "wb") as fh:
+            with open(path, "wb") as fh:
                 fh.write(data)
             return
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -407,7 +404,4 @@ def write(text: str, path: Path) -> None:
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
             raise EnvbisectError(f"no space left to write {path}; free some space or pass another --output",
                                  exit_code=EXIT_ENVIRONMENT) from None
-        if exc.errno == errno.ENXIO:
-            raise ConfigError(f"nothing reads {path}; start its reader first or pass another --output") \
-                from None
         raise ConfigError(f"cannot write {path} ({exc.strerror or exc}); pass another --output") from None
