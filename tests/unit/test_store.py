@@ -7,6 +7,7 @@ In-memory stores, and real SQLite files under tmp_path where a file is the point
 from __future__ import annotations
 
 import sqlite3
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -360,8 +361,9 @@ def test_raw_text_stored_by_older_versions_is_made_printable_once(tmp_path: Path
     from envbisect.store import MIGRATIONS
 
     db = tmp_path / "results.db"
+    before = [m.__name__ for m in MIGRATIONS].index("_migration_printable_text")
     old = Database(db)
-    for migration in MIGRATIONS[:-1]:
+    for migration in MIGRATIONS[:before]:
         migration(old)
     old["runs"].insert({"id": 1, "kind": "bisect", "recipe_path": "r.py", "recipe_hash": "rh", "signature": "s",
                         "status": "done", "started_at": "2026-01-01T00:00:00Z"})
@@ -371,15 +373,15 @@ def test_raw_text_stored_by_older_versions_is_made_printable_once(tmp_path: Path
                           "metrics": '{"lo\\u001b[2Jss": 1.5, "device": "GPU\\u0007"}'})
     old["probes"].insert({**common, "id": 2, "seq": 2, "stdout_tail": "ok\n\ttab", "stderr_tail": "",
                           "reason": "exit 0", "metrics": '{"loss": NaN, "name": "caf\u00e9"}'})
-    old.execute(f"PRAGMA user_version = {len(MIGRATIONS) - 1}")
+    old.execute(f"PRAGMA user_version = {before}")
     old.close()
     with Store(db) as s:
         raw, clean = s.probes_for_run(1)
     assert raw["stdout_tail"] == "cleared\n" and raw["stderr_tail"] == "FAILED ValueError: x\\u202e"
     assert raw["reason"] == "crashed: x" and raw["metrics"] == {"loss": 1.5, "device": "GPU\\x07"}
     assert (clean["stdout_tail"], clean["stderr_tail"], clean["reason"]) == ("ok\n\ttab", "", "exit 0")
-    assert sqlite3.connect(db).execute("SELECT metrics FROM probes WHERE id = 2").fetchone()[0] == \
-        '{"loss": NaN, "name": "caf\u00e9"}'
+    with closing(sqlite3.connect(db)) as conn:
+        assert conn.execute("SELECT metrics FROM probes WHERE id = 2").fetchone()[0] == '{"loss": NaN, "name": "caf\u00e9"}'
     assert _user_version(db) == SCHEMA_VERSION
 
 
